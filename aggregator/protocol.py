@@ -1,0 +1,451 @@
+"""The Jeisson wire protocol: every message a home and the aggregator exchange.
+
+This module is the single definition of the websocket protocol (JSON text frames) and is
+imported by both sides: the server, the home client (``aggregator.client``), the fleet simulator
+and the Home Assistant integration. It has no Home Assistant and no server-only imports.
+
+Every frame is one JSON object with a ``type`` (which message it is) and an ``id`` (unique per
+sender; a re-sent message keeps its id, so receivers can drop duplicates). Replies carry
+``reply_to`` with the id they answer. Messages are validated on receipt with :func:`parse_message`;
+anything unknown or invalid raises :class:`ProtocolError` carrying an :class:`ErrorCode`, which
+the receiver answers with an :class:`ErrorMessage` instead of crashing.
+
+See ``docs/protocol.md`` for the integrator reference and ``docs/examples/`` for golden messages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_VERSION: Final = 1
+"""The protocol version this code speaks."""
+
+MIN_SUPPORTED_SCHEMA_VERSION: Final = 1
+"""The oldest protocol version the server still accepts from a home."""
+
+MAX_FRAME_BYTES: Final = 256 * 1024
+"""Largest text frame either side accepts; larger frames are refused with ``frame_too_large``."""
+
+MAX_STEPS_PER_BID: Final = 32
+MAX_LOADS_PER_HOME: Final = 64
+MAX_SAMPLES_PER_TELEMETRY: Final = 512
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+"""Ids of messages, homes, loads, events and awards: short, printable, no spaces."""
+
+Kilowatts = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
+Price = Annotated[float, Field(ge=0, le=1_000, allow_inf_nan=False)]
+"""A price per kWh in the aggregator's currency."""
+
+
+def new_message_id() -> str:
+    """Return a fresh, unique message id."""
+    return uuid.uuid4().hex
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class ErrorCode(StrEnum):
+    """Why a message was refused; sent in :class:`ErrorMessage`."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    FRAME_TOO_LARGE = "frame_too_large"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NOT_HELLOED = "not_helloed"
+    UNKNOWN_EVENT = "unknown_event"
+    UNKNOWN_AWARD = "unknown_award"
+    UNKNOWN_LOAD = "unknown_load"
+    INVALID_STATE = "invalid_state"
+    DEADLINE_PASSED = "deadline_passed"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ProtocolError(Exception):
+    """A received frame could not be accepted; ``code`` says why."""
+
+    def __init__(self, code: ErrorCode, message: str, reply_to: str | None = None) -> None:
+        """Store the error code, a human-readable message and the id it answers."""
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reply_to = reply_to
+
+
+class LoadKind(StrEnum):
+    """What kind of appliance a load is."""
+
+    WATER_HEATER = "water_heater"
+    HVAC = "hvac"
+    EV_CHARGER = "ev_charger"
+    POOL_PUMP = "pool_pump"
+    OTHER = "other"
+
+
+class EventKind(StrEnum):
+    """How an event allocates load: by bidding, or a direct call at a flat incentive."""
+
+    MARKET = "market"
+    DIRECT = "direct"
+
+
+class OptOutReason(StrEnum):
+    """Why a home stopped curtailing."""
+
+    USER = "user"
+    """The homeowner opted out (button, service action, participation switched off)."""
+    OVERRIDE = "override"
+    """The homeowner switched a held load back on."""
+    UNAVAILABLE = "unavailable"
+    """The load's actuator became unreachable."""
+
+
+class HomeEventStatus(StrEnum):
+    """Where a home is in an event, as it reports in its hello."""
+
+    AWARDED = "awarded"
+    ACTIVE = "active"
+    RESTORING = "restoring"
+    DONE = "done"
+
+
+class _Model(BaseModel):
+    """Base of every protocol model: strict about unknown fields, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Message(_Model):
+    """Fields every message carries."""
+
+    id: Identifier = Field(default_factory=new_message_id)
+
+
+class _Reply(_Message):
+    """A message that answers another one."""
+
+    reply_to: Identifier
+
+
+# --- Building blocks ------------------------------------------------------------------------
+
+
+class Load(_Model):
+    """One curtailable appliance of a home, as declared in its inventory."""
+
+    load_id: Identifier
+    name: str = Field(min_length=1, max_length=100)
+    kind: LoadKind
+    rated_kw: Kilowatts
+    curtailable: bool = True
+    """False when the homeowner marked it "never curtail"; it is listed but never bid."""
+
+
+class BidStep(_Model):
+    """One indivisible step of a bid curve: shed ``kw`` by switching off ``loads`` at ``price``."""
+
+    kw: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+    price: Price
+    loads: list[Identifier] = Field(min_length=1, max_length=MAX_LOADS_PER_HOME)
+
+
+class Sample(_Model):
+    """One telemetry sample: measured power and the reduction the home believes it delivers."""
+
+    ts: AwareDatetime
+    power_kw: Kilowatts
+    """Measured power of the home's declared loads."""
+    shed_kw: Kilowatts = 0.0
+    """Power currently held off by Jeisson (measured before switch-off, else rated)."""
+    loads: dict[Identifier, Kilowatts] = Field(default_factory=dict, max_length=MAX_LOADS_PER_HOME)
+    """Per-load measured power, where known."""
+
+
+class HeldAward(_Model):
+    """An award a home is still executing, reported in its hello so the server can reconcile."""
+
+    event_id: Identifier
+    award_id: Identifier
+    status: HomeEventStatus
+    loads: list[Identifier] = Field(default_factory=list, max_length=MAX_LOADS_PER_HOME)
+
+
+# --- Server to home ---------------------------------------------------------------------------
+
+
+class ServerHello(_Message):
+    """First frame on every connection: who the server is and which versions it speaks."""
+
+    type: Literal["server_hello"] = "server_hello"
+    schema_version: int = SCHEMA_VERSION
+    min_supported_schema_version: int = MIN_SUPPORTED_SCHEMA_VERSION
+    server_version: str
+    aggregator_id: Identifier
+    home_id: Identifier
+    heartbeat_interval: float = Field(gt=0)
+    """Seconds between WebSocket pings the home should send; silence for 3 intervals drops it."""
+    server_time: AwareDatetime
+
+
+class Offer(_Message):
+    """A call for bids: the event window, a price cap and a deadline for the bid."""
+
+    type: Literal["offer"] = "offer"
+    event_id: Identifier
+    round: int = Field(ge=1)
+    """1 for the first negotiation, higher for re-negotiations of a shortfall."""
+    kind: EventKind = EventKind.MARKET
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    price_cap: Price
+    bid_deadline: AwareDatetime
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> Self:
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class Award(_Message):
+    """What a home committed to: shed these loads for this window at this price.
+
+    In a direct event ``loads`` is empty: the home sheds every load its terms allow at ``price``
+    (the flat incentive) and says which in its :class:`AwardAck`.
+    """
+
+    type: Literal["award"] = "award"
+    event_id: Identifier
+    award_id: Identifier
+    round: int = Field(ge=1)
+    kind: EventKind = EventKind.MARKET
+    loads: list[Identifier] = Field(default_factory=list, max_length=MAX_LOADS_PER_HOME)
+    kw: Kilowatts
+    price: Price
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    restore_stagger_s: float = Field(ge=0, le=3600)
+    """Each load is restored after a random delay in ``[0, restore_stagger_s]``."""
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> Self:
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class Cancel(_Message):
+    """The operator cancelled the event: restore what was switched off (staggered)."""
+
+    type: Literal["cancel"] = "cancel"
+    event_id: Identifier
+    reason: str = Field(default="", max_length=200)
+
+
+class EventEnd(_Message):
+    """The event window is over (homes also end it on their own clock)."""
+
+    type: Literal["event_end"] = "event_end"
+    event_id: Identifier
+
+
+class Ack(_Reply):
+    """The message ``reply_to`` was received, validated and persisted."""
+
+    type: Literal["ack"] = "ack"
+
+
+class ErrorMessage(_Message):
+    """A message was refused. ``reply_to`` is set when the refused frame had a readable id."""
+
+    type: Literal["error"] = "error"
+    reply_to: Identifier | None = None
+    code: ErrorCode
+    message: str = Field(max_length=1000)
+
+
+# --- Home to server ---------------------------------------------------------------------------
+
+
+class HomeHello(_Message):
+    """First frame a home sends: its versions and the awards it is still executing."""
+
+    type: Literal["home_hello"] = "home_hello"
+    schema_version: int = Field(ge=1)
+    software_version: str = Field(min_length=1, max_length=64)
+    held_awards: list[HeldAward] = Field(default_factory=list, max_length=16)
+
+
+class Inventory(_Message):
+    """The home's loads (replaces any earlier inventory)."""
+
+    type: Literal["inventory"] = "inventory"
+    loads: list[Load] = Field(max_length=MAX_LOADS_PER_HOME)
+    participating: bool = True
+    """False when the homeowner switched participation off: no offers are sent."""
+
+    @model_validator(mode="after")
+    def _load_ids_are_unique(self) -> Self:
+        ids = [load.load_id for load in self.loads]
+        if len(ids) != len(set(ids)):
+            raise ValueError("load_id values must be unique")
+        return self
+
+
+class Bid(_Reply):
+    """A step curve answering an offer (``reply_to`` is the offer's id). No steps = no bid."""
+
+    type: Literal["bid"] = "bid"
+    event_id: Identifier
+    round: int = Field(ge=1)
+    steps: list[BidStep] = Field(default_factory=list, max_length=MAX_STEPS_PER_BID)
+
+    @model_validator(mode="after")
+    def _steps_are_consistent(self) -> Self:
+        seen: set[str] = set()
+        for step in self.steps:
+            for load in step.loads:
+                if load in seen:
+                    raise ValueError(f"load {load!r} appears in more than one step")
+                seen.add(load)
+        prices = [step.price for step in self.steps]
+        if prices != sorted(prices):
+            raise ValueError("step prices must not decrease")
+        return self
+
+    @property
+    def total_kw(self) -> float:
+        """Return the kW of all steps together."""
+        return sum(step.kw for step in self.steps)
+
+
+class AwardAck(_Reply):
+    """A home's answer to an award (``reply_to`` is the award message's id).
+
+    ``accepted`` False means the home cannot carry it out (e.g. a load went away); for a direct
+    event ``loads`` and ``kw`` say what the home took on.
+    """
+
+    type: Literal["award_ack"] = "award_ack"
+    event_id: Identifier
+    award_id: Identifier
+    accepted: bool = True
+    loads: list[Identifier] = Field(default_factory=list, max_length=MAX_LOADS_PER_HOME)
+    kw: Kilowatts = 0.0
+
+
+class Telemetry(_Message):
+    """A batch of samples, oldest first; ``event_id`` set while the home is in an event."""
+
+    type: Literal["telemetry"] = "telemetry"
+    event_id: Identifier | None = None
+    samples: list[Sample] = Field(min_length=1, max_length=MAX_SAMPLES_PER_TELEMETRY)
+
+
+class OptOut(_Message):
+    """The home stops curtailing one load (``load_id``) or the whole event (``load_id`` None)."""
+
+    type: Literal["opt_out"] = "opt_out"
+    event_id: Identifier
+    load_id: Identifier | None = None
+    reason: OptOutReason = OptOutReason.USER
+
+
+# --- Parsing ----------------------------------------------------------------------------------
+
+type ServerMessage = ServerHello | Offer | Award | Cancel | EventEnd | Ack | ErrorMessage
+type HomeMessage = HomeHello | Inventory | Bid | AwardAck | Telemetry | OptOut
+type Message = ServerMessage | HomeMessage
+
+_SERVER_TYPES: Final = (ServerHello, Offer, Award, Cancel, EventEnd, Ack, ErrorMessage)
+_HOME_TYPES: Final = (HomeHello, Inventory, Bid, AwardAck, Telemetry, OptOut)
+
+MESSAGE_TYPES: Final[dict[str, type[_Message]]] = {
+    cls.model_fields["type"].default: cls for cls in (*_SERVER_TYPES, *_HOME_TYPES)
+}
+"""Every message class by its ``type`` value."""
+
+SERVER_MESSAGE_TYPES: Final = frozenset(cls.model_fields["type"].default for cls in _SERVER_TYPES)
+HOME_MESSAGE_TYPES: Final = frozenset(cls.model_fields["type"].default for cls in _HOME_TYPES)
+
+_ANY_MESSAGE: TypeAdapter[Message] = TypeAdapter(
+    Annotated[
+        ServerHello
+        | Offer
+        | Award
+        | Cancel
+        | EventEnd
+        | Ack
+        | ErrorMessage
+        | HomeHello
+        | Inventory
+        | Bid
+        | AwardAck
+        | Telemetry
+        | OptOut,
+        Field(discriminator="type"),
+    ]
+)
+_JSON_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
+
+
+def parse_message(frame: str | bytes, *, allowed: frozenset[str] | None = None) -> Message:
+    """Parse and validate one text frame.
+
+    ``allowed`` restricts the accepted ``type`` values (a server passes
+    :data:`HOME_MESSAGE_TYPES`). Raises :class:`ProtocolError` with the matching code for
+    oversized frames, invalid JSON, unknown types and invalid fields.
+    """
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frame exceeds {MAX_FRAME_BYTES} bytes")
+    try:
+        raw = _JSON_OBJECT.validate_json(frame)
+    except ValidationError as err:
+        raise ProtocolError(ErrorCode.INVALID_JSON, "frame is not a JSON object") from err
+    reply_to = raw.get("id") if isinstance(raw.get("id"), str) else None
+    message_type = raw.get("type")
+    if not isinstance(message_type, str) or message_type not in MESSAGE_TYPES:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown message type {message_type!r}", reply_to
+        )
+    if allowed is not None and message_type not in allowed:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE, f"message type {message_type!r} is not accepted here", reply_to
+        )
+    try:
+        return _ANY_MESSAGE.validate_python(raw)
+    except ValidationError as err:
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or 'message'}: {error['msg']}"
+            for error in err.errors(include_url=False)
+        )
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, details, reply_to) from err
+
+
+def dump_message(message: Message) -> str:
+    """Serialise a message to the JSON text sent on the wire."""
+    return message.model_dump_json(exclude_none=True)
+
+
+def protocol_json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of every message (used to build docs/protocol.schema.json)."""
+    return _ANY_MESSAGE.json_schema()
