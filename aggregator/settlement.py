@@ -1,0 +1,383 @@
+"""Settlement of a demand-response event: delivered energy and payment of every home.
+
+For each home and event interval the delivered energy is the baseline minus the measured power,
+floored at zero, times the interval length: ``max(0, baseline_kw - measured_kw) * hours``. A home
+is paid ``delivered kWh x its award price`` (homes may have been awarded in different rounds at
+different prices). Nothing is paid by guesswork: a home without a baseline delivers 0 kWh, and an
+interval without a measurement is credited 0 kWh (and counted as missing).
+
+:func:`settle_event` turns a :class:`~aggregator.baselines.BaselineResult` plus the measured
+window into an :class:`EventSettlement` report with per-home rows and event totals, which
+serialises to JSON (:meth:`EventSettlement.to_json_dict`) and CSV
+(:meth:`EventSettlement.write_csv`: a header, one row per home and a totals row).
+``docs/settlement.md`` documents the numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from aggregator.baselines import BaselineMethod, BaselineOutcome, BaselineResult
+
+DEFAULT_CURRENCY: Final = "EUR"
+TOTALS_ROW_ID: Final = "TOTAL"
+"""``home_id`` cell of the CSV totals row."""
+
+CSV_COLUMNS: Final = (
+    "home_id",
+    "status",
+    "baseline_outcome",
+    "baseline_reason",
+    "adjustment_factor",
+    "price_per_kwh",
+    "currency",
+    "baseline_kwh",
+    "measured_kwh",
+    "delivered_kwh",
+    "payment",
+    "missing_intervals",
+)
+"""Header of the CSV export, in column order."""
+
+_FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
+"""Text cells starting with these are read as formulas by spreadsheets (CSV injection)."""
+
+
+class SettlementStatus(StrEnum):
+    """How completely a home could be settled."""
+
+    SETTLED = "settled"
+    """Baseline and every interval's measurement known."""
+    INCOMPLETE_TELEMETRY = "incomplete_telemetry"
+    """Some intervals had no measurement; they were credited 0 kWh."""
+    NO_TELEMETRY = "no_telemetry"
+    """No interval had a measurement; nothing is paid."""
+    NO_BASELINE = "no_baseline"
+    """No baseline could be computed; nothing is paid."""
+
+
+def delivered_kwh(
+    baseline_kw: npt.ArrayLike, measured_kw: npt.ArrayLike, interval_hours: float
+) -> npt.NDArray[np.float64]:
+    """Return ``max(0, baseline - measured) * interval_hours`` per interval (float64 kWh).
+
+    Intervals where the baseline or the measurement is NaN (or infinite) deliver 0 kWh.
+    """
+    if not interval_hours > 0:
+        raise ValueError(f"interval_hours must be > 0, got {interval_hours}")
+    baseline = np.asarray(baseline_kw, dtype=np.float64)
+    measured = np.asarray(measured_kw, dtype=np.float64)
+    known = np.isfinite(baseline) & np.isfinite(measured)
+    shed = np.zeros(np.broadcast_shapes(baseline.shape, measured.shape))
+    np.subtract(baseline, measured, out=shed, where=known)
+    result: npt.NDArray[np.float64] = np.maximum(shed, 0.0) * interval_hours
+    return result
+
+
+def _json_float(value: float) -> float | None:
+    """Return ``value``, or None when it is NaN/infinite (JSON has no NaN)."""
+    return value if math.isfinite(value) else None
+
+
+def _json_floats(values: Sequence[float]) -> list[float | None]:
+    """Return ``values`` with NaN/infinite entries replaced by None."""
+    return [_json_float(value) for value in values]
+
+
+def _csv_text(value: str) -> str:
+    """Return a text cell that spreadsheets will not execute as a formula."""
+    return f"'{value}" if value.startswith(_FORMULA_PREFIXES) else value
+
+
+def _csv_number(value: float | None) -> str:
+    """Return a number cell: the shortest exact repr, empty when unknown."""
+    if value is None or not math.isfinite(value):
+        return ""
+    return repr(value)
+
+
+@dataclass(frozen=True, slots=True)
+class HomeSettlement:
+    """One home's settlement for one event."""
+
+    home_id: str
+    status: SettlementStatus
+    baseline_outcome: BaselineOutcome
+    baseline_reason: str
+    adjustment_factor: float
+    price_per_kwh: float
+    baseline_kw: tuple[float, ...]
+    """Baseline kW per event interval (NaN when there is no baseline)."""
+    measured_kw: tuple[float, ...]
+    """Measured kW per event interval (NaN where missing)."""
+    delivered_kwh_by_interval: tuple[float, ...]
+    baseline_kwh: float
+    """Baseline energy over the window (NaN when there is no baseline)."""
+    measured_kwh: float
+    """Measured energy over the intervals that have a measurement."""
+    delivered_kwh: float
+    payment: float
+    missing_intervals: int
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Return the row as JSON-ready data (unknown numbers become null)."""
+        return {
+            "home_id": self.home_id,
+            "status": self.status.value,
+            "baseline_outcome": self.baseline_outcome.value,
+            "baseline_reason": self.baseline_reason,
+            "adjustment_factor": self.adjustment_factor,
+            "price_per_kwh": self.price_per_kwh,
+            "baseline_kw": _json_floats(self.baseline_kw),
+            "measured_kw": _json_floats(self.measured_kw),
+            "delivered_kwh_by_interval": list(self.delivered_kwh_by_interval),
+            "baseline_kwh": _json_float(self.baseline_kwh),
+            "measured_kwh": self.measured_kwh,
+            "delivered_kwh": self.delivered_kwh,
+            "payment": self.payment,
+            "missing_intervals": self.missing_intervals,
+        }
+
+    def csv_row(self, currency: str) -> list[str]:
+        """Return the row's CSV cells in :data:`CSV_COLUMNS` order."""
+        return [
+            _csv_text(self.home_id),
+            self.status.value,
+            self.baseline_outcome.value,
+            _csv_text(self.baseline_reason),
+            _csv_number(self.adjustment_factor),
+            _csv_number(self.price_per_kwh),
+            currency,
+            _csv_number(self.baseline_kwh),
+            _csv_number(self.measured_kwh),
+            _csv_number(self.delivered_kwh),
+            _csv_number(self.payment),
+            str(self.missing_intervals),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementTotals:
+    """Event totals over every home."""
+
+    homes: int
+    homes_paid: int
+    """Homes with a payment above zero."""
+    homes_without_baseline: int
+    homes_with_missing_telemetry: int
+    baseline_kwh: float
+    """Sum over homes that have a baseline."""
+    measured_kwh: float
+    delivered_kwh: float
+    payment: float
+    delivered_kwh_by_interval: tuple[float, ...]
+    """Fleet delivered energy per event interval."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Return the totals as JSON-ready data."""
+        return {
+            "homes": self.homes,
+            "homes_paid": self.homes_paid,
+            "homes_without_baseline": self.homes_without_baseline,
+            "homes_with_missing_telemetry": self.homes_with_missing_telemetry,
+            "baseline_kwh": self.baseline_kwh,
+            "measured_kwh": self.measured_kwh,
+            "delivered_kwh": self.delivered_kwh,
+            "payment": self.payment,
+            "delivered_kwh_by_interval": list(self.delivered_kwh_by_interval),
+        }
+
+    def csv_row(self, currency: str) -> list[str]:
+        """Return the totals row's CSV cells in :data:`CSV_COLUMNS` order."""
+        summary = (
+            f"{self.homes} homes, {self.homes_paid} paid, "
+            f"{self.homes_without_baseline} without baseline"
+        )
+        return [
+            TOTALS_ROW_ID,
+            "",
+            "",
+            summary,
+            "",
+            "",
+            currency,
+            _csv_number(self.baseline_kwh),
+            _csv_number(self.measured_kwh),
+            _csv_number(self.delivered_kwh),
+            _csv_number(self.payment),
+            "",
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class EventSettlement:
+    """The settlement report of one event: a row per home and the totals."""
+
+    event_id: str
+    baseline_method: BaselineMethod
+    currency: str
+    interval_minutes: int
+    window_start_interval: int
+    """First event interval of the event day (0 = the interval starting at midnight)."""
+    window_end_interval: int
+    """First interval after the event."""
+    homes: tuple[HomeSettlement, ...]
+    totals: SettlementTotals
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data (for ``GET /api/v1/events/{id}/settlement``)."""
+        return {
+            "event_id": self.event_id,
+            "baseline_method": self.baseline_method.value,
+            "currency": self.currency,
+            "interval_minutes": self.interval_minutes,
+            "window_start_interval": self.window_start_interval,
+            "window_end_interval": self.window_end_interval,
+            "homes": [home.to_json_dict() for home in self.homes],
+            "totals": self.totals.to_json_dict(),
+        }
+
+    def write_csv(self, stream: TextIO) -> None:
+        """Write the header, one row per home and the totals row to ``stream``.
+
+        Open files with ``newline=""`` (as the csv module requires).
+        """
+        writer = csv.writer(stream)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(home.csv_row(self.currency) for home in self.homes)
+        writer.writerow(self.totals.csv_row(self.currency))
+
+    def to_csv(self) -> str:
+        """Return the CSV export as text."""
+        buffer = io.StringIO(newline="")
+        self.write_csv(buffer)
+        return buffer.getvalue()
+
+
+def _prices(prices: npt.ArrayLike, homes: int) -> npt.NDArray[np.float64]:
+    """Return one finite, non-negative price per home (a scalar applies to every home)."""
+    array = np.asarray(prices, dtype=np.float64)
+    if array.ndim == 0:
+        array = np.full(homes, float(array))
+    if array.shape != (homes,):
+        raise ValueError(f"prices must be a scalar or have shape ({homes},), got {array.shape}")
+    bad = ~np.isfinite(array) | (array < 0)
+    if bad.any():
+        home = int(np.argmax(bad))
+        raise ValueError(f"price of home index {home} must be finite and >= 0, got {array[home]}")
+    return array
+
+
+def _statuses(
+    has_baseline: npt.NDArray[np.bool_], missing: npt.NDArray[np.intp], intervals: int
+) -> list[SettlementStatus]:
+    """Return each home's :class:`SettlementStatus`."""
+    return [
+        SettlementStatus.NO_BASELINE
+        if not baseline
+        else SettlementStatus.NO_TELEMETRY
+        if gaps == intervals
+        else SettlementStatus.INCOMPLETE_TELEMETRY
+        if gaps
+        else SettlementStatus.SETTLED
+        for baseline, gaps in zip(has_baseline.tolist(), missing.tolist(), strict=True)
+    ]
+
+
+def settle_event(
+    event_id: str,
+    home_ids: Sequence[str],
+    baselines: BaselineResult,
+    measured_kw: npt.ArrayLike,
+    prices: npt.ArrayLike,
+    *,
+    currency: str = DEFAULT_CURRENCY,
+) -> EventSettlement:
+    """Settle one event for every home of ``baselines``.
+
+    Args:
+        event_id: the event settled.
+        home_ids: one id per home, in the order of the baseline arrays.
+        baselines: the result of :func:`aggregator.baselines.compute_baselines`.
+        measured_kw: ``(homes, window intervals)`` measured kW during the event, NaN where
+            missing (e.g. ``event_day_kw[:, baselines.window.slice]``).
+        prices: each home's award price per kWh, or one price for every home.
+        currency: ISO 4217 code of the prices.
+
+    Raises:
+        ValueError: when ids, shapes or prices do not fit the baselines.
+
+    """
+    homes, window = baselines.homes, baselines.window
+    if len(home_ids) != homes:
+        raise ValueError(f"got {len(home_ids)} home ids for {homes} baselines")
+    if len(set(home_ids)) != homes:
+        raise ValueError("home ids must be unique")
+    measured = np.asarray(measured_kw, dtype=np.float64)
+    if measured.shape != (homes, window.length):
+        raise ValueError(
+            f"measured_kw must have shape ({homes}, {window.length}), got {measured.shape}"
+        )
+    price = _prices(prices, homes)
+    hours = baselines.config.interval_hours
+    baseline = baselines.baseline_kw.astype(np.float64)
+
+    has_baseline = np.isfinite(baseline).all(axis=1)
+    measured_known = np.isfinite(measured)
+    missing = np.count_nonzero(~measured_known, axis=1)
+    per_interval = delivered_kwh(baseline, measured, hours)
+    delivered = per_interval.sum(axis=1)
+    payment = delivered * price
+    baseline_kwh = np.where(has_baseline, baseline.sum(axis=1) * hours, np.nan)
+    measured_kwh = np.where(measured_known, measured, 0.0).sum(axis=1) * hours
+    statuses = _statuses(has_baseline, missing, window.length)
+
+    rows = tuple(
+        HomeSettlement(
+            home_id=home_id,
+            status=statuses[index],
+            baseline_outcome=baselines.outcome(index),
+            baseline_reason=baselines.reason(index),
+            adjustment_factor=float(baselines.adjustment_factor[index]),
+            price_per_kwh=float(price[index]),
+            baseline_kw=tuple(baseline[index].tolist()),
+            measured_kw=tuple(measured[index].tolist()),
+            delivered_kwh_by_interval=tuple(per_interval[index].tolist()),
+            baseline_kwh=float(baseline_kwh[index]),
+            measured_kwh=float(measured_kwh[index]),
+            delivered_kwh=float(delivered[index]),
+            payment=float(payment[index]),
+            missing_intervals=int(missing[index]),
+        )
+        for index, home_id in enumerate(home_ids)
+    )
+    totals = SettlementTotals(
+        homes=homes,
+        homes_paid=int(np.count_nonzero(payment > 0)),
+        homes_without_baseline=int(np.count_nonzero(~has_baseline)),
+        homes_with_missing_telemetry=int(np.count_nonzero(has_baseline & (missing > 0))),
+        baseline_kwh=math.fsum(baseline_kwh[has_baseline].tolist()),
+        measured_kwh=math.fsum(measured_kwh.tolist()),
+        delivered_kwh=math.fsum(delivered.tolist()),
+        payment=math.fsum(payment.tolist()),
+        delivered_kwh_by_interval=tuple(math.fsum(column) for column in per_interval.T.tolist()),
+    )
+    return EventSettlement(
+        event_id=event_id,
+        baseline_method=baselines.config.method,
+        currency=currency,
+        interval_minutes=baselines.config.interval_minutes,
+        window_start_interval=window.start,
+        window_end_interval=window.end,
+        homes=rows,
+        totals=totals,
+    )
