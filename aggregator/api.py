@@ -1,0 +1,364 @@
+"""The operator REST API and the enrolment endpoint (aiohttp handlers and their request models).
+
+Operator routes need ``Authorization: Bearer <operator token>``. Every request body is validated
+with a pydantic model; bad input gets HTTP 400 with ``{"error": "invalid_request", "message"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any, Final
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
+from aggregator.auth import bearer_token
+from aggregator.negotiation import EventNotFoundError, EventRequest, InvalidTransitionError
+from aggregator.protocol import EventKind, utc_now
+from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
+from aggregator.store import EnrolmentRejected
+
+MAX_EVENT_DURATION: Final = timedelta(hours=24)
+MAX_LIST: Final = 500
+_ENROLMENT_STATUS: Final = {
+    EnrolmentRejected.Reason.UNKNOWN: 404,
+    EnrolmentRejected.Reason.USED: 409,
+    EnrolmentRejected.Reason.EXPIRED: 410,
+}
+
+routes = web.RouteTableDef()
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnrollBody(_Body):
+    """``POST /api/v1/enroll``."""
+
+    code: str = Field(min_length=4, max_length=64)
+
+
+class HomeBody(_Body):
+    """``POST /api/v1/homes``."""
+
+    name: str = Field(min_length=1, max_length=100)
+
+
+class EventBody(_Body):
+    """``POST /api/v1/events``: what the operator asks for."""
+
+    name: str = Field(default="DR event", min_length=1, max_length=200)
+    kind: EventKind = EventKind.MARKET
+    target_kw: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+    price_cap: Annotated[float, Field(ge=0, le=1_000, allow_inf_nan=False)]
+    """Market: the highest price per kWh accepted. Direct: the flat incentive per kWh."""
+    start: AwareDatetime
+    end: AwareDatetime
+    bid_window_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    restore_stagger_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+
+    @model_validator(mode="after")
+    def _check_window(self) -> EventBody:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.end - self.start > MAX_EVENT_DURATION:
+            raise ValueError("an event lasts at most 24 hours")
+        if self.kind is EventKind.MARKET:
+            if self.target_kw <= 0:
+                raise ValueError("a market event needs target_kw > 0")
+            earliest = utc_now() + timedelta(seconds=self.bid_window_s)
+            if self.start < earliest:
+                raise ValueError("start must leave time for the bid window (now + bid_window_s)")
+        elif self.end <= utc_now():
+            raise ValueError("end must be in the future")
+        return self
+
+    def to_request(self) -> EventRequest:
+        """Return the negotiation's view of this request."""
+        return EventRequest(
+            name=self.name,
+            kind=self.kind,
+            target_kw=self.target_kw,
+            price_cap=self.price_cap,
+            start=self.start,
+            end=self.end,
+            bid_window_s=self.bid_window_s,
+            restore_stagger_s=self.restore_stagger_s,
+            currency=self.currency,
+        )
+
+
+class CancelBody(_Body):
+    """``POST /api/v1/events/{id}/cancel`` (the body is optional)."""
+
+    reason: str = Field(default="", max_length=200)
+
+
+def json_error(status: int, error: str, message: str) -> web.Response:
+    """Return a JSON error response."""
+    return web.json_response({"error": error, "message": message}, status=status)
+
+
+async def parse_body[ModelT: BaseModel](request: web.Request, model: type[ModelT]) -> ModelT:
+    """Validate a JSON body against ``model``; raise HTTP 400 with the reasons otherwise."""
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as err:
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in err.errors(include_url=False)
+        )
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "invalid_request", "message": reasons}),
+            content_type="application/json",
+        ) from err
+
+
+@web.middleware
+async def operator_auth(
+    request: web.Request, handler: Any
+) -> web.StreamResponse:
+    """Require an operator token on operator routes (marked with ``operator=True``)."""
+    if getattr(handler, "operator_only", False):
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None or not await request.app[STORE].operator_token_is_valid(token):
+            return json_error(401, "unauthorized", "a valid operator token is required")
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+def operator_only[HandlerT](handler: HandlerT) -> HandlerT:
+    """Mark a handler as needing an operator token."""
+    handler.operator_only = True  # type: ignore[attr-defined]
+    return handler
+
+
+# --- enrolment --------------------------------------------------------------------------------
+
+
+@routes.post("/api/v1/enroll")
+async def enroll_home(request: web.Request) -> web.Response:
+    """Exchange a one-time enrolment code for a home token (shown once, stored hashed)."""
+    body = await parse_body(request, EnrollBody)
+    try:
+        enrolled = await request.app[STORE].enroll(body.code)
+    except EnrolmentRejected as err:
+        messages = {
+            EnrolmentRejected.Reason.UNKNOWN: "unknown enrolment code",
+            EnrolmentRejected.Reason.USED: "this enrolment code was already used",
+            EnrolmentRejected.Reason.EXPIRED: "this enrolment code has expired",
+        }
+        return json_error(_ENROLMENT_STATUS[err.reason], err.reason.value, messages[err.reason])
+    return web.json_response(
+        {
+            "home_id": enrolled.home_id,
+            "token": enrolled.token,
+            "aggregator_id": request.app[SERVER_INFO].aggregator_id,
+        }
+    )
+
+
+# --- homes ------------------------------------------------------------------------------------
+
+
+def home_view(home: HomeRecord, connected: bool) -> dict[str, Any]:
+    """Return the operator's JSON view of a home (no secrets)."""
+    return {
+        "home_id": home.home_id,
+        "name": home.name,
+        "created_at": home.created_at.isoformat(),
+        "enrolled": home.enrolled_at is not None,
+        "connected": connected,
+        "participating": home.participating,
+        "flexible_kw": round(home.flexible_kw, 3),
+        "loads": [load.model_dump(mode="json") for load in home.loads],
+        "last_seen_at": home.last_seen_at.isoformat() if home.last_seen_at else None,
+        "software_version": home.software_version,
+    }
+
+
+@routes.post("/api/v1/homes")
+@operator_only
+async def add_home(request: web.Request) -> web.Response:
+    """Add a home; the response carries its one-time enrolment code."""
+    body = await parse_body(request, HomeBody)
+    home, code = await request.app[STORE].add_home(body.name)
+    view = home_view(home, connected=False)
+    return web.json_response({**view, "code": code}, status=201)
+
+
+@routes.get("/api/v1/homes")
+@operator_only
+async def list_homes(request: web.Request) -> web.Response:
+    """List every home with its connection state."""
+    registry = request.app[REGISTRY]
+    homes = await request.app[STORE].list_homes()
+    return web.json_response(
+        {"homes": [home_view(home, registry.is_connected(home.home_id)) for home in homes]}
+    )
+
+
+@routes.post("/api/v1/homes/{home_id}/code")
+@operator_only
+async def new_home_code(request: web.Request) -> web.Response:
+    """Issue a new one-time code for a home (re-enrolment revokes its old token)."""
+    home_id = request.match_info["home_id"]
+    code = await request.app[STORE].new_enrolment_code(home_id)
+    if code is None:
+        return json_error(404, "not_found", f"no home {home_id}")
+    return web.json_response({"home_id": home_id, "code": code}, status=201)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def round_view(record: RoundRecord) -> dict[str, Any]:
+    """Return the JSON view of one negotiation round."""
+    return {
+        "round": record.round,
+        "status": record.status.value,
+        "target_kw": record.target_kw,
+        "opened_at": record.opened_at.isoformat(),
+        "deadline": record.deadline.isoformat(),
+        "offered_homes": len(record.offered_homes),
+        "bids": record.bids,
+        "steps": record.steps,
+        "offered_kw": record.offered_kw,
+        "accepted_kw": record.accepted_kw,
+        "clearing_price": record.clearing_price,
+        "shortfall_kw": record.shortfall_kw,
+    }
+
+
+def award_view(award: AwardRecord) -> dict[str, Any]:
+    """Return the JSON view of one award."""
+    return {
+        "award_id": award.award_id,
+        "home_id": award.home_id,
+        "round": award.round,
+        "status": award.status.value,
+        "loads": list(award.loads),
+        "kw": award.kw,
+        "committed_kw": award.committed_kw,
+        "price": award.price,
+        "opted_out_loads": list(award.opted_out_loads),
+        "sent_at": award.sent_at.isoformat(),
+        "acked_at": award.acked_at.isoformat() if award.acked_at else None,
+    }
+
+
+def event_summary(record: EventRecord) -> dict[str, Any]:
+    """Return the short JSON view of an event (lists)."""
+    return {
+        "id": record.event_id,
+        "name": record.name,
+        "kind": record.kind.value,
+        "status": record.status.value,
+        "target_kw": record.target_kw,
+        "price_cap": record.price_cap,
+        "currency": record.currency,
+        "start": record.start.isoformat(),
+        "end": record.end.isoformat(),
+        "bid_window_s": record.bid_window_s,
+        "restore_stagger_s": record.restore_stagger_s,
+        "clearing_price": record.clearing_price,
+        "created_at": record.created_at.isoformat(),
+        "cancel_reason": record.cancel_reason,
+    }
+
+
+async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | None:
+    """Return the full JSON view of an event, with live figures while it runs."""
+    manager = app[MANAGER]
+    store = app[STORE]
+    live = manager.live(event_id)
+    if live is not None:
+        record = live.record
+        rounds = [live.rounds[number] for number in sorted(live.rounds)]
+        awards = list(live.awards.values())
+        delivered = manager.delivered_kw(live)
+    else:
+        stored = await store.get_event(event_id)
+        if stored is None:
+            return None
+        record = stored
+        rounds = await store.rounds_for(event_id)
+        awards = await store.awards_for(event_id)
+        delivered = 0.0
+    committed = sum(award.committed_kw for award in awards)
+    return {
+        **event_summary(record),
+        "committed_kw": round(committed, 3),
+        "delivered_kw": round(delivered, 3),
+        "shortfall_kw": round(max(0.0, record.target_kw - committed), 3),
+        "rounds": [round_view(item) for item in rounds],
+        "awards": [award_view(award) for award in awards],
+    }
+
+
+@routes.post("/api/v1/events")
+@operator_only
+async def create_event(request: web.Request) -> web.Response:
+    """Create an event; negotiation starts at once."""
+    body = await parse_body(request, EventBody)
+    record = await request.app[MANAGER].create_event(body.to_request())
+    detail = await event_detail(request.app, record.event_id)
+    return web.json_response(detail, status=201)
+
+
+@routes.get("/api/v1/events")
+@operator_only
+async def list_events(request: web.Request) -> web.Response:
+    """List recent events, newest first (``?limit=``, at most 500)."""
+    try:
+        limit = min(MAX_LIST, max(1, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return json_error(400, "invalid_request", "limit must be an integer")
+    events = await request.app[STORE].list_events(limit)
+    return web.json_response({"events": [event_summary(record) for record in events]})
+
+
+@routes.get("/api/v1/events/{event_id}")
+@operator_only
+async def show_event(request: web.Request) -> web.Response:
+    """Show an event: status, target, committed and delivered kW, price, rounds, awards."""
+    detail = await event_detail(request.app, request.match_info["event_id"])
+    if detail is None:
+        return json_error(404, "not_found", "no such event")
+    return web.json_response(detail)
+
+
+@routes.post("/api/v1/events/{event_id}/cancel")
+@operator_only
+async def cancel_event(request: web.Request) -> web.Response:
+    """Cancel an event; homes restore their loads, staggered."""
+    body = await parse_body(request, CancelBody)
+    event_id = request.match_info["event_id"]
+    try:
+        await request.app[MANAGER].cancel_event(event_id, body.reason)
+    except EventNotFoundError:
+        return json_error(404, "not_found", "no such event")
+    except InvalidTransitionError as err:
+        return json_error(409, "invalid_state", str(err))
+    detail = await event_detail(request.app, event_id)
+    return web.json_response(detail)
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+@routes.get("/healthz")
+async def health(request: web.Request) -> web.Response:
+    """Report liveness and whether the store answers."""
+    try:
+        await request.app[STORE].ping()
+    except Exception as err:  # noqa: BLE001 - any store failure means unhealthy
+        return web.json_response({"status": "unhealthy", "store": type(err).__name__}, status=503)
+    return web.json_response(
+        {"status": "ok", "homes_connected": len(request.app[REGISTRY])}
+    )

@@ -1,0 +1,25 @@
+"""Typed keys of what the aiohttp application holds (store, negotiation, sessions, settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from aggregator.negotiation import EventManager
+from aggregator.sessions import SessionRegistry, SessionSettings
+from aggregator.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Facts about this aggregator shown to homes and operators."""
+
+    aggregator_id: str
+
+
+STORE = web.AppKey("store", Store)
+MANAGER = web.AppKey("manager", EventManager)
+REGISTRY = web.AppKey("registry", SessionRegistry)
+SERVER_INFO = web.AppKey("server_info", ServerInfo)
+SESSION_SETTINGS = web.AppKey("session_settings", SessionSettings)

@@ -1,0 +1,128 @@
+"""The OpenAPI 3.1 document of the REST API, built from the request models it validates with."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from aggregator import __version__
+from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
+
+_BEARER: Final = [{"operatorToken": []}]
+_ERROR: Final = {
+    "description": "Error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    return {
+        "required": required,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+        },
+    }
+
+
+def _ok(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {}}}}
+
+
+def _operation(
+    summary: str,
+    ok: tuple[str, str],
+    *,
+    body: dict[str, Any] | None = None,
+    operator: bool = True,
+    errors: tuple[str, ...] = ("400", "401"),
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {ok[0]: _ok(ok[1]), **dict.fromkeys(errors, _ERROR)},
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    if operator:
+        operation["security"] = _BEARER
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    """Return the OpenAPI document served at ``/api/v1/openapi.json``."""
+    event_id = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    home_id = {"name": "home_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    schemas: dict[str, Any] = {
+        model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for model in (EnrollBody, HomeBody, EventBody, CancelBody)
+    }
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Jeisson aggregator", "version": __version__},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"operatorToken": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/api/v1/enroll": {
+                "post": _operation(
+                    "Exchange a one-time enrolment code for a home token",
+                    ("200", "home_id, token (shown once), aggregator_id"),
+                    body=_body(EnrollBody),
+                    operator=False,
+                    errors=("400", "404", "409", "410"),
+                )
+            },
+            "/api/v1/homes": {
+                "post": _operation(
+                    "Add a home; returns its one-time enrolment code",
+                    ("201", "the home and its code"),
+                    body=_body(HomeBody),
+                ),
+                "get": _operation("List homes", ("200", "homes"), errors=("401",)),
+            },
+            "/api/v1/homes/{home_id}/code": {
+                "parameters": [home_id],
+                "post": _operation(
+                    "Issue a new enrolment code (re-enrolment revokes the old token)",
+                    ("201", "the new code"),
+                    errors=("401", "404"),
+                ),
+            },
+            "/api/v1/events": {
+                "post": _operation(
+                    "Create an event (negotiation starts at once)",
+                    ("201", "the event"),
+                    body=_body(EventBody),
+                ),
+                "get": _operation("List recent events", ("200", "events")),
+            },
+            "/api/v1/events/{event_id}": {
+                "parameters": [event_id],
+                "get": _operation(
+                    "Event status, committed/delivered kW, rounds and awards",
+                    ("200", "the event"),
+                    errors=("401", "404"),
+                ),
+            },
+            "/api/v1/events/{event_id}/cancel": {
+                "parameters": [event_id],
+                "post": _operation(
+                    "Cancel an event",
+                    ("200", "the cancelled event"),
+                    body=_body(CancelBody, required=False),
+                    errors=("400", "401", "404", "409"),
+                ),
+            },
+            "/healthz": {
+                "get": _operation(
+                    "Liveness and store check", ("200", "healthy"), operator=False, errors=("503",)
+                )
+            },
+        },
+    }

@@ -1,0 +1,113 @@
+"""The aggregator's aiohttp application: routes, start-up (store, negotiation) and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from aiohttp import web
+
+from aggregator.api import json_error, operator_auth, routes
+from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, SESSION_SETTINGS, STORE, ServerInfo
+from aggregator.auth import bearer_token
+from aggregator.negotiation import EventManager, NegotiationSettings
+from aggregator.openapi import openapi_document
+from aggregator.protocol import MAX_FRAME_BYTES
+from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
+from aggregator.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_DB_URL: Final = "sqlite:///jeisson.db"
+WS_PATH: Final = "/api/v1/ws"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """How to run an aggregator."""
+
+    db_url: str = DEFAULT_DB_URL
+    heartbeat_interval: float = 30.0
+    negotiation: NegotiationSettings = field(default_factory=NegotiationSettings)
+
+
+async def home_websocket(request: web.Request) -> web.StreamResponse:
+    """Serve one home's websocket (``Authorization: Bearer <home token>``)."""
+    store = request.app[STORE]
+    token = bearer_token(request.headers.get("Authorization"))
+    home = await store.home_for_token(token) if token else None
+    if home is None:
+        return json_error(401, "unauthorized", "a valid home token is required")
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
+    await ws.prepare(request)
+    session = HomeSession(
+        ws,
+        home,
+        store=store,
+        manager=request.app[MANAGER],
+        registry=request.app[REGISTRY],
+        settings=request.app[SESSION_SETTINGS],
+    )
+    await session.run()
+    return ws
+
+
+async def openapi_json(_request: web.Request) -> web.Response:
+    """Serve the OpenAPI document of the REST API."""
+    return web.json_response(openapi_document())
+
+
+def _lifecycle(
+    config: ServerConfig,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store = await Store.open(config.db_url)
+        registry = SessionRegistry()
+        manager = EventManager(store, registry, config.negotiation)
+        aggregator_id = await store.aggregator_id()
+        app[STORE] = store
+        app[REGISTRY] = registry
+        app[MANAGER] = manager
+        app[SERVER_INFO] = ServerInfo(aggregator_id=aggregator_id)
+        app[SESSION_SETTINGS] = SessionSettings(
+            aggregator_id=aggregator_id, heartbeat_interval=config.heartbeat_interval
+        )
+        await manager.start()
+        _LOGGER.info("Aggregator %s ready", aggregator_id)
+        yield
+        await manager.stop()
+        await store.close()
+
+    return lifecycle
+
+
+def create_app(config: ServerConfig | None = None) -> web.Application:
+    """Build the aggregator application (the store opens when the app starts)."""
+    app = web.Application(middlewares=[operator_auth])
+    app.add_routes(routes)
+    app.router.add_get(WS_PATH, home_websocket)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.cleanup_ctx.append(_lifecycle(config or ServerConfig()))
+    app.on_shutdown.append(_close_sessions)
+    return app
+
+
+async def _close_sessions(app: web.Application) -> None:
+    """Close every home session before aiohttp waits for handlers to finish."""
+    await app[REGISTRY].close_all()
+
+
+async def serve(config: ServerConfig, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run the aggregator on ``host:port`` until ``stop`` is set."""
+    runner = web.AppRunner(create_app(config), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    _LOGGER.info("Listening on http://%s:%d", host, port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,313 @@
+"""Home websocket sessions: one :class:`HomeSession` per connection, and the registry of them.
+
+A session validates every frame with :func:`aggregator.protocol.parse_message`, answers invalid
+ones with an ``error`` (the session goes on), and hands valid messages to small handlers named
+after the message. Outgoing frames go through a per-session writer queue, so one slow home never
+blocks the negotiation or other homes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from aggregator import __version__
+from aggregator.negotiation import EventManager
+from aggregator.protocol import (
+    HOME_MESSAGE_TYPES,
+    MIN_SUPPORTED_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    Ack,
+    AwardAck,
+    Bid,
+    ErrorCode,
+    ErrorMessage,
+    HeldAward,
+    HomeHello,
+    HomeMessage,
+    Inventory,
+    OptOut,
+    ProtocolError,
+    ServerHello,
+    ServerMessage,
+    Telemetry,
+    dump_message,
+    parse_message,
+    utc_now,
+)
+from aggregator.records import HomeRecord
+from aggregator.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+CLOSE_UNSUPPORTED_VERSION: Final = 4001
+CLOSE_REPLACED: Final = 4002
+CLOSE_SILENT: Final = 4003
+CLOSE_TOO_SLOW: Final = 4004
+SILENT_INTERVALS: Final = 3
+"""A home silent (not even a ping) for this many heartbeat intervals is dropped."""
+WRITER_QUEUE_SIZE: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """What every session needs to know about the server."""
+
+    aggregator_id: str
+    heartbeat_interval: float = 30.0
+
+
+class SessionRegistry:
+    """The homes connected right now; implements the negotiation's ``HomeLink``."""
+
+    def __init__(self) -> None:
+        """Start with no sessions."""
+        self._sessions: dict[str, HomeSession] = {}
+        self._open: set[HomeSession] = set()
+        """Every open session, ready or still saying hello."""
+
+    def __len__(self) -> int:
+        """Return how many homes are connected and ready."""
+        return len(self._sessions)
+
+    def is_connected(self, home_id: str) -> bool:
+        """Return True when the home has a ready session."""
+        return home_id in self._sessions
+
+    def send(self, home_id: str, message: ServerMessage) -> bool:
+        """Queue a message for one home; False when it is not connected."""
+        session = self._sessions.get(home_id)
+        return session is not None and session.enqueue(dump_message(message))
+
+    def broadcast(self, home_ids: Iterable[str], message: ServerMessage) -> int:
+        """Queue one message (serialised once) for many homes; return how many got it."""
+        frame = dump_message(message)
+        sent = 0
+        for home_id in home_ids:
+            session = self._sessions.get(home_id)
+            if session is not None and session.enqueue(frame):
+                sent += 1
+        return sent
+
+    async def register(self, session: HomeSession) -> None:
+        """Make a session the home's live one, closing an older session of the same home."""
+        older = self._sessions.get(session.home_id)
+        self._sessions[session.home_id] = session
+        if older is not None and older is not session:
+            await older.close(CLOSE_REPLACED, "replaced by a newer connection")
+
+    def attach(self, session: HomeSession) -> None:
+        """Track a session from the moment its websocket opens."""
+        self._open.add(session)
+
+    def unregister(self, session: HomeSession) -> bool:
+        """Forget a session; return True when it was the home's live one."""
+        self._open.discard(session)
+        if self._sessions.get(session.home_id) is session:
+            del self._sessions[session.home_id]
+            return True
+        return False
+
+    async def close_all(self) -> None:
+        """Close every session (server shutdown)."""
+        for session in list(self._open):
+            await session.close(WSCloseCode.GOING_AWAY, "server shutting down")
+
+
+class HomeSession:
+    """One home's websocket connection."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        home: HomeRecord,
+        *,
+        store: Store,
+        manager: EventManager,
+        registry: SessionRegistry,
+        settings: SessionSettings,
+    ) -> None:
+        """Bind a prepared websocket to the authenticated home."""
+        self._ws = ws
+        self._home = home
+        self._store = store
+        self._manager = manager
+        self._registry = registry
+        self._settings = settings
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=WRITER_QUEUE_SIZE)
+        self._held: list[HeldAward] = []
+        self._helloed = False
+        self._ready = False
+        self._handlers: dict[type[HomeMessage], Callable[[HomeMessage], Awaitable[None]]] = {
+            HomeHello: self._handle_home_hello,  # type: ignore[dict-item]
+            Inventory: self._handle_inventory,  # type: ignore[dict-item]
+            Bid: self._handle_bid,  # type: ignore[dict-item]
+            AwardAck: self._handle_award_ack,  # type: ignore[dict-item]
+            Telemetry: self._handle_telemetry,  # type: ignore[dict-item]
+            OptOut: self._handle_opt_out,  # type: ignore[dict-item]
+        }
+
+    @property
+    def home_id(self) -> str:
+        """Return the id of the home on this connection."""
+        return self._home.home_id
+
+    def enqueue(self, frame: str) -> bool:
+        """Queue a serialised frame; a home that cannot keep up is disconnected."""
+        if self._ws.closed:
+            return False
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            _LOGGER.warning("Home %s is not reading; closing its session", self.home_id)
+            asyncio.get_running_loop().create_task(
+                self.close(CLOSE_TOO_SLOW, "not reading messages")
+            )
+            return False
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the websocket with a code and reason."""
+        await self._ws.close(code=code, message=reason.encode())
+
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        writer = asyncio.create_task(self._write_frames(), name=f"writer-{self.home_id}")
+        self._registry.attach(self)
+        try:
+            self.enqueue(
+                dump_message(
+                    ServerHello(
+                        server_version=__version__,
+                        aggregator_id=self._settings.aggregator_id,
+                        home_id=self.home_id,
+                        heartbeat_interval=self._settings.heartbeat_interval,
+                        server_time=utc_now(),
+                    )
+                )
+            )
+            await self._read_frames()
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            if self._registry.unregister(self):
+                self._manager.home_disconnected(self.home_id)
+                _LOGGER.info("Home %s disconnected", self.home_id)
+
+    async def _write_frames(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            try:
+                await self._ws.send_str(frame)
+            except ConnectionError:
+                return
+
+    async def _read_frames(self) -> None:
+        timeout = SILENT_INTERVALS * self._settings.heartbeat_interval
+        while not self._ws.closed:
+            try:
+                msg = await self._ws.receive(timeout=timeout)
+            except TimeoutError:
+                _LOGGER.info("Home %s silent for %.0f s; dropping it", self.home_id, timeout)
+                await self.close(CLOSE_SILENT, "no heartbeat")
+                return
+            if msg.type is WSMsgType.TEXT:
+                await self._handle_frame(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                self._send_error(
+                    ProtocolError(ErrorCode.INVALID_JSON, "binary frames are not accepted")
+                )
+            elif msg.type is WSMsgType.ERROR:
+                _LOGGER.warning("Home %s: websocket error: %s", self.home_id, msg.data)
+                return
+            else:  # CLOSE, CLOSING, CLOSED
+                return
+
+    async def _handle_frame(self, frame: str) -> None:
+        try:
+            message = parse_message(frame, allowed=HOME_MESSAGE_TYPES)
+            if not self._helloed and not isinstance(message, HomeHello):
+                raise ProtocolError(
+                    ErrorCode.NOT_HELLOED, "send home_hello first", message.id
+                )
+            await self._handlers[type(message)](message)
+        except ProtocolError as err:
+            _LOGGER.debug("Home %s: refused a message: %s %s", self.home_id, err.code, err)
+            self._send_error(err)
+        except Exception:
+            _LOGGER.exception("Home %s: failed to handle a message", self.home_id)
+            self._send_error(ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error"))
+
+    def _send_error(self, err: ProtocolError) -> None:
+        self.enqueue(
+            dump_message(ErrorMessage(reply_to=err.reply_to, code=err.code, message=err.message))
+        )
+
+    def _ack(self, message: HomeMessage) -> None:
+        self.enqueue(dump_message(Ack(reply_to=message.id)))
+
+    # --- handlers, one per home message ---------------------------------------------------
+
+    async def _handle_home_hello(self, hello: HomeHello) -> None:
+        if not MIN_SUPPORTED_SCHEMA_VERSION <= hello.schema_version <= SCHEMA_VERSION:
+            self._send_error(
+                ProtocolError(
+                    ErrorCode.UNSUPPORTED_VERSION,
+                    f"schema {hello.schema_version} unsupported; this server speaks "
+                    f"{MIN_SUPPORTED_SCHEMA_VERSION}..{SCHEMA_VERSION}",
+                    hello.id,
+                )
+            )
+            await self._flush_and_close(CLOSE_UNSUPPORTED_VERSION, "unsupported schema version")
+            return
+        await self._store.mark_seen(self.home_id, hello.software_version)
+        self._held = list(hello.held_awards)
+        self._helloed = True
+        self._ack(hello)
+
+    async def _handle_inventory(self, inventory: Inventory) -> None:
+        await self._store.save_inventory(
+            self.home_id, inventory.loads, participating=inventory.participating
+        )
+        home = await self._store.get_home(self.home_id)
+        assert home is not None
+        self._home = home
+        self._ack(inventory)
+        if self._ready:
+            self._manager.home_inventory_changed(home)
+            return
+        self._ready = True
+        await self._registry.register(self)
+        _LOGGER.info("Home %s connected (%s)", self.home_id, home.software_version)
+        await self._manager.home_ready(home, self._held)
+
+    async def _handle_bid(self, bid: Bid) -> None:
+        await self._manager.handle_bid(self.home_id, bid)
+        self._ack(bid)
+
+    async def _handle_award_ack(self, ack: AwardAck) -> None:
+        await self._manager.handle_award_ack(self.home_id, ack)
+        self._ack(ack)
+
+    async def _handle_telemetry(self, telemetry: Telemetry) -> None:
+        await self._manager.handle_telemetry(self.home_id, telemetry)
+        self._ack(telemetry)
+
+    async def _handle_opt_out(self, opt_out: OptOut) -> None:
+        await self._manager.handle_opt_out(self.home_id, opt_out)
+        self._ack(opt_out)
+
+    async def _flush_and_close(self, code: int, reason: str) -> None:
+        """Give the writer a moment to send queued frames, then close."""
+        for _ in range(10):
+            if self._queue.empty():
+                break
+            await asyncio.sleep(0.01)
+        await self.close(code, reason)

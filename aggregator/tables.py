@@ -1,0 +1,196 @@
+"""The aggregator's database schema (SQLAlchemy Core), shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in and comes out as an aware UTC datetime on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes and store UTC (naive on SQLite, which has no zone)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return stored values as aware UTC datetimes."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+ID = String(64)
+
+metadata = MetaData()
+
+server_meta = Table(
+    "server_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+operator_tokens = Table(
+    "operator_tokens",
+    metadata,
+    Column("token_id", ID, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+homes = Table(
+    "homes",
+    metadata,
+    Column("home_id", ID, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("token_hash", String(64), unique=True),
+    Column("enrolled_at", UtcDateTime),
+    Column("loads", JSON, nullable=False, default=list),
+    Column("participating", Boolean, nullable=False, default=True),
+    Column("last_curtailed_at", UtcDateTime),
+    Column("last_seen_at", UtcDateTime),
+    Column("software_version", String(64)),
+)
+
+enrolment_codes = Table(
+    "enrolment_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("home_id", ID, ForeignKey("homes.home_id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("target_kw", Float, nullable=False),
+    Column("price_cap", Float, nullable=False),
+    Column("start", UtcDateTime, nullable=False),
+    Column("end", UtcDateTime, nullable=False),
+    Column("bid_window_s", Float, nullable=False),
+    Column("restore_stagger_s", Float, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("clearing_price", Float),
+    Column("current_round", Integer, nullable=False, default=0),
+    Column("cancel_reason", Text),
+)
+
+rounds = Table(
+    "rounds",
+    metadata,
+    Column("event_id", ID, ForeignKey("events.event_id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("target_kw", Float, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("deadline", UtcDateTime, nullable=False),
+    Column("offered_homes", JSON, nullable=False, default=list),
+    Column("cleared_at", UtcDateTime),
+    Column("clearing_price", Float),
+    Column("offered_kw", Float, nullable=False, default=0.0),
+    Column("accepted_kw", Float, nullable=False, default=0.0),
+    Column("shortfall_kw", Float, nullable=False, default=0.0),
+    Column("bids", Integer, nullable=False, default=0),
+    Column("steps", Integer, nullable=False, default=0),
+)
+
+bids = Table(
+    "bids",
+    metadata,
+    Column("event_id", ID, primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("home_id", ID, ForeignKey("homes.home_id"), primary_key=True),
+    Column("message_id", ID, nullable=False),
+    Column("steps", JSON, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+awards = Table(
+    "awards",
+    metadata,
+    Column("award_id", ID, primary_key=True),
+    Column("event_id", ID, ForeignKey("events.event_id"), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("home_id", ID, ForeignKey("homes.home_id"), nullable=False),
+    Column("kw", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("sent_at", UtcDateTime, nullable=False),
+    Column("load_kw", JSON, nullable=False, default=dict),
+    Column("opted_out_loads", JSON, nullable=False, default=list),
+    Column("acked_at", UtcDateTime),
+    Index("ix_awards_event_home", "event_id", "home_id"),
+)
+
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("event_id", ID, primary_key=True),
+    Column("home_id", ID, ForeignKey("homes.home_id"), primary_key=True),
+    # "" stands for the whole event, so the primary key makes repeats harmless.
+    Column("load_id", ID, primary_key=True),
+    Column("reason", String(16), nullable=False),
+    Column("message_id", ID, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+telemetry = Table(
+    "telemetry",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("home_id", ID, ForeignKey("homes.home_id"), nullable=False),
+    Column("event_id", ID),
+    Column("ts", UtcDateTime, nullable=False),
+    Column("power_kw", Float, nullable=False),
+    Column("shed_kw", Float, nullable=False),
+    Column("loads", JSON, nullable=False, default=dict),
+    Index("ix_telemetry_home_ts", "home_id", "ts"),
+    Index("ix_telemetry_event", "event_id"),
+)
+
+telemetry_batches = Table(
+    "telemetry_batches",
+    metadata,
+    Column("home_id", ID, primary_key=True),
+    Column("message_id", ID, primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("home_id", "message_id", name="uq_telemetry_batch"),
+)
