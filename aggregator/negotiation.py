@@ -324,6 +324,8 @@ class EventManager:
         async with state.lock:
             open_round = state.open_round
             if open_round is None or open_round.round != bid.round:
+                if await self._is_stored_bid(home_id, bid):
+                    return  # a re-sent bid of a round already cleared: harmless
                 raise ProtocolError(
                     ErrorCode.DEADLINE_PASSED,
                     f"round {bid.round} of event {bid.event_id} takes no more bids",
@@ -737,6 +739,10 @@ class EventManager:
                 ErrorCode.UNKNOWN_EVENT, f"event {event_id!r} is not running", message_id
             )
         return state
+
+    async def _is_stored_bid(self, home_id: str, bid: Bid) -> bool:
+        stored = await self._store.bid_message_id(bid.event_id, bid.round, home_id)
+        return stored == bid.id
 
     def _check_bid_loads(self, state: EventState, home_id: str, bid: Bid) -> None:
         view = self._homes.get(home_id)

@@ -355,6 +355,17 @@ class Store:
         async with self._engine.connect() as conn:
             return [_bid(row) for row in await conn.execute(query)]
 
+    async def bid_message_id(self, event_id: str, round_number: int, home_id: str) -> str | None:
+        """Return the message id of a home's stored bid in a round, or None."""
+        query = select(tables.bids.c.message_id).where(
+            tables.bids.c.event_id == event_id,
+            tables.bids.c.round == round_number,
+            tables.bids.c.home_id == home_id,
+        )
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        return None if value is None else str(value)
+
     async def insert_awards(self, records: Iterable[AwardRecord]) -> None:
         """Persist new awards in one transaction."""
         rows = [_award_values(record) for record in records]

@@ -133,13 +133,14 @@ class RunningServer:
     async def create_event(self, **overrides: Any) -> dict[str, Any]:
         """Create an event starting shortly, with fast defaults."""
         now = utc_now()
+        lead = float(overrides.get("bid_window_s", 1.0)) + 1.0
         body: dict[str, Any] = {
             "target_kw": 5.0,
             "price_cap": 0.4,
             "bid_window_s": 1.0,
             "restore_stagger_s": 0.5,
-            "start": (now + timedelta(seconds=2)).isoformat(),
-            "end": (now + timedelta(seconds=8)).isoformat(),
+            "start": (now + timedelta(seconds=lead)).isoformat(),
+            "end": (now + timedelta(seconds=lead + 6)).isoformat(),
         }
         for key, value in overrides.items():
             body[key] = value.isoformat() if isinstance(value, datetime) else value
