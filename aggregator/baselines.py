@@ -81,6 +81,12 @@ class DayType(StrEnum):
         """How the day type reads in reasons: "weekdays" or "weekend days"."""
         return "weekdays" if self is DayType.WEEKDAY else "weekend days"
 
+    def describe_count(self, days: int) -> str:
+        """Say how many days of this type there are: "1 weekday", "3 weekend days"."""
+        if days == 1:
+            return "1 weekday" if self is DayType.WEEKDAY else "1 weekend day"
+        return f"{days} {self.plural}"
+
 
 def day_type_of(day: date, holidays: Container[date] = frozenset()) -> DayType:
     """Return the day type of ``day``: weekend on Saturday, Sunday or a listed holiday."""
@@ -355,7 +361,7 @@ class BaselineResult:
         if self.rule is None:
             return ""
         available = int(self.valid_like_days[home])
-        return f"only {available} valid {self.rule.day_type.plural} of {self.rule.x} needed"
+        return f"only {self.rule.day_type.describe_count(available)} valid of {self.rule.x} needed"
 
     def _adjustment_text(self, home: int) -> str:
         """Describe ``home``'s day-of adjustment."""
@@ -465,15 +471,29 @@ def _day_of_adjustment(
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _XOfY:
-    """The X-of-Y part of a result, for every home (used where ``has_history``)."""
+    """The X-of-Y part of a result, for every home (used for homes with enough like-days)."""
 
     baseline_kw: FloatArray
-    has_history: npt.NDArray[np.bool_]
-    valid_like_days: npt.NDArray[np.int32]
     chosen_days: npt.NDArray[np.intp]
     adjustment_codes: npt.NDArray[np.int8]
     adjustment_factor: npt.NDArray[np.float64]
     raw_adjustment_factor: npt.NDArray[np.float64]
+
+
+def _eligible_days(
+    history: FloatArray,
+    valid: npt.NDArray[np.bool_],
+    history_day_types: Sequence[DayType],
+    rule: LikeDaysRule | None,
+) -> npt.NDArray[np.bool_]:
+    """Return ``(homes, days)``: valid, complete like-days (none without a rule)."""
+    if rule is None:
+        return np.zeros(valid.shape, dtype=bool)
+    like = np.array([day_type is rule.day_type for day_type in history_day_types], dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        complete = np.isfinite(history.sum(axis=2))
+    eligible: npt.NDArray[np.bool_] = valid & complete & like
+    return eligible
 
 
 def _no_adjustment(
@@ -493,9 +513,12 @@ def _x_of_y(
     rule: LikeDaysRule,
     config: BaselineConfig,
 ) -> _XOfY:
-    """Compute the adjusted X-of-Y baseline of every home from its ``eligible`` days."""
+    """Compute the adjusted X-of-Y baseline of every home from its ``eligible`` days.
+
+    The history must hold at least ``rule.x`` days; rows of homes with fewer than ``rule.x``
+    eligible days hold meaningless numbers, which the caller discards.
+    """
     homes = history.shape[0]
-    valid_like = np.count_nonzero(eligible, axis=1).astype(np.int32)
     top = _top_days(history, eligible, rule, window)
     adj_columns = config.before_start(window, config.adjustment_hours, config.adjustment_gap_hours)
     span = slice(min(adj_columns.start, window.start), window.end)
@@ -514,8 +537,6 @@ def _x_of_y(
     baseline *= factor.astype(baseline.dtype)[:, None]
     return _XOfY(
         baseline_kw=baseline,
-        has_history=valid_like >= rule.x,
-        valid_like_days=valid_like,
         chosen_days=top,
         adjustment_codes=codes,
         adjustment_factor=factor,
@@ -591,18 +612,12 @@ def compute_baselines(
     adjustment_codes, factor, raw_factor = _no_adjustment(homes, AdjustmentStatus.NOT_APPLICABLE)
     baseline = np.empty((homes, window.length), dtype=history.dtype)
     baseline[:] = fallback_kw[:, None]
-    valid_like = np.zeros(homes, dtype=np.int32)
     chosen = np.full((homes, rule.x if rule else 0), _NO_DAY, dtype=np.int16)
-
-    if rule is not None:
-        like = np.array([day_type is rule.day_type for day_type in history_day_types], dtype=bool)
-        with np.errstate(invalid="ignore", over="ignore"):
-            complete = np.isfinite(history.sum(axis=2))
-        part = _x_of_y(
-            history, valid & complete & like, event_day, window=window, rule=rule, config=config
-        )
-        use = part.has_history
-        valid_like = part.valid_like_days
+    eligible = _eligible_days(history, valid, history_day_types, rule)
+    valid_like = np.count_nonzero(eligible, axis=1).astype(np.int32)
+    use = valid_like >= (rule.x if rule else 1)
+    if rule is not None and use.any():
+        part = _x_of_y(history, eligible, event_day, window=window, rule=rule, config=config)
         baseline[use] = part.baseline_kw[use]
         outcome[use] = _code(_OUTCOMES, BaselineOutcome.X_OF_Y)
         adjustment_codes[use] = part.adjustment_codes[use]

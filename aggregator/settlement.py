@@ -48,6 +48,10 @@ CSV_COLUMNS: Final = (
 )
 """Header of the CSV export, in column order."""
 
+CSV_SIGNIFICANT_DIGITS: Final = 12
+"""CSV numbers keep 12 significant digits (1.5 x 0.30 reads 0.45, not 0.44999999999999996);
+the JSON export carries full double precision."""
+
 _FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
 """Text cells starting with these are read as formulas by spreadsheets (CSV injection)."""
 
@@ -99,10 +103,10 @@ def _csv_text(value: str) -> str:
 
 
 def _csv_number(value: float | None) -> str:
-    """Return a number cell: the shortest exact repr, empty when unknown."""
+    """Return a number cell with :data:`CSV_SIGNIFICANT_DIGITS` digits, empty when unknown."""
     if value is None or not math.isfinite(value):
         return ""
-    return repr(value)
+    return f"{value:.{CSV_SIGNIFICANT_DIGITS}g}"
 
 
 @dataclass(frozen=True, slots=True)

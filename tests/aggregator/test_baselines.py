@@ -337,6 +337,13 @@ def test_no_baseline_when_pre_event_data_is_missing_too():
     )
 
 
+def test_infinite_pre_event_data_counts_as_missing():
+    config = BaselineConfig(method=BaselineMethod.PRE_EVENT_AVERAGE, interval_minutes=60)
+    result = run(np.zeros((0, 24)), [], WD, event_day_with(pre=[np.inf, 5.0]), config=config)
+    assert result.outcome(0) is BaselineOutcome.NO_BASELINE
+    assert np.isnan(result.baseline_kw[0]).all()
+
+
 def test_pre_event_average_method_needs_no_history():
     config = BaselineConfig(method=BaselineMethod.PRE_EVENT_AVERAGE, interval_minutes=60)
     history = np.zeros((2, 0, 24))
