@@ -120,9 +120,7 @@ async def parse_body[ModelT: BaseModel](request: web.Request, model: type[ModelT
 
 
 @web.middleware
-async def operator_auth(
-    request: web.Request, handler: Any
-) -> web.StreamResponse:
+async def operator_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     """Require an operator token on operator routes (marked with ``operator=True``)."""
     if getattr(handler, "operator_only", False):
         token = bearer_token(request.headers.get("Authorization"))
@@ -357,8 +355,6 @@ async def health(request: web.Request) -> web.Response:
     """Report liveness and whether the store answers."""
     try:
         await request.app[STORE].ping()
-    except Exception as err:  # noqa: BLE001 - any store failure means unhealthy
+    except Exception as err:
         return web.json_response({"status": "unhealthy", "store": type(err).__name__}, status=503)
-    return web.json_response(
-        {"status": "ok", "homes_connected": len(request.app[REGISTRY])}
-    )
+    return web.json_response({"status": "ok", "homes_connected": len(request.app[REGISTRY])})

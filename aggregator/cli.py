@@ -54,15 +54,14 @@ def parse_duration(text: str) -> float:
     return float(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="jeisson-aggregator", description="Jeisson demand-response aggregator"
-    )
-    parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _rest_options(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of commands that talk to a running aggregator."""
+    sub.add_argument("--url", default=os.environ.get("JEISSON_URL", DEFAULT_URL))
+    sub.add_argument("--token", default=os.environ.get("JEISSON_OPERATOR_TOKEN"))
+    return sub
 
+
+def _add_serve(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the aggregator")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -72,28 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--drop-grace", type=float, default=60.0)
     serve.add_argument("--renegotiation-window", type=float, default=10.0)
 
+
+def _add_operator_token(commands: Any) -> None:
     token = commands.add_parser("operator-token", help="manage operator tokens")
     token_commands = token.add_subparsers(dest="action", required=True)
     create_token = token_commands.add_parser("create", help="create a token and print it once")
     create_token.add_argument("--name", default="operator")
     create_token.add_argument("--db", default=DEFAULT_DB)
 
-    def rest(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--url", default=os.environ.get("JEISSON_URL", DEFAULT_URL))
-        sub.add_argument("--token", default=os.environ.get("JEISSON_OPERATOR_TOKEN"))
-        return sub
 
+def _add_home(commands: Any) -> None:
     home = commands.add_parser("home", help="manage homes")
     home_commands = home.add_subparsers(dest="action", required=True)
-    rest(home_commands.add_parser("add", help="add a home and print its enrolment code"))
-    home_commands.choices["add"].add_argument("--name", required=True)
-    rest(home_commands.add_parser("list", help="list homes"))
-    rest(home_commands.add_parser("code", help="issue a new enrolment code for a home"))
-    home_commands.choices["code"].add_argument("home_id")
+    add = _rest_options(home_commands.add_parser("add", help="add a home, print its code"))
+    add.add_argument("--name", required=True)
+    _rest_options(home_commands.add_parser("list", help="list homes"))
+    code = _rest_options(home_commands.add_parser("code", help="new enrolment code for a home"))
+    code.add_argument("home_id")
 
+
+def _add_event(commands: Any) -> None:
     event = commands.add_parser("event", help="manage events")
     event_commands = event.add_subparsers(dest="action", required=True)
-    create = rest(event_commands.add_parser("create", help="create an event"))
+    create = _rest_options(event_commands.add_parser("create", help="create an event"))
     create.add_argument("--name", default="DR event")
     create.add_argument("--kind", choices=["market", "direct"], default="market")
     create.add_argument("--target-kw", type=float, required=True)
@@ -103,14 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--bid-window", type=float, default=30.0)
     create.add_argument("--stagger", type=float, default=300.0, help="restore stagger (s)")
     create.add_argument("--currency", default="EUR")
-    rest(event_commands.add_parser("list", help="list recent events"))
-    for action in ("show", "cancel"):
-        sub = rest(event_commands.add_parser(action, help=f"{action} an event"))
-        sub.add_argument("event_id")
-    event_commands.choices["cancel"].add_argument("--reason", default="")
+    _rest_options(event_commands.add_parser("list", help="list recent events"))
+    show = _rest_options(event_commands.add_parser("show", help="show an event"))
+    show.add_argument("event_id")
+    cancel = _rest_options(event_commands.add_parser("cancel", help="cancel an event"))
+    cancel.add_argument("event_id")
+    cancel.add_argument("--reason", default="")
 
-    simulate = commands.add_parser("simulate", help="run N simulated homes against a server")
-    rest(simulate)
+
+def _add_simulation(commands: Any) -> None:
+    simulate = _rest_options(
+        commands.add_parser("simulate", help="run N simulated homes against a server")
+    )
     simulate.add_argument("--homes", type=int, default=10)
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--duration", type=parse_duration, default=None, help="stop after")
@@ -119,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--homes", type=int, default=20)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="jeisson-aggregator", description="Jeisson demand-response aggregator"
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_serve, _add_operator_token, _add_home, _add_event, _add_simulation):
+        add(commands)
     return parser
 
 
@@ -170,7 +186,7 @@ async def _run_operator_token(args: argparse.Namespace) -> None:
 
     store = await Store.open(args.db)
     try:
-        print(await store.create_operator_token(args.name))  # noqa: T201
+        print(await store.create_operator_token(args.name))
     finally:
         await store.close()
 
@@ -178,17 +194,15 @@ async def _run_operator_token(args: argparse.Namespace) -> None:
 async def _run_home(args: argparse.Namespace) -> None:
     if args.action == "add":
         home = await _rest(args, "POST", "/api/v1/homes", {"name": args.name})
-        print(f"home {home['home_id']} enrolment code: {home['code']}")  # noqa: T201
+        print(f"home {home['home_id']} enrolment code: {home['code']}")
     elif args.action == "code":
         home = await _rest(args, "POST", f"/api/v1/homes/{args.home_id}/code")
-        print(f"home {home['home_id']} enrolment code: {home['code']}")  # noqa: T201
+        print(f"home {home['home_id']} enrolment code: {home['code']}")
     else:
         homes = (await _rest(args, "GET", "/api/v1/homes"))["homes"]
         for item in homes:
             state = "online" if item["connected"] else "offline"
-            print(  # noqa: T201
-                f"{item['home_id']}  {state:7}  {item['flexible_kw']:7.2f} kW  {item['name']}"
-            )
+            print(f"{item['home_id']}  {state:7}  {item['flexible_kw']:7.2f} kW  {item['name']}")
 
 
 async def _run_event(args: argparse.Namespace) -> None:
@@ -204,20 +218,20 @@ async def _run_event(args: argparse.Namespace) -> None:
             "restore_stagger_s": args.stagger,
             "currency": args.currency,
         }
-        print(json.dumps(await _rest(args, "POST", "/api/v1/events", body), indent=2))  # noqa: T201
+        print(json.dumps(await _rest(args, "POST", "/api/v1/events", body), indent=2))
     elif args.action == "list":
         for item in (await _rest(args, "GET", "/api/v1/events"))["events"]:
-            print(  # noqa: T201
+            print(
                 f"{item['id']}  {item['status']:11}  {item['target_kw']:8.1f} kW  "
                 f"{item['start']} .. {item['end']}  {item['name']}"
             )
     elif args.action == "show":
         detail = await _rest(args, "GET", f"/api/v1/events/{args.event_id}")
-        print(json.dumps(detail, indent=2))  # noqa: T201
+        print(json.dumps(detail, indent=2))
     else:
         path = f"/api/v1/events/{args.event_id}/cancel"
         detail = await _rest(args, "POST", path, {"reason": args.reason})
-        print(f"event {detail['id']} {detail['status']}")  # noqa: T201
+        print(f"event {detail['id']} {detail['status']}")
 
 
 async def _run_simulate(args: argparse.Namespace) -> None:
@@ -225,9 +239,7 @@ async def _run_simulate(args: argparse.Namespace) -> None:
 
     if not args.token:
         raise CommandError("an operator token is needed to enrol homes: --token")
-    await run_fleet(
-        args.url, args.token, homes=args.homes, seed=args.seed, duration=args.duration
-    )
+    await run_fleet(args.url, args.token, homes=args.homes, seed=args.seed, duration=args.duration)
 
 
 async def _run_demo(args: argparse.Namespace) -> None:
@@ -257,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_COMMANDS[args.command](args))
     except CommandError as err:
-        print(f"error: {err}", file=sys.stderr)  # noqa: T201
+        print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

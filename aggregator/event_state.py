@@ -91,9 +91,7 @@ class EventState:
     @property
     def pending_kw(self) -> float:
         """Return the kW of awards sent but not yet acknowledged."""
-        return sum(
-            award.kw for award in self.awards.values() if award.status is AwardStatus.SENT
-        )
+        return sum(award.kw for award in self.awards.values() if award.status is AwardStatus.SENT)
 
     @property
     def shortfall_kw(self) -> float:
@@ -105,9 +103,7 @@ class EventState:
         if self.record.status is not EventStatus.ACTIVE:
             return 0.0
         return sum(
-            sample.shed_kw
-            for sample in self.delivery.values()
-            if now - sample.ts <= stale_after
+            sample.shed_kw for sample in self.delivery.values() if now - sample.ts <= stale_after
         )
 
     def set_award(self, award: AwardRecord, **changes: Any) -> AwardRecord:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -292,7 +292,7 @@ class EventManager:
     # --- home events ----------------------------------------------------------------------
 
     async def home_ready(self, home: HomeRecord, held: Iterable[HeldAward]) -> None:
-        """A home said hello and sent its inventory: bring it up to date with every event."""
+        """Bring a home that said hello and sent its inventory up to date with every event."""
         view = HomeView.of(home)
         self._homes[home.home_id] = view
         timer = self._drop_timers.pop(home.home_id, None)
@@ -309,7 +309,7 @@ class EventManager:
         self._homes[home.home_id] = HomeView.of(home)
 
     def home_disconnected(self, home_id: str) -> None:
-        """A home's session ended: start its drop-off grace period if it holds awards."""
+        """Start a disconnected home's drop-off grace period if it holds awards."""
         self._homes.pop(home_id, None)
         if any(
             award.home_id == home_id and award.status is AwardStatus.ACKED
@@ -377,9 +377,7 @@ class EventManager:
                 inventory = self._homes[home_id].loads if home_id in self._homes else {}
                 loads = [load for load in ack.loads if load in inventory]
                 changes["kw"] = ack.kw if loads else 0.0
-                changes["load_kw"] = (
-                    split_kw_by_rating(ack.kw, loads, inventory) if loads else {}
-                )
+                changes["load_kw"] = split_kw_by_rating(ack.kw, loads, inventory) if loads else {}
             await self._store.update_award(state.set_award(award, **changes))
             await self._store.set_last_curtailed(home_id, now)
             if home_id in self._homes:
@@ -449,7 +447,7 @@ class EventManager:
 
     async def _drive(self, state: EventState) -> None:
         """Take the event's steps as they fall due, until it completes or is cancelled."""
-        while not state.record.status.is_terminal:
+        while self._is_running(state):
             due = self._next_due(state)
             delay = (due - self._now()).total_seconds()
             if delay > 0:
@@ -458,13 +456,18 @@ class EventManager:
                     await asyncio.wait_for(state.wake.wait(), timeout=delay)
                 continue
             async with state.lock:
-                if state.record.status.is_terminal:
-                    break
+                if not self._is_running(state):
+                    return
                 try:
                     await self._step(state)
                 except Exception:
                     _LOGGER.exception("Event %s: step failed; retrying", state.event_id)
                     await asyncio.sleep(1)
+
+    @staticmethod
+    def _is_running(state: EventState) -> bool:
+        """Return True while the event is neither completed nor cancelled."""
+        return not state.record.status.is_terminal
 
     def _next_due(self, state: EventState) -> datetime:
         """Return when the event's next step is due (now when it is due already)."""
@@ -536,7 +539,9 @@ class EventManager:
     async def _open_round(self, state: EventState, number: int, target_kw: float) -> None:
         """Persist a new round and send its offer to every eligible connected home."""
         now = self._now()
-        window_s = state.record.bid_window_s if number == 1 else self._settings.renegotiation_window_s
+        window_s = (
+            state.record.bid_window_s if number == 1 else self._settings.renegotiation_window_s
+        )
         deadline = min(now + timedelta(seconds=window_s), state.record.end)
         offered = tuple(
             home.home_id for home in self._homes.values() if self._eligible(state, home)
@@ -616,9 +621,7 @@ class EventManager:
             )
         if state.record.status is EventStatus.NEGOTIATING:
             await self._store.update_event(
-                state.set_record(
-                    status=EventStatus.COMMITTED, clearing_price=result.clearing_price
-                )
+                state.set_record(status=EventStatus.COMMITTED, clearing_price=result.clearing_price)
             )
         state.open_bids.clear()
         for award in outcome.awards:
@@ -773,9 +776,7 @@ class EventManager:
             return
         opted = (*award.opted_out_loads, load_id)
         status = AwardStatus.OPTED_OUT if set(opted) >= set(award.load_kw) else award.status
-        await self._store.update_award(
-            state.set_award(award, opted_out_loads=opted, status=status)
-        )
+        await self._store.update_award(state.set_award(award, opted_out_loads=opted, status=status))
 
     def _lost_commitment(self, state: EventState) -> None:
         """Flag that commitment was lost, so the driver tries a re-negotiation round."""
@@ -847,16 +848,14 @@ class EventManager:
         )
 
     async def _home_dropped(self, home_id: str) -> None:
-        """A home stayed away past the grace period: its commitments are lost."""
+        """Mark the awards of a home that stayed away past the grace period as lost."""
         self._drop_timers.pop(home_id, None)
         if self._link.is_connected(home_id):
             return
         for state in list(self._events.values()):
             async with state.lock:
                 lost = [
-                    award
-                    for award in state.awards_of(home_id)
-                    if award.status is AwardStatus.ACKED
+                    award for award in state.awards_of(home_id) if award.status is AwardStatus.ACKED
                 ]
                 for award in lost:
                     await self._store.update_award(state.set_award(award, status=AwardStatus.LOST))
@@ -864,8 +863,7 @@ class EventManager:
                     _LOGGER.info("Event %s: home %s dropped off", state.event_id, home_id)
                     self._lost_commitment(state)
 
-    def _spawn(self, coroutine: object) -> None:
-        assert asyncio.iscoroutine(coroutine)
-        task: asyncio.Task[None] = asyncio.create_task(coroutine)
+    def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

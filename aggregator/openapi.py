@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from aggregator import __version__
 from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
 
-_BEARER: Final = [{"operatorToken": []}]
+_BEARER: Final[list[dict[str, list[str]]]] = [{"operatorToken": []}]
 _ERROR: Final = {
     "description": "Error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,6 +32,7 @@ from aggregator.protocol import (
     HomeHello,
     HomeMessage,
     Inventory,
+    Message,
     OptOut,
     ProtocolError,
     ServerHello,
@@ -144,14 +145,6 @@ class HomeSession:
         self._held: list[HeldAward] = []
         self._helloed = False
         self._ready = False
-        self._handlers: dict[type[HomeMessage], Callable[[HomeMessage], Awaitable[None]]] = {
-            HomeHello: self._handle_home_hello,  # type: ignore[dict-item]
-            Inventory: self._handle_inventory,  # type: ignore[dict-item]
-            Bid: self._handle_bid,  # type: ignore[dict-item]
-            AwardAck: self._handle_award_ack,  # type: ignore[dict-item]
-            Telemetry: self._handle_telemetry,  # type: ignore[dict-item]
-            OptOut: self._handle_opt_out,  # type: ignore[dict-item]
-        }
 
     @property
     def home_id(self) -> str:
@@ -232,18 +225,33 @@ class HomeSession:
 
     async def _handle_frame(self, frame: str) -> None:
         try:
-            message = parse_message(frame, allowed=HOME_MESSAGE_TYPES)
-            if not self._helloed and not isinstance(message, HomeHello):
-                raise ProtocolError(
-                    ErrorCode.NOT_HELLOED, "send home_hello first", message.id
-                )
-            await self._handlers[type(message)](message)
+            await self._dispatch(parse_message(frame, allowed=HOME_MESSAGE_TYPES))
         except ProtocolError as err:
             _LOGGER.debug("Home %s: refused a message: %s %s", self.home_id, err.code, err)
             self._send_error(err)
         except Exception:
             _LOGGER.exception("Home %s: failed to handle a message", self.home_id)
             self._send_error(ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error"))
+
+    async def _dispatch(self, message: Message) -> None:
+        """Hand a validated message to the handler named after it."""
+        if not self._helloed and not isinstance(message, HomeHello):
+            raise ProtocolError(ErrorCode.NOT_HELLOED, "send home_hello first", message.id)
+        match message:
+            case HomeHello():
+                await self._handle_home_hello(message)
+            case Inventory():
+                await self._handle_inventory(message)
+            case Bid():
+                await self._handle_bid(message)
+            case AwardAck():
+                await self._handle_award_ack(message)
+            case Telemetry():
+                await self._handle_telemetry(message)
+            case OptOut():
+                await self._handle_opt_out(message)
+            case _:  # parse_message(allowed=HOME_MESSAGE_TYPES) lets nothing else through
+                raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "not a home message", message.id)
 
     def _send_error(self, err: ProtocolError) -> None:
         self.enqueue(
@@ -277,7 +285,9 @@ class HomeSession:
             self.home_id, inventory.loads, participating=inventory.participating
         )
         home = await self._store.get_home(self.home_id)
-        assert home is not None
+        if home is None:  # removed while connected
+            await self.close(WSCloseCode.POLICY_VIOLATION, "home no longer exists")
+            return
         self._home = home
         self._ack(inventory)
         if self._ready:

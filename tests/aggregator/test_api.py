@@ -31,7 +31,7 @@ async def test_operator_routes_need_a_valid_operator_token(
     async with http.request(method, server.url + path) as response:
         assert response.status == 401
         assert (await response.json())["error"] == "unauthorized"
-    status, body = await server.request(method, path, token="not-a-token")
+    status, _ = await server.request(method, path, token="not-a-token")
     assert status == 401
     # A home token is not an operator token either.
     _, code = await server.add_home()
@@ -74,8 +74,8 @@ async def test_tokens_are_stored_only_as_hashes(
 async def test_new_code_reenrols_and_revokes_the_old_token(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    from aggregator.client import HomeClient  # noqa: PLC0415
-    from aggregator.protocol import Inventory  # noqa: PLC0415
+    from aggregator.client import HomeClient
+    from aggregator.protocol import Inventory
 
     home_id, code = await server.add_home()
     old = await enroll(http, server.url, code)

@@ -71,9 +71,7 @@ async def test_awards_count_only_once_acknowledged(
 ) -> None:
     silent = await make_home(first_round_only((3.0, 0.10, ["wh"])), auto_ack=False)
     responsive = await make_home(bids((3.0, 0.20, ["wh"])))
-    event = await server.create_event(
-        target_kw=3.0, end=utc_now() + timedelta(seconds=12)
-    )
+    event = await server.create_event(target_kw=3.0, end=utc_now() + timedelta(seconds=12))
 
     await wait_for(lambda: bool(silent.of_type(Award)), what="award to the silent home")
     detail = await server.event(event["id"])
@@ -115,9 +113,7 @@ async def test_shortfall_is_renegotiated_when_home_opts_out(
     assert second["offered_homes"] == 1  # the home that opted out is not asked again
     statuses = {a["home_id"]: a["status"] for a in detail["awards"]}
     assert statuses[leaving.home_id] == "opted_out"
-    await wait_for(
-        lambda: any(o.round == 2 for o in backup.of_type(Offer)), what="round-2 offer"
-    )
+    await wait_for(lambda: any(o.round == 2 for o in backup.of_type(Offer)), what="round-2 offer")
     await event_status(server, event["id"], "active")
     assert (await server.event(event["id"]))["committed_kw"] == pytest.approx(3.0)
 
@@ -203,9 +199,7 @@ async def test_cancel_tells_homes_and_cannot_be_repeated(
     assert status == 404
 
 
-async def test_restart_mid_event_resumes_it(
-    server: RunningServer, make_home: HomeFactory
-) -> None:
+async def test_restart_mid_event_resumes_it(server: RunningServer, make_home: HomeFactory) -> None:
     home = await make_home(bids((3.0, 0.10, ["wh"])))
     event = await server.create_event(target_kw=3.0, end=utc_now() + timedelta(seconds=7))
     await event_status(server, event["id"], "active")
@@ -249,9 +243,7 @@ async def test_direct_event_awards_every_home_and_counts_acknowledged_kw(
 ) -> None:
     first = await make_home(auto_ack=False)
     second = await make_home(auto_ack=False)
-    event = await server.create_event(
-        kind=EventKind.DIRECT.value, target_kw=0.0, price_cap=0.25
-    )
+    event = await server.create_event(kind=EventKind.DIRECT.value, target_kw=0.0, price_cap=0.25)
     await wait_for(lambda: bool(first.of_type(Award)) and bool(second.of_type(Award)))
     award = first.of_type(Award)[0]
     assert award.kind is EventKind.DIRECT
@@ -284,9 +276,7 @@ async def test_home_connecting_during_bidding_gets_the_open_offer(
     assert [a["home_id"] for a in detail["awards"]] == [late.home_id]
 
 
-async def test_telemetry_drives_delivered_kw(
-    server: RunningServer, make_home: HomeFactory
-) -> None:
+async def test_telemetry_drives_delivered_kw(server: RunningServer, make_home: HomeFactory) -> None:
     home = await make_home(bids((3.0, 0.10, ["wh"])))
     event = await server.create_event(target_kw=3.0, end=utc_now() + timedelta(seconds=10))
     await event_status(server, event["id"], "active")

@@ -54,7 +54,9 @@ class RawHome:
     async def handshake(self) -> None:
         hello = await self.receive()
         assert hello["type"] == "server_hello"
-        await self.send(dump_message(HomeHello(schema_version=SCHEMA_VERSION, software_version="raw")))
+        await self.send(
+            dump_message(HomeHello(schema_version=SCHEMA_VERSION, software_version="raw"))
+        )
         assert (await self.receive())["type"] == "ack"
         await self.send(dump_message(Inventory(loads=water_heater_and_ev())))
         assert (await self.receive())["type"] == "ack"
@@ -158,7 +160,9 @@ async def test_unsupported_schema_version_is_refused_and_closed(
     async with raw_home(server, http) as home:
         await home.receive()
         await home.send(
-            dump_message(HomeHello(id="h1", schema_version=SCHEMA_VERSION + 1, software_version="x"))
+            dump_message(
+                HomeHello(id="h1", schema_version=SCHEMA_VERSION + 1, software_version="x")
+            )
         )
         error = await home.receive()
         assert error["code"] == ErrorCode.UNSUPPORTED_VERSION
