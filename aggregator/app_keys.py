@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
 from aggregator.sessions import SessionRegistry, SessionSettings
 from aggregator.store import Store
@@ -23,3 +24,4 @@ MANAGER = web.AppKey("manager", EventManager)
 REGISTRY = web.AppKey("registry", SessionRegistry)
 SERVER_INFO = web.AppKey("server_info", ServerInfo)
 SESSION_SETTINGS = web.AppKey("session_settings", SessionSettings)
+METRICS = web.AppKey("metrics", Metrics)

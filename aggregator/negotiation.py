@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from aggregator.awarding import clear_round, split_kw_by_rating
 from aggregator.event_state import KW_EPSILON, DeliverySample, EventState
+from aggregator.metrics import EventFigures, Metrics
 from aggregator.protocol import (
     Award,
     AwardAck,
@@ -143,9 +145,11 @@ class EventManager:
         link: HomeLink,
         settings: NegotiationSettings | None = None,
         clock: Callable[[], datetime] = utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
         """Create a manager; call :meth:`start` to resume stored events."""
         self._store = store
+        self._metrics = metrics or Metrics()
         self._link = link
         self._settings = settings or NegotiationSettings()
         self._now = clock
@@ -280,6 +284,19 @@ class EventManager:
         """Return the kW homes currently report shedding for an event."""
         stale = timedelta(seconds=self._settings.telemetry_stale_s)
         return state.delivered_kw(self._now(), stale)
+
+    def figures(self) -> list[EventFigures]:
+        """Return the live figures of every running event (for metrics and dashboards)."""
+        return [
+            EventFigures(
+                event_id=state.event_id,
+                status=state.record.status.value,
+                target_kw=state.record.target_kw,
+                committed_kw=state.committed_kw,
+                delivered_kw=self.delivered_kw(state),
+            )
+            for state in self._events.values()
+        ]
 
     def flexible_kw(self) -> float:
         """Return the curtailable kW of the connected, participating homes."""
@@ -586,6 +603,7 @@ class EventManager:
         """Clear the open round, persist its awards, then send them."""
         now = self._now()
         bids = list(state.open_bids.values())
+        started = time.perf_counter()
         outcome = clear_round(
             event_id=state.event_id,
             round_number=open_round.round,
@@ -598,6 +616,7 @@ class EventManager:
             inventories={home_id: view.loads for home_id, view in self._homes.items()},
             now=now,
         )
+        self._metrics.clearing_seconds.observe(time.perf_counter() - started)
         result = outcome.result
         await self._store.update_round(
             state.set_round(
@@ -626,6 +645,7 @@ class EventManager:
         state.open_bids.clear()
         for award in outcome.awards:
             self._link.send(award.home_id, self._award_message(state, award))
+        self._metrics.round_seconds.observe((self._now() - open_round.opened_at).total_seconds())
         _LOGGER.info(
             "Event %s round %d cleared: %d bids, %d steps, %.1f kW accepted at %s, "
             "shortfall %.1f kW",

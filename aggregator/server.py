@@ -11,8 +11,17 @@ from typing import Final
 from aiohttp import web
 
 from aggregator.api import json_error, operator_auth, routes
-from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, SESSION_SETTINGS, STORE, ServerInfo
+from aggregator.app_keys import (
+    MANAGER,
+    METRICS,
+    REGISTRY,
+    SERVER_INFO,
+    SESSION_SETTINGS,
+    STORE,
+    ServerInfo,
+)
 from aggregator.auth import bearer_token
+from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
 from aggregator.openapi import openapi_document
 from aggregator.protocol import MAX_FRAME_BYTES
@@ -55,6 +64,11 @@ async def home_websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    """Serve the metrics in Prometheus text format."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def openapi_json(_request: web.Request) -> web.Response:
     """Serve the OpenAPI document of the REST API."""
     return web.json_response(openapi_document())
@@ -65,8 +79,11 @@ def _lifecycle(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = await Store.open(config.db_url)
-        registry = SessionRegistry()
-        manager = EventManager(store, registry, config.negotiation)
+        metrics = Metrics()
+        registry = SessionRegistry(metrics)
+        manager = EventManager(store, registry, config.negotiation, metrics=metrics)
+        metrics.watch(connected_homes=lambda: len(registry), events=manager.figures)
+        app[METRICS] = metrics
         aggregator_id = await store.aggregator_id()
         app[STORE] = store
         app[REGISTRY] = registry
@@ -90,6 +107,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.add_routes(routes)
     app.router.add_get(WS_PATH, home_websocket)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.router.add_get("/metrics", prometheus_metrics)
     app.cleanup_ctx.append(_lifecycle(config or ServerConfig()))
     app.on_shutdown.append(_close_sessions)
     return app

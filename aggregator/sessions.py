@@ -18,6 +18,7 @@ from typing import Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from aggregator import __version__
+from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
 from aggregator.protocol import (
     HOME_MESSAGE_TYPES,
@@ -67,8 +68,9 @@ class SessionSettings:
 class SessionRegistry:
     """The homes connected right now; implements the negotiation's ``HomeLink``."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         """Start with no sessions."""
+        self.metrics = metrics or Metrics()
         self._sessions: dict[str, HomeSession] = {}
         self._open: set[HomeSession] = set()
         """Every open session, ready or still saying hello."""
@@ -84,7 +86,10 @@ class SessionRegistry:
     def send(self, home_id: str, message: ServerMessage) -> bool:
         """Queue a message for one home; False when it is not connected."""
         session = self._sessions.get(home_id)
-        return session is not None and session.enqueue(dump_message(message))
+        if session is None or not session.enqueue(dump_message(message)):
+            return False
+        self.metrics.messages_out.labels(message.type).inc()
+        return True
 
     def broadcast(self, home_ids: Iterable[str], message: ServerMessage) -> int:
         """Queue one message (serialised once) for many homes; return how many got it."""
@@ -94,6 +99,7 @@ class SessionRegistry:
             session = self._sessions.get(home_id)
             if session is not None and session.enqueue(frame):
                 sent += 1
+        self.metrics.messages_out.labels(message.type).inc(sent)
         return sent
 
     async def register(self, session: HomeSession) -> None:
@@ -235,6 +241,7 @@ class HomeSession:
 
     async def _dispatch(self, message: Message) -> None:
         """Hand a validated message to the handler named after it."""
+        self._registry.metrics.messages_in.labels(message.type).inc()
         if not self._helloed and not isinstance(message, HomeHello):
             raise ProtocolError(ErrorCode.NOT_HELLOED, "send home_hello first", message.id)
         match message:
@@ -254,6 +261,7 @@ class HomeSession:
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "not a home message", message.id)
 
     def _send_error(self, err: ProtocolError) -> None:
+        self._registry.metrics.errors.labels(err.code.value).inc()
         self.enqueue(
             dump_message(ErrorMessage(reply_to=err.reply_to, code=err.code, message=err.message))
         )

@@ -1,0 +1,118 @@
+"""Prometheus metrics of one aggregator (served at ``GET /metrics``; no secrets, no home names).
+
+Each application gets its own :class:`prometheus_client.CollectorRegistry`, so several servers in
+one process (tests, the demo) never share counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+ROUND_BUCKETS: Final = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
+CLEARING_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFigures:
+    """Live figures of one running event, read at scrape time."""
+
+    event_id: str
+    status: str
+    target_kw: float
+    committed_kw: float
+    delivered_kw: float
+
+
+class _LiveCollector(Collector):
+    """Reads gauges from the running server when Prometheus scrapes."""
+
+    def __init__(
+        self,
+        connected_homes: Callable[[], int],
+        events: Callable[[], Iterable[EventFigures]],
+    ) -> None:
+        self._connected_homes = connected_homes
+        self._events = events
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the connected-homes gauge and per-event kW gauges."""
+        yield GaugeMetricFamily(
+            "jeisson_homes_connected", "Homes with a live session", value=self._connected_homes()
+        )
+        target = GaugeMetricFamily(
+            "jeisson_event_target_kw", "Reduction target of a running event", labels=["event_id"]
+        )
+        committed = GaugeMetricFamily(
+            "jeisson_event_committed_kw",
+            "Acknowledged commitment of a running event",
+            labels=["event_id"],
+        )
+        delivered = GaugeMetricFamily(
+            "jeisson_event_delivered_kw",
+            "Reduction homes report now for a running event",
+            labels=["event_id"],
+        )
+        for figures in self._events():
+            target.add_metric([figures.event_id], figures.target_kw)
+            committed.add_metric([figures.event_id], figures.committed_kw)
+            delivered.add_metric([figures.event_id], figures.delivered_kw)
+        yield target
+        yield committed
+        yield delivered
+
+
+class Metrics:
+    """The counters and histograms the server updates, and the live gauges it exposes."""
+
+    def __init__(self) -> None:
+        """Create the metrics in a registry of their own."""
+        self.registry = CollectorRegistry()
+        self.messages_in = Counter(
+            "jeisson_messages_received",
+            "Messages received from homes, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.messages_out = Counter(
+            "jeisson_messages_sent",
+            "Messages queued for homes, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "jeisson_errors",
+            "Refused messages and failures, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.round_seconds = Histogram(
+            "jeisson_negotiation_round_seconds",
+            "From a round's offer to its awards being sent",
+            buckets=ROUND_BUCKETS,
+            registry=self.registry,
+        )
+        self.clearing_seconds = Histogram(
+            "jeisson_clearing_seconds",
+            "Time to clear one round (merit order over every bid step)",
+            buckets=CLEARING_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch(
+        self,
+        connected_homes: Callable[[], int],
+        events: Callable[[], Iterable[EventFigures]],
+    ) -> None:
+        """Expose live gauges read from the running server at scrape time."""
+        self.registry.register(_LiveCollector(connected_homes, events))
+
+    def render(self) -> bytes:
+        """Return the metrics in Prometheus text format."""
+        return generate_latest(self.registry)
