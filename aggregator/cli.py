@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from typing import Any, Final
 import aiohttp
 
 from aggregator import __version__
+from aggregator.logs import configure_logging
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_DB: Final = "sqlite:///jeisson.db"
@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object a line"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_add_serve, _add_operator_token, _add_home, _add_event, _add_simulation):
         add(commands)
@@ -261,11 +264,7 @@ _COMMANDS: Final = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         asyncio.run(_COMMANDS[args.command](args))
     except CommandError as err:

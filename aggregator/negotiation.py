@@ -186,7 +186,12 @@ class EventManager:
                     state.ack_deadlines[award.round] = resumed_deadline
             self._events[record.event_id] = state
             self._start_driver(state)
-            _LOGGER.info("Resumed event %s (%s)", record.event_id, record.status)
+            _LOGGER.info(
+                "Resumed event %s (%s)",
+                record.event_id,
+                record.status,
+                extra={"event_id": record.event_id},
+            )
         # Every home is disconnected after a restart: those holding awards get the grace period.
         for state in self._events.values():
             for award in state.awards.values():
@@ -236,6 +241,7 @@ class EventManager:
             record.start.isoformat(),
             record.end.isoformat(),
             record.price_cap,
+            extra={"event_id": record.event_id},
         )
         async with state.lock:
             await self._begin(state)
@@ -272,7 +278,12 @@ class EventManager:
             self._link.broadcast(
                 recipients, Cancel(id=f"cancel-{event_id}", event_id=event_id, reason=reason)
             )
-            _LOGGER.info("Event %s cancelled (%d homes told)", event_id, len(recipients))
+            _LOGGER.info(
+                "Event %s cancelled (%d homes told)",
+                event_id,
+                len(recipients),
+                extra={"event_id": event_id},
+            )
             self._finish(state)
             return state.record
 
@@ -437,6 +448,7 @@ class EventManager:
                 opt_out.event_id,
                 f" load {opt_out.load_id}" if opt_out.load_id else "",
                 opt_out.reason,
+                extra={"event_id": opt_out.event_id, "home_id": home_id},
             )
             if live:
                 self._lost_commitment(state)
@@ -478,7 +490,11 @@ class EventManager:
                 try:
                     await self._step(state)
                 except Exception:
-                    _LOGGER.exception("Event %s: step failed; retrying", state.event_id)
+                    _LOGGER.exception(
+                        "Event %s: step failed; retrying",
+                        state.event_id,
+                        extra={"event_id": state.event_id},
+                    )
                     await asyncio.sleep(1)
 
     @staticmethod
@@ -522,7 +538,7 @@ class EventManager:
                 return
         if state.record.status is EventStatus.COMMITTED and now >= state.record.start:
             await self._store.update_event(state.set_record(status=EventStatus.ACTIVE))
-            _LOGGER.info("Event %s active", state.event_id)
+            _LOGGER.info("Event %s active", state.event_id, extra={"event_id": state.event_id})
             return
         if state.needs_round:
             state.needs_round = False
@@ -584,6 +600,7 @@ class EventManager:
             target_kw,
             len(offered),
             deadline.isoformat(),
+            extra={"event_id": state.event_id, "round": number},
         )
 
     def _offer(self, state: EventState, record: RoundRecord) -> Offer:
@@ -656,6 +673,7 @@ class EventManager:
             result.accepted_kw,
             result.clearing_price,
             result.shortfall_kw,
+            extra={"event_id": state.event_id, "round": open_round.round},
         )
 
     def _award_message(self, state: EventState, award: AwardRecord) -> Award:
@@ -711,6 +729,7 @@ class EventManager:
                 state.event_id,
                 round_number,
                 len(expired),
+                extra={"event_id": state.event_id, "round": round_number},
             )
             self._lost_commitment(state)
 
@@ -734,6 +753,7 @@ class EventManager:
             state.event_id,
             state.committed_kw,
             state.record.target_kw,
+            extra={"event_id": state.event_id},
         )
         self._finish(state)
 
@@ -880,7 +900,12 @@ class EventManager:
                 for award in lost:
                     await self._store.update_award(state.set_award(award, status=AwardStatus.LOST))
                 if lost:
-                    _LOGGER.info("Event %s: home %s dropped off", state.event_id, home_id)
+                    _LOGGER.info(
+                        "Event %s: home %s dropped off",
+                        state.event_id,
+                        home_id,
+                        extra={"event_id": state.event_id, "home_id": home_id},
+                    )
                     self._lost_commitment(state)
 
     def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:

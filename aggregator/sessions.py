@@ -164,7 +164,11 @@ class HomeSession:
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
-            _LOGGER.warning("Home %s is not reading; closing its session", self.home_id)
+            _LOGGER.warning(
+                "Home %s is not reading; closing its session",
+                self.home_id,
+                extra={"home_id": self.home_id},
+            )
             asyncio.get_running_loop().create_task(
                 self.close(CLOSE_TOO_SLOW, "not reading messages")
             )
@@ -198,7 +202,7 @@ class HomeSession:
                 await writer
             if self._registry.unregister(self):
                 self._manager.home_disconnected(self.home_id)
-                _LOGGER.info("Home %s disconnected", self.home_id)
+                _LOGGER.info("Home %s disconnected", self.home_id, extra={"home_id": self.home_id})
 
     async def _write_frames(self) -> None:
         while True:
@@ -214,7 +218,12 @@ class HomeSession:
             try:
                 msg = await self._ws.receive(timeout=timeout)
             except TimeoutError:
-                _LOGGER.info("Home %s silent for %.0f s; dropping it", self.home_id, timeout)
+                _LOGGER.info(
+                    "Home %s silent for %.0f s; dropping it",
+                    self.home_id,
+                    timeout,
+                    extra={"home_id": self.home_id},
+                )
                 await self.close(CLOSE_SILENT, "no heartbeat")
                 return
             if msg.type is WSMsgType.TEXT:
@@ -224,7 +233,12 @@ class HomeSession:
                     ProtocolError(ErrorCode.INVALID_JSON, "binary frames are not accepted")
                 )
             elif msg.type is WSMsgType.ERROR:
-                _LOGGER.warning("Home %s: websocket error: %s", self.home_id, msg.data)
+                _LOGGER.warning(
+                    "Home %s: websocket error: %s",
+                    self.home_id,
+                    msg.data,
+                    extra={"home_id": self.home_id},
+                )
                 return
             else:  # CLOSE, CLOSING, CLOSED
                 return
@@ -233,10 +247,18 @@ class HomeSession:
         try:
             await self._dispatch(parse_message(frame, allowed=HOME_MESSAGE_TYPES))
         except ProtocolError as err:
-            _LOGGER.debug("Home %s: refused a message: %s %s", self.home_id, err.code, err)
+            _LOGGER.debug(
+                "Home %s: refused a message: %s %s",
+                self.home_id,
+                err.code,
+                err,
+                extra={"home_id": self.home_id},
+            )
             self._send_error(err)
         except Exception:
-            _LOGGER.exception("Home %s: failed to handle a message", self.home_id)
+            _LOGGER.exception(
+                "Home %s: failed to handle a message", self.home_id, extra={"home_id": self.home_id}
+            )
             self._send_error(ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error"))
 
     async def _dispatch(self, message: Message) -> None:
@@ -303,7 +325,12 @@ class HomeSession:
             return
         self._ready = True
         await self._registry.register(self)
-        _LOGGER.info("Home %s connected (%s)", self.home_id, home.software_version)
+        _LOGGER.info(
+            "Home %s connected (%s)",
+            self.home_id,
+            home.software_version,
+            extra={"home_id": self.home_id},
+        )
         await self._manager.home_ready(home, self._held)
 
     async def _handle_bid(self, bid: Bid) -> None:
