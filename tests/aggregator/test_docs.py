@@ -1,0 +1,330 @@
+"""Keep the integrator docs true: golden messages, protocol.md examples and the AsyncAPI document.
+
+``docs/asyncapi.yaml`` is generated from the protocol models by :func:`build_asyncapi`. After a
+protocol or golden-file change, regenerate it with
+``.venv/bin/python -m tests.aggregator.test_docs`` and commit the result; the tests fail
+whenever the committed document and the code disagree.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from aggregator.client import WS_PATH
+from aggregator.protocol import (
+    HOME_MESSAGE_TYPES,
+    MESSAGE_TYPES,
+    SCHEMA_VERSION,
+    SERVER_MESSAGE_TYPES,
+    BidStep,
+    HeldAward,
+    Load,
+    Sample,
+    dump_message,
+    parse_message,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+EXAMPLES = DOCS / "examples"
+ASYNCAPI = DOCS / "asyncapi.yaml"
+PROTOCOL_MD = DOCS / "protocol.md"
+SCHEMA_REF = "#/components/schemas/{model}"
+REPLIES: dict[str, tuple[str, ...]] = {
+    "server_hello": ("home_hello",),
+    "offer": ("bid",),
+    "award": ("award_ack",),
+    **dict.fromkeys(HOME_MESSAGE_TYPES, ("ack", "error")),
+}
+"""What answers each message (home messages are all answered by ack or error)."""
+JSON_BLOCK = re.compile(r"```json\n(.*?)```", re.DOTALL)
+TABLE_FIELD = re.compile(r"^\| `(\w+)` \|", re.MULTILINE)
+BUILDING_BLOCKS = (Load, BidStep, Sample, HeldAward)
+
+
+def golden_messages() -> dict[str, dict[str, Any]]:
+    """Return every golden example by message type."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(EXAMPLES.glob("*.json"))}
+
+
+def _markdown(docstring: str) -> str:
+    """Turn a reST-flavoured docstring into CommonMark paragraphs for the AsyncAPI text."""
+    text = re.sub(r":\w+:`([^`]+)`", r"`\1`", inspect.cleandoc(docstring)).replace("``", "`")
+    return "\n\n".join(" ".join(part.split()) for part in text.split("\n\n"))
+
+
+def message_schemas() -> dict[str, Any]:
+    """Return the JSON Schemas pydantic generates for every message and its parts."""
+    _, top = models_json_schema(
+        [(cls, "validation") for cls in MESSAGE_TYPES.values()], ref_template=SCHEMA_REF
+    )
+    schemas: dict[str, Any] = top["$defs"]
+    return schemas
+
+
+def _operation_id(message_type: str) -> str:
+    """Return ``sendOffer`` / ``receiveBid``: the aggregator's view of a message."""
+    verb = "send" if message_type in SERVER_MESSAGE_TYPES else "receive"
+    return verb + "".join(part.title() for part in message_type.split("_"))
+
+
+def build_asyncapi() -> dict[str, Any]:
+    """Return the AsyncAPI 3.0 document of the home websocket, as the aggregator sees it."""
+    examples = golden_messages()
+
+    def channel_ref() -> dict[str, str]:
+        return {"$ref": "#/channels/home"}
+
+    def message_ref(message_type: str) -> dict[str, str]:
+        return {"$ref": f"#/channels/home/messages/{message_type}"}
+
+    messages: dict[str, Any] = {}
+    for message_type, cls in MESSAGE_TYPES.items():
+        summary, _, details = _markdown(cls.__doc__ or "").partition("\n\n")
+        messages[message_type] = {
+            "name": message_type,
+            "title": cls.__name__,
+            "summary": summary,
+            **({"description": details} if details else {}),
+            "contentType": "application/json",
+            "payload": {"$ref": SCHEMA_REF.format(model=cls.__name__)},
+            "examples": [{"name": message_type, "payload": examples[message_type]}],
+        }
+    operations: dict[str, Any] = {}
+    for message_type in MESSAGE_TYPES:
+        sent = message_type in SERVER_MESSAGE_TYPES
+        operation: dict[str, Any] = {
+            "action": "send" if sent else "receive",
+            "channel": channel_ref(),
+            "summary": ("The aggregator sends " if sent else "A home sends ") + message_type,
+            "messages": [message_ref(message_type)],
+        }
+        if message_type in REPLIES:
+            operation["reply"] = {
+                "channel": channel_ref(),
+                "messages": [message_ref(reply) for reply in REPLIES[message_type]],
+            }
+        operations[_operation_id(message_type)] = operation
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Jeisson home protocol",
+            "version": str(SCHEMA_VERSION),
+            "description": (
+                "The websocket session between a home and a Jeisson aggregator, seen from the "
+                "aggregator (it sends server messages and receives home messages). JSON text "
+                "frames; every frame has a `type` and an `id`. Read docs/protocol.md for the "
+                "session sequence, idempotency, errors, close codes and versioning. This file "
+                "is generated by tests/aggregator/test_docs.py from aggregator/protocol.py."
+            ),
+            "license": {"name": "Apache-2.0"},
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "aggregator": {
+                "host": "aggregator.example.org",
+                "protocol": "wss",
+                "description": "An aggregator; use ws:// only on a trusted local network.",
+                "security": [{"$ref": "#/components/securitySchemes/homeToken"}],
+            }
+        },
+        "channels": {
+            "home": {
+                "address": WS_PATH,
+                "title": "Home session",
+                "description": (
+                    "One connection per home. The aggregator sends server_hello first; the "
+                    "home answers home_hello, then inventory; each is acknowledged."
+                ),
+                "messages": {
+                    message_type: {"$ref": f"#/components/messages/{message_type}"}
+                    for message_type in MESSAGE_TYPES
+                },
+                "bindings": {
+                    "ws": {
+                        "method": "GET",
+                        "headers": {
+                            "type": "object",
+                            "properties": {
+                                "Authorization": {
+                                    "type": "string",
+                                    "pattern": "^Bearer .+$",
+                                    "description": "The home token from enrolment.",
+                                }
+                            },
+                            "required": ["Authorization"],
+                        },
+                        "bindingVersion": "0.1.0",
+                    }
+                },
+            }
+        },
+        "operations": operations,
+        "components": {
+            "securitySchemes": {
+                "homeToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Long-lived home token; HTTP 401 before the upgrade if bad.",
+                }
+            },
+            "messages": messages,
+            "schemas": message_schemas(),
+        },
+    }
+
+
+def render_asyncapi() -> str:
+    """Return the YAML text of :func:`build_asyncapi`, as committed in docs/asyncapi.yaml."""
+    header = (
+        "# Generated by tests/aggregator/test_docs.py from aggregator/protocol.py. Do not edit.\n"
+    )
+    return header + yaml.safe_dump(build_asyncapi(), sort_keys=False, width=100)
+
+
+def _refs(node: Any) -> list[str]:
+    """Return every ``$ref`` value inside ``node``."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    """Follow a local JSON pointer such as ``#/components/schemas/Offer``."""
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+# --- Golden messages --------------------------------------------------------------------------
+
+
+def test_every_message_type_has_a_golden_example() -> None:
+    assert set(golden_messages()) == set(MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("message_type", sorted(MESSAGE_TYPES))
+def test_golden_example_parses_and_redumps_to_the_same_json(message_type: str) -> None:
+    text = (EXAMPLES / f"{message_type}.json").read_text()
+
+    message = parse_message(text)
+
+    assert message.type == message_type
+    assert json.loads(dump_message(message)) == json.loads(text)
+
+
+def test_golden_examples_fit_in_one_frame_and_tell_one_story() -> None:
+    golden = golden_messages()
+    offer, bid, award = golden["offer"], golden["bid"], golden["award"]
+
+    assert bid["reply_to"] == offer["id"]
+    assert golden["ack"]["reply_to"] == bid["id"]
+    assert golden["award_ack"]["reply_to"] == award["id"]
+    assert golden["award_ack"]["award_id"] == award["award_id"]
+    for message_type in ("bid", "award", "award_ack", "telemetry", "opt_out", "event_end"):
+        assert golden[message_type]["event_id"] == offer["event_id"]
+    assert golden["server_hello"]["schema_version"] == SCHEMA_VERSION
+
+
+# --- protocol.md --------------------------------------------------------------------------------
+
+
+def test_every_json_example_in_protocol_md_is_a_valid_message() -> None:
+    blocks = JSON_BLOCK.findall(PROTOCOL_MD.read_text())
+
+    assert blocks
+    for block in blocks:
+        parse_message(block)
+
+
+def test_protocol_md_shows_every_golden_example_verbatim() -> None:
+    shown = [json.loads(block) for block in JSON_BLOCK.findall(PROTOCOL_MD.read_text())]
+
+    missing = [kind for kind, golden in golden_messages().items() if golden not in shown]
+
+    assert missing == []
+
+
+def _section(markdown: str, heading: str) -> str:
+    """Return the text under ``heading`` up to the next heading of any level."""
+    start = markdown.index(heading + "\n") + len(heading)
+    following = re.search(r"^#{1,4} ", markdown[start:], re.MULTILINE)
+    return markdown[start : start + following.start()] if following else markdown[start:]
+
+
+@pytest.mark.parametrize(
+    ("heading", "model"),
+    [(f"### `{kind}`", cls) for kind, cls in MESSAGE_TYPES.items()]
+    + [(f"#### {cls.__name__}", cls) for cls in BUILDING_BLOCKS],
+)
+def test_protocol_md_field_table_lists_exactly_the_model_fields(
+    heading: str, model: type[BaseModel]
+) -> None:
+    documented = TABLE_FIELD.findall(_section(PROTOCOL_MD.read_text(), heading))
+
+    assert sorted(documented) == sorted(set(model.model_fields) - {"type"})
+
+
+# --- AsyncAPI -----------------------------------------------------------------------------------
+
+
+def test_committed_asyncapi_matches_the_protocol_models() -> None:
+    committed = yaml.safe_load(ASYNCAPI.read_text())
+
+    assert committed["components"]["schemas"] == message_schemas()
+    assert committed == build_asyncapi(), (
+        "docs/asyncapi.yaml is stale: run `.venv/bin/python -m tests.aggregator.test_docs`"
+    )
+
+
+def test_asyncapi_describes_one_channel_with_a_message_and_operation_per_type() -> None:
+    document = yaml.safe_load(ASYNCAPI.read_text())
+    (channel,) = document["channels"].values()
+    operations = document["operations"].values()
+
+    assert document["asyncapi"].startswith("3.0")
+    assert channel["address"] == "/api/v1/ws"
+    assert set(channel["messages"]) == set(MESSAGE_TYPES)
+    sent = {
+        op["messages"][0]["$ref"].rsplit("/", 1)[1] for op in operations if op["action"] == "send"
+    }
+    received = {
+        op["messages"][0]["$ref"].rsplit("/", 1)[1]
+        for op in operations
+        if op["action"] == "receive"
+    }
+    assert sent == SERVER_MESSAGE_TYPES
+    assert received == HOME_MESSAGE_TYPES
+
+
+def test_asyncapi_references_all_resolve() -> None:
+    document = yaml.safe_load(ASYNCAPI.read_text())
+
+    for ref in _refs(document):
+        assert _resolve(document, ref) is not None, ref
+
+
+def test_asyncapi_examples_are_the_golden_files() -> None:
+    document = yaml.safe_load(ASYNCAPI.read_text())
+    golden = golden_messages()
+
+    for message_type, message in document["components"]["messages"].items():
+        assert message["examples"][0]["payload"] == golden[message_type]
+
+
+if __name__ == "__main__":
+    ASYNCAPI.write_text(render_asyncapi())
+    sys.stdout.write(f"wrote {ASYNCAPI}\n")
