@@ -48,6 +48,8 @@ class EventState:
     """When unacknowledged awards of each round expire."""
     opted_out_homes: set[str] = field(default_factory=set)
     delivery: dict[str, DeliverySample] = field(default_factory=dict)
+    award_ids_by_home: dict[str, list[str]] = field(default_factory=dict)
+    """Index of ``awards`` by home, so per-home lookups stay cheap with thousands of homes."""
     needs_round: bool = False
     """Set when commitment was lost and a re-negotiation round should be tried."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -69,9 +71,14 @@ class EventState:
         current = self.rounds.get(self.record.current_round)
         return current if current is not None and current.status is RoundStatus.OPEN else None
 
+    def add_award(self, award: AwardRecord) -> None:
+        """Track a new award."""
+        self.awards[award.award_id] = award
+        self.award_ids_by_home.setdefault(award.home_id, []).append(award.award_id)
+
     def awards_of(self, home_id: str) -> list[AwardRecord]:
         """Return one home's awards in this event."""
-        return [award for award in self.awards.values() if award.home_id == home_id]
+        return [self.awards[award_id] for award_id in self.award_ids_by_home.get(home_id, ())]
 
     def held_loads(self, home_id: str) -> set[str]:
         """Return the loads of a home that are under a live (sent or acked) award."""

@@ -173,7 +173,7 @@ class EventManager:
             for round_record in await self._store.rounds_for(record.event_id):
                 state.rounds[round_record.round] = round_record
             for award in await self._store.awards_for(record.event_id):
-                state.awards[award.award_id] = award
+                state.add_award(award)
             open_round = state.open_round
             if open_round is not None:
                 for bid in await self._store.bids_for(record.event_id, open_round.round):
@@ -340,9 +340,9 @@ class EventManager:
         """Start a disconnected home's drop-off grace period if it holds awards."""
         self._homes.pop(home_id, None)
         if any(
-            award.home_id == home_id and award.status is AwardStatus.ACKED
+            award.status is AwardStatus.ACKED
             for state in self._events.values()
-            for award in state.awards.values()
+            for award in state.awards_of(home_id)
         ):
             self._arm_drop_timer(home_id)
 
@@ -650,7 +650,7 @@ class EventManager:
         )
         await self._store.insert_awards(outcome.awards)
         for award in outcome.awards:
-            state.awards[award.award_id] = award
+            state.add_award(award)
         if outcome.awards:
             state.ack_deadlines[open_round.round] = now + timedelta(
                 seconds=self._settings.ack_timeout_s
@@ -707,7 +707,7 @@ class EventManager:
             sent_at=self._now(),
         )
         await self._store.insert_awards([award])
-        state.awards[award.award_id] = award
+        state.add_award(award)
         state.ack_deadlines.setdefault(
             1, self._now() + timedelta(seconds=self._settings.ack_timeout_s)
         )
