@@ -1,0 +1,112 @@
+"""The demo end to end: an in-process aggregator, a simulated fleet, one event with a drop-out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+from typing import Any
+
+import pytest
+
+from aggregator.cli import CommandError
+from aggregator.demo import run_demo
+from aggregator.demo_report import render_text
+
+KW_TOLERANCE = 0.01
+
+
+@pytest.fixture(scope="module")
+def demo_output() -> tuple[dict[str, Any], str]:
+    """Run the demo once with 8 homes, as JSON; return the parsed report and the raw stdout."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        returned = asyncio.run(run_demo(homes=8, seed=7, as_json=True))
+    printed = buffer.getvalue()
+    assert json.loads(printed) == returned  # stdout holds exactly the JSON document
+    return returned, printed
+
+
+@pytest.fixture
+def report(demo_output: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    """Return the demo's report."""
+    return demo_output[0]
+
+
+def test_event_completes_with_every_home_connected(report: dict[str, Any]) -> None:
+    assert report["homes"]["count"] == 8
+    assert report["homes"]["connected"] == 8
+    assert report["final"]["status"] == "completed"
+    assert report["event"]["target_kw"] == pytest.approx(
+        0.4 * report["homes"]["flexible_kw"], abs=0.1
+    )
+
+
+def test_first_round_clears_under_the_cap(report: dict[str, Any]) -> None:
+    first = report["rounds"][0]
+    assert first["round"] == 1
+    assert first["offered_homes"] == 8
+    assert first["bids"] == 8
+    assert first["steps"] > 0
+    assert first["accepted_kw"] >= first["target_kw"] or first["shortfall_kw"] > 0
+    assert 0 < first["clearing_price"] <= report["event"]["price_cap"]
+
+
+def test_drop_out_is_renegotiated_for_the_lost_commitment(report: dict[str, Any]) -> None:
+    drop = report["drop"]
+    rounds = report["rounds"]
+    assert drop is not None
+    assert drop["lost_kw"] > 0
+    assert len(rounds) >= 2
+    second = rounds[1]
+    assert second["opened_at_s"] > drop["at_s"]
+    assert drop["renegotiation_rounds"][0] == 2
+    # Round 2 asks for exactly what the event lacks once the dropped home's award is lost.
+    lacking = report["event"]["target_kw"] - (drop["committed_before_kw"] - drop["lost_kw"])
+    assert second["target_kw"] == pytest.approx(lacking, abs=KW_TOLERANCE)
+    assert 0 < second["target_kw"] <= drop["lost_kw"] + KW_TOLERANCE
+    assert second["offered_homes"] <= 7  # the dropped home is not offered
+
+
+def test_shortfall_is_recovered_or_reported(report: dict[str, Any]) -> None:
+    drop = report["drop"]
+    final = report["final"]
+    target = report["event"]["target_kw"]
+    assert final["committed_kw"] >= drop["committed_left_kw"] - KW_TOLERANCE
+    assert final["awards_by_status"].get("lost") == 1
+    if final["committed_kw"] >= target - KW_TOLERANCE:
+        assert drop["recovered_kw"] > 0
+        assert final["shortfall_kw"] == 0
+    else:
+        assert final["shortfall_kw"] == pytest.approx(target - final["committed_kw"], abs=0.01)
+        assert drop["remaining_shortfall_kw"] == final["shortfall_kw"]
+
+
+def test_delivery_is_tracked_while_active(report: dict[str, Any]) -> None:
+    active = [row for row in report["timeline"] if row["status"] == "active"]
+    assert active
+    assert max(row["delivered_kw"] for row in active) > 0
+    assert all(row["delivered_kw"] == 0 for row in report["timeline"] if row["t_s"] < 0)
+    assert report["timeline"][-1]["status"] == "completed"
+
+
+def test_loads_switched_off_are_restored_within_the_stagger(report: dict[str, Any]) -> None:
+    restore = report["restore"]
+    stagger = report["event"]["restore_stagger_s"]
+    assert restore["loads_switched_off"] > 0
+    assert restore["loads_restored"] == restore["loads_switched_off"]
+    assert 0 <= restore["max_delay_s"] <= stagger
+
+
+def test_text_summary_names_rounds_drop_and_timeline(report: dict[str, Any]) -> None:
+    text = render_text(report)
+    assert "Negotiation rounds" in text
+    assert report["drop"]["home"] in text
+    assert "Committed vs delivered" in text
+    assert f"{report['final']['committed_kw']:.1f} kW" in text
+
+
+async def test_demo_needs_two_homes() -> None:
+    with pytest.raises(CommandError, match="at least 2 homes"):
+        await run_demo(homes=1)
