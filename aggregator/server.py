@@ -10,6 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
+from aggregator import dashboard
 from aggregator.api import json_error, operator_auth, routes
 from aggregator.app_keys import (
     MANAGER,
@@ -105,6 +106,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     """Build the aggregator application (the store opens when the app starts)."""
     app = web.Application(middlewares=[operator_auth])
     app.add_routes(routes)
+    dashboard.setup(app)
     app.router.add_get(WS_PATH, home_websocket)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/metrics", prometheus_metrics)
