@@ -1,0 +1,148 @@
+"""The Jeisson demand-response integration: takes part in grid events for this home."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from homeassistant.const import CONF_TOKEN, CONF_URL, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+    HomeAssistantError,
+)
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.typing import ConfigType
+
+from aggregator.client import HomeClient
+from aggregator.errors import (
+    AuthenticationFailed,
+    JeissonError,
+    UnsupportedSchemaVersion,
+)
+from aggregator.protocol import OptOutReason
+
+from .const import CONNECT_TIMEOUT, DOMAIN, SOFTWARE_VERSION, STORAGE_KEY_PREFIX, STORAGE_VERSION
+from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonRuntimeData
+from .entity import async_register_device
+from .issues import async_clear_protocol_issue, async_raise_protocol_issue
+from .models import inventory_from_options
+from .services import async_setup_services
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+PLATFORMS = [
+    Platform.BINARY_SENSOR,
+    Platform.BUTTON,
+    Platform.CALENDAR,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's service actions."""
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> bool:
+    """Connect to the aggregator, resume the saved schedule and set up the entities."""
+    store: Store[dict[str, Any]] = Store(
+        hass, STORAGE_VERSION, f"{STORAGE_KEY_PREFIX}.{entry.entry_id}"
+    )
+    coordinator = JeissonCoordinator(hass, entry, store)
+    runner = coordinator.runner
+    await runner.async_load()
+
+    client = HomeClient(
+        entry.data[CONF_URL],
+        entry.data[CONF_TOKEN],
+        session=async_get_clientsession(hass),
+        software_version=SOFTWARE_VERSION,
+        inventory_provider=lambda: inventory_from_options(entry.options),
+        held_awards_provider=runner.held_awards,
+    )
+    # Subscribe before connecting: the server sends pending offers and awards right after the
+    # handshake, and the client delivers each message once.
+    async_register_device(hass, entry)
+    unsubscribe = coordinator.async_attach(client)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await client.connect()
+    except BaseException as err:
+        unsubscribe()
+        await client.close()
+        if (mapped := _setup_error(hass, err)) is None:
+            raise
+        raise mapped from err
+    async_clear_protocol_issue(hass)
+    coordinator.async_publish()
+
+    entry.runtime_data = JeissonRuntimeData(client=client, coordinator=coordinator, runner=runner)
+    entry.async_on_unload(unsubscribe)
+    entry.async_on_unload(runner.async_shutdown)
+    await runner.async_resume()
+    if not coordinator.participating:
+        await runner.async_opt_out(None, OptOutReason.USER)
+
+    entry.async_create_background_task(
+        hass, _async_listen(hass, entry), name=f"jeisson listen {entry.title}"
+    )
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+def _setup_error(hass: HomeAssistant, err: BaseException) -> HomeAssistantError | None:
+    """Map a failed first connection to the config entry exception HA expects."""
+    if isinstance(err, AuthenticationFailed):
+        return ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="authentication_failed"
+        )
+    if isinstance(err, UnsupportedSchemaVersion):
+        async_raise_protocol_issue(hass, err)
+        return ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="unsupported_protocol",
+            translation_placeholders={"server": str(err.server_version)},
+        )
+    if isinstance(err, (TimeoutError, JeissonError)):
+        return ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err) or type(err).__name__},
+        )
+    return None
+
+
+async def _async_listen(hass: HomeAssistant, entry: JeissonConfigEntry) -> None:
+    """Keep the connection (the client reconnects by itself) until unload or a fatal error."""
+    data = entry.runtime_data
+    try:
+        await data.client.run()
+    except AuthenticationFailed:
+        data.coordinator.mark_disconnected()
+        entry.async_start_reauth(hass)
+    except UnsupportedSchemaVersion as err:
+        data.coordinator.mark_disconnected()
+        async_raise_protocol_issue(hass, err)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> bool:
+    """Stop the entities, the timers and the connection (the saved schedule is kept)."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        entry.runtime_data.runner.async_shutdown()
+        await entry.runtime_data.client.close()
+    return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> None:
+    """Delete the saved schedule when the entry is removed."""
+    await Store[dict[str, Any]](
+        hass, STORAGE_VERSION, f"{STORAGE_KEY_PREFIX}.{entry.entry_id}"
+    ).async_remove()

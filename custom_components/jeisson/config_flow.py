@@ -1,0 +1,223 @@
+"""Config flow: enrol the home with an aggregator, re-authenticate, reconfigure, manage loads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import probatio
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+)
+from homeassistant.const import CONF_NAME, CONF_TOKEN, CONF_URL
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from yarl import URL
+
+from aggregator.client import Enrollment, HomeClient, enroll
+from aggregator.errors import (
+    AuthenticationFailed,
+    CannotConnect,
+    InvalidEnrollmentCode,
+    UnsupportedSchemaVersion,
+)
+from aggregator.protocol import ServerHello
+
+from .const import (
+    CONF_AGGREGATOR_ID,
+    CONF_CODE,
+    CONF_HOME_ID,
+    CONF_LOADS,
+    CONF_PARTICIPATING,
+    CONNECT_TIMEOUT,
+    DOMAIN,
+    LOGGER,
+    SOFTWARE_VERSION,
+)
+from .models import inventory_from_options
+from .options_flow import JeissonOptionsFlow
+
+_URL_SCHEMES = ("http", "https")
+
+
+class InvalidUrl(ValueError):
+    """The aggregator URL is not an http(s) URL."""
+
+
+def normalize_url(value: str) -> str:
+    """Return the aggregator base URL without a trailing slash (raises InvalidUrl)."""
+    url = URL(value.strip())
+    if url.scheme not in _URL_SCHEMES or not url.host:
+        raise InvalidUrl(value)
+    return str(url).rstrip("/")
+
+
+def unique_id_for(aggregator_id: str, home_id: str) -> str:
+    """Return the entry's unique id: one entry per aggregator and home."""
+    return f"{aggregator_id}-{home_id}"
+
+
+async def test_connection(
+    hass: HomeAssistant, url: str, token: str, options: Mapping[str, Any]
+) -> ServerHello:
+    """Open one connection with ``token`` and close it again; return the server's hello."""
+    client = HomeClient(
+        url,
+        token,
+        session=async_get_clientsession(hass),
+        software_version=SOFTWARE_VERSION,
+        inventory_provider=lambda: inventory_from_options(options),
+    )
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await client.connect()
+    finally:
+        await client.close()
+
+
+URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+CODE_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.TEXT))
+
+
+class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Enrol a home with a Jeisson aggregator."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> JeissonOptionsFlow:
+        """Return the flow that manages loads and participation."""
+        return JeissonOptionsFlow()
+
+    async def _enroll(
+        self, url: str, code: str, options: Mapping[str, Any], errors: dict[str, str]
+    ) -> Enrollment | None:
+        """Enrol with ``code`` and test the new token; fill ``errors`` on failure."""
+        try:
+            enrollment = await enroll(async_get_clientsession(self.hass), url, code.strip())
+            await test_connection(self.hass, url, enrollment.token, options)
+        except InvalidEnrollmentCode:
+            errors[CONF_CODE] = "invalid_code"
+        except (CannotConnect, TimeoutError):
+            errors["base"] = "cannot_connect"
+        except UnsupportedSchemaVersion:
+            errors["base"] = "unsupported_protocol"
+        except Exception:
+            LOGGER.exception("Unexpected error while enrolling")
+            errors["base"] = "unknown"
+        else:
+            return enrollment
+        return None
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the aggregator URL and the enrolment code the operator gave the homeowner."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                url = normalize_url(user_input[CONF_URL])
+            except InvalidUrl:
+                errors[CONF_URL] = "invalid_url"
+            else:
+                options = {CONF_LOADS: {}, CONF_PARTICIPATING: True}
+                enrollment = await self._enroll(url, user_input[CONF_CODE], options, errors)
+                if enrollment is not None:
+                    await self.async_set_unique_id(
+                        unique_id_for(enrollment.aggregator_id, enrollment.home_id)
+                    )
+                    self._abort_if_unique_id_configured()
+                    return self.async_create_entry(
+                        title=f"Jeisson home {enrollment.home_id}",
+                        data={
+                            CONF_URL: url,
+                            CONF_TOKEN: enrollment.token,
+                            CONF_HOME_ID: enrollment.home_id,
+                            CONF_AGGREGATOR_ID: enrollment.aggregator_id,
+                        },
+                        options=options,
+                    )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(
+                probatio.Schema(
+                    {
+                        probatio.Required(CONF_URL): URL_SELECTOR,
+                        probatio.Required(CONF_CODE): CODE_SELECTOR,
+                    }
+                ),
+                user_input,
+            ),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Ask for a new enrolment code after the aggregator rejected the home token."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Re-enrol the same home with a fresh code from the operator."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            enrollment = await self._enroll(
+                entry.data[CONF_URL], user_input[CONF_CODE], entry.options, errors
+            )
+            if enrollment is not None:
+                await self.async_set_unique_id(
+                    unique_id_for(enrollment.aggregator_id, enrollment.home_id)
+                )
+                self._abort_if_unique_id_mismatch(reason="wrong_home")
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={CONF_TOKEN: enrollment.token}
+                )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=probatio.Schema({probatio.Required(CONF_CODE): CODE_SELECTOR}),
+            description_placeholders={CONF_NAME: entry.title},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Point the home at the aggregator's new URL (same home, same token)."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                url = normalize_url(user_input[CONF_URL])
+                hello = await test_connection(self.hass, url, entry.data[CONF_TOKEN], entry.options)
+            except InvalidUrl:
+                errors[CONF_URL] = "invalid_url"
+            except AuthenticationFailed:
+                errors["base"] = "invalid_auth"
+            except (CannotConnect, TimeoutError):
+                errors["base"] = "cannot_connect"
+            except UnsupportedSchemaVersion:
+                errors["base"] = "unsupported_protocol"
+            except Exception:
+                LOGGER.exception("Unexpected error while testing the new URL")
+                errors["base"] = "unknown"
+            else:
+                await self.async_set_unique_id(unique_id_for(hello.aggregator_id, hello.home_id))
+                self._abort_if_unique_id_mismatch(reason="wrong_home")
+                return self.async_update_reload_and_abort(entry, data_updates={CONF_URL: url})
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                probatio.Schema({probatio.Required(CONF_URL): URL_SELECTOR}),
+                user_input or {CONF_URL: entry.data[CONF_URL]},
+            ),
+            errors=errors,
+        )

@@ -1,0 +1,87 @@
+"""Constants of the Jeisson demand-response integration: keys, timings, event names."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Final
+
+DOMAIN: Final = "jeisson"
+LOGGER: Final = logging.getLogger(__package__)
+
+SOFTWARE_VERSION: Final = "0.1.0"
+"""Reported to the aggregator in the home hello (matches manifest.json ``version``)."""
+
+# --- Config entry data --------------------------------------------------------------------------
+CONF_CODE: Final = "code"
+CONF_HOME_ID: Final = "home_id"
+CONF_AGGREGATOR_ID: Final = "aggregator_id"
+
+# --- Options (loads and terms) ------------------------------------------------------------------
+CONF_LOADS: Final = "loads"
+CONF_PARTICIPATING: Final = "participating"
+CONF_LOAD_ID: Final = "load_id"
+CONF_KIND: Final = "kind"
+CONF_RATED_KW: Final = "rated_kw"
+CONF_ACTUATOR: Final = "actuator"
+CONF_POWER_SENSOR: Final = "power_sensor"
+CONF_MIN_PRICE: Final = "min_price"
+CONF_MAX_OFF_MINUTES: Final = "max_off_minutes"
+CONF_OFF_LIMITS_START: Final = "off_limits_start"
+CONF_OFF_LIMITS_END: Final = "off_limits_end"
+CONF_NEVER_CURTAIL: Final = "never_curtail"
+
+DEFAULT_MIN_PRICE: Final = 0.0
+DEFAULT_MAX_OFF_MINUTES: Final = 120
+MAX_OFF_MINUTES_LIMIT: Final = 24 * 60
+MAX_RATED_KW: Final = 1000.0
+MAX_PRICE_PER_KWH: Final = 1000.0
+
+# --- Timings -----------------------------------------------------------------------------------
+CONNECT_TIMEOUT: Final = 15.0
+"""Seconds allowed for the first connection at setup and in the config flow."""
+SAMPLE_INTERVAL: Final = timedelta(seconds=10)
+"""How often telemetry is sampled while an event is active."""
+SAMPLES_PER_BATCH: Final = 3
+"""Telemetry samples are sent in batches of this many (and at the end of an event)."""
+STALE_AFTER: Final = timedelta(minutes=5)
+"""Aggregator-fed data (next event, calendar) goes unavailable after this long disconnected."""
+HISTORY_LIMIT: Final = 50
+"""How many finished events are kept for the calendar and earnings."""
+
+# --- Storage -----------------------------------------------------------------------------------
+STORAGE_VERSION: Final = 1
+STORAGE_KEY_PREFIX: Final = f"{DOMAIN}.events"
+
+# --- Repair issues -----------------------------------------------------------------------------
+ISSUE_UNSUPPORTED_PROTOCOL: Final = "unsupported_protocol"
+
+# --- Bus events (one per lifecycle step; payloads documented in docs/home-assistant.md) -------
+EVENT_OFFERED: Final = f"{DOMAIN}_offered"
+EVENT_BID: Final = f"{DOMAIN}_bid"
+EVENT_AWARDED: Final = f"{DOMAIN}_awarded"
+EVENT_STARTED: Final = f"{DOMAIN}_started"
+EVENT_ENDED: Final = f"{DOMAIN}_ended"
+EVENT_CANCELLED: Final = f"{DOMAIN}_cancelled"
+EVENT_OPTED_OUT: Final = f"{DOMAIN}_opted_out"
+TRIGGER_TYPES: Final = {
+    "offered": EVENT_OFFERED,
+    "bid": EVENT_BID,
+    "awarded": EVENT_AWARDED,
+    "started": EVENT_STARTED,
+    "ended": EVENT_ENDED,
+    "cancelled": EVENT_CANCELLED,
+    "opted_out": EVENT_OPTED_OUT,
+}
+"""Device trigger type → bus event type."""
+
+ATTR_DEVICE_ID: Final = "device_id"
+ATTR_ENTRY_ID: Final = "config_entry_id"
+ATTR_EVENT_ID: Final = "event_id"
+ATTR_LOAD_ID: Final = "load_id"
+ATTR_HELD_BY_JEISSON: Final = "held_by_jeisson"
+ATTR_HELD_UNTIL: Final = "held_until"
+
+# --- Services ----------------------------------------------------------------------------------
+SERVICE_OPT_OUT: Final = "opt_out"
+SERVICE_SET_LOAD_TERMS: Final = "set_load_terms"

@@ -1,0 +1,453 @@
+"""Push coordinator: turns aggregator messages into bids, awards and entity state.
+
+The :class:`JeissonCoordinator` subscribes to the :class:`~aggregator.client.HomeClient` (the only
+way this integration talks to the aggregator), answers offers with bids built from the
+homeowner's terms, hands awards to the :class:`~.event_runner.EventRunner`, fires a bus event
+for every lifecycle step and publishes a :class:`JeissonState` snapshot to the entities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from aggregator.client import HomeClient
+from aggregator.errors import JeissonError
+from aggregator.protocol import (
+    Award,
+    BidStep,
+    Cancel,
+    EventEnd,
+    HomeEventStatus,
+    Offer,
+    OptOutReason,
+    Sample,
+    ServerMessage,
+)
+
+from .actuators import Actuator, actuator_for
+from .bidding import bid_kw, build_steps
+from .const import (
+    ATTR_DEVICE_ID,
+    ATTR_ENTRY_ID,
+    CONF_PARTICIPATING,
+    DOMAIN,
+    EVENT_AWARDED,
+    EVENT_BID,
+    EVENT_OFFERED,
+    LOGGER,
+    STALE_AFTER,
+)
+from .event_runner import EventRunner, RunnerHooks
+from .models import LoadConfig, loads_from_options, participating_from_options
+from .schedule import HeldEvent, Outcome
+
+type JeissonConfigEntry = ConfigEntry[JeissonRuntimeData]
+
+
+class DRStatus(StrEnum):
+    """The home's demand-response status (the DR status sensor's states)."""
+
+    NOT_PARTICIPATING = "not_participating"
+    IDLE = "idle"
+    OFFERED = "offered"
+    AWARDED = "awarded"
+    ACTIVE = "active"
+    RESTORING = "restoring"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CalendarItem:
+    """One event as shown on the calendar."""
+
+    event_id: str
+    award_id: str
+    start: datetime
+    end: datetime
+    kind: str
+    status: str
+    outcome: str | None
+    committed_kw: float
+    price: float
+    currency: str
+    loads: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JeissonState:
+    """What the entities show, rebuilt on every change."""
+
+    connected: bool
+    stale: bool
+    """True when disconnected for longer than STALE_AFTER."""
+    participating: bool
+    status: DRStatus
+    committed_kw: float
+    delivered_kw: float
+    earnings: float
+    currency: str | None
+    next_event_start: datetime | None
+    event_active: bool
+    held: dict[str, datetime] = field(default_factory=dict)
+    """Load id → when Jeisson will give it back (window end or scheduled restore)."""
+    calendar: tuple[CalendarItem, ...] = ()
+
+
+@dataclass(kw_only=True)
+class JeissonRuntimeData:
+    """What a loaded entry holds (``entry.runtime_data``)."""
+
+    client: HomeClient
+    coordinator: JeissonCoordinator
+    runner: EventRunner
+
+
+def _calendar_item(event: HeldEvent) -> CalendarItem:
+    return CalendarItem(
+        event_id=event.event_id,
+        award_id=event.award_id,
+        start=event.window_start,
+        end=event.window_end,
+        kind=event.kind.value,
+        status=event.status.value,
+        outcome=event.outcome.value if event.outcome else None,
+        committed_kw=event.committed_kw,
+        price=event.price,
+        currency=event.currency,
+        loads=tuple(event.loads),
+    )
+
+
+class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
+    """Pushes the home's DR state to its entities and negotiates on its behalf."""
+
+    config_entry: JeissonConfigEntry
+
+    client: HomeClient
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: JeissonConfigEntry,
+        store: Store[dict[str, Any]],
+    ) -> None:
+        """Create the coordinator and its event runner (no polling: every update is pushed)."""
+        super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN)
+        self.runner = EventRunner(
+            hass,
+            store,
+            RunnerHooks(
+                loads=lambda: self.loads,
+                actuator=self.actuator,
+                fire=self.fire,
+                changed=self.async_publish,
+                send_opt_out=self.send_opt_out,
+                send_telemetry=self.send_telemetry,
+            ),
+            create_task=lambda target, name: entry.async_create_task(hass, target, name),
+        )
+        self._offers: dict[str, Offer] = {}
+        self._connected = False
+        self._disconnected_since: datetime | None = None
+        self.device_id: str | None = None
+        self._unsub_stale: CALLBACK_TYPE | None = None
+
+    # --- wiring -----------------------------------------------------------------------------
+
+    @callback
+    def async_attach(self, client: HomeClient) -> Callable[[], None]:
+        """Use ``client`` (connected) and subscribe to it; return a function that unsubscribes."""
+        self.client = client
+        self._connected = client.connected
+        self.data = self._build_state()
+        unsub_messages = self.client.subscribe(self._on_message)
+        unsub_connection = self.client.subscribe_connection(self._on_connection)
+        device = dr.async_get(self.hass).async_get_device(
+            identifiers={(DOMAIN, self.config_entry.unique_id or self.config_entry.entry_id)}
+        )
+        self.device_id = device.id if device else None
+
+        def _unsubscribe() -> None:
+            unsub_messages()
+            unsub_connection()
+            self._cancel_stale_timer()
+
+        return _unsubscribe
+
+    @property
+    def loads(self) -> dict[str, LoadConfig]:
+        """Return the configured loads (read live from the entry options)."""
+        return loads_from_options(self.config_entry.options)
+
+    @property
+    def participating(self) -> bool:
+        """Return whether the home takes part in demand response."""
+        return participating_from_options(self.config_entry.options)
+
+    def actuator(self, load: LoadConfig) -> Actuator:
+        """Return the actuator of ``load``."""
+        return actuator_for(self.hass, load)
+
+    def is_available(self, load: LoadConfig) -> bool:
+        """Return True when ``load``'s actuator can be commanded."""
+        return self.actuator(load).available
+
+    @callback
+    def fire(self, event_type: str, payload: dict[str, Any]) -> None:
+        """Fire a lifecycle bus event carrying the entry and device ids."""
+        self.hass.bus.async_fire(
+            event_type,
+            {ATTR_ENTRY_ID: self.config_entry.entry_id, ATTR_DEVICE_ID: self.device_id, **payload},
+        )
+
+    @callback
+    def async_publish(self) -> None:
+        """Rebuild the state snapshot and push it to the entities."""
+        self.async_set_updated_data(self._build_state())
+
+    def _spawn(self, target: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a request to the aggregator in the background (cancelled on unload)."""
+        self.config_entry.async_create_background_task(self.hass, target, name)
+
+    async def _guard(self, what: str, request: Coroutine[Any, Any, object]) -> None:
+        try:
+            await request
+        except JeissonError as err:
+            LOGGER.warning("Could not %s: %s", what, err)
+
+    @callback
+    def send_opt_out(self, event_id: str, load_id: str | None, reason: OptOutReason) -> None:
+        """Report an opt-out (queued by the client while disconnected)."""
+        self._spawn(
+            self._guard("report the opt-out", self.client.opt_out(event_id, load_id, reason)),
+            f"jeisson opt-out {event_id}",
+        )
+
+    @callback
+    def send_telemetry(self, samples: Sequence[Sample], event_id: str | None) -> None:
+        """Send a telemetry batch (queued by the client while disconnected)."""
+        self._spawn(
+            self._guard("send telemetry", self.client.send_telemetry(samples, event_id)),
+            "jeisson telemetry",
+        )
+
+    @callback
+    def send_inventory(self) -> None:
+        """Send the current loads and participation to the aggregator."""
+        if self.client.connected:
+            self._spawn(
+                self._guard("send the inventory", self.client.send_inventory()),
+                "jeisson inventory",
+            )
+
+    # --- homeowner actions ------------------------------------------------------------------
+
+    async def async_set_participating(self, participating: bool) -> None:
+        """Switch participation; switching it off also opts out of open events."""
+        self.hass.config_entries.async_update_entry(
+            self.config_entry,
+            options={**self.config_entry.options, CONF_PARTICIPATING: participating},
+        )
+        self.send_inventory()
+        if not participating:
+            await self.runner.async_opt_out(None, OptOutReason.USER)
+        self.async_publish()
+
+    async def async_opt_out(self, event_id: str | None = None) -> list[str]:
+        """Opt out of one event (or every open one); return the event ids opted out of."""
+        return await self.runner.async_opt_out(event_id, OptOutReason.USER)
+
+    # --- messages ---------------------------------------------------------------------------
+
+    @callback
+    def _on_message(self, message: ServerMessage) -> None:
+        """Dispatch a server message without blocking the client's reader."""
+        handler: Coroutine[Any, Any, None] | None = None
+        if isinstance(message, Offer):
+            handler = self._handle_offer(message)
+        elif isinstance(message, Award):
+            handler = self._handle_award(message)
+        elif isinstance(message, Cancel):
+            handler = self.runner.async_finish_event(
+                message.event_id, Outcome.CANCELLED, message.reason
+            )
+        elif isinstance(message, EventEnd):
+            handler = self.runner.async_finish_event(message.event_id, Outcome.COMPLETED)
+        if handler is not None:
+            self.config_entry.async_create_task(
+                self.hass, handler, f"jeisson {message.type} {message.id}"
+            )
+
+    def bid_steps(self, offer: Offer) -> list[BidStep]:
+        """Return the step curve this home bids for ``offer``."""
+        if not self.participating:
+            return []
+        committed = self.runner.committed_loads(offer.window_start, offer.window_end)
+        return build_steps(
+            self.loads.values(),
+            window_start=offer.window_start,
+            window_end=offer.window_end,
+            price_cap=offer.price_cap,
+            tz=dt_util.get_default_time_zone(),
+            is_available=lambda load: load.load_id not in committed and self.is_available(load),
+        )
+
+    async def _handle_offer(self, offer: Offer) -> None:
+        self._offers[offer.event_id] = offer
+        self.fire(
+            EVENT_OFFERED,
+            {
+                "event_id": offer.event_id,
+                "round": offer.round,
+                "kind": offer.kind.value,
+                "window_start": offer.window_start.isoformat(),
+                "window_end": offer.window_end.isoformat(),
+                "price_cap": offer.price_cap,
+                "currency": offer.currency,
+                "bid_deadline": offer.bid_deadline.isoformat(),
+            },
+        )
+        self.async_publish()
+        steps = self.bid_steps(offer)
+        try:
+            await self.client.send_bid(offer, steps)
+        except JeissonError as err:
+            LOGGER.warning("Could not bid on event %s: %s", offer.event_id, err)
+            return
+        self.fire(
+            EVENT_BID,
+            {
+                "event_id": offer.event_id,
+                "round": offer.round,
+                "kw": round(bid_kw(steps), 3),
+                "steps": [step.model_dump() for step in steps],
+            },
+        )
+
+    async def _handle_award(self, award: Award) -> None:
+        self._offers.pop(award.event_id, None)
+        decision = await self.runner.async_take_award(award, is_available=self.is_available)
+        self._spawn(
+            self._guard(
+                "acknowledge the award",
+                self.client.ack_award(
+                    award, accepted=decision.accepted, loads=decision.loads, kw=decision.kw
+                ),
+            ),
+            f"jeisson award ack {award.award_id}",
+        )
+        if decision.accepted:
+            self.fire(
+                EVENT_AWARDED,
+                {
+                    "event_id": award.event_id,
+                    "award_id": award.award_id,
+                    "kind": award.kind.value,
+                    "loads": decision.loads,
+                    "kw": round(decision.kw, 3),
+                    "price": award.price,
+                    "currency": award.currency,
+                    "window_start": award.window_start.isoformat(),
+                    "window_end": award.window_end.isoformat(),
+                },
+            )
+
+    # --- connection -------------------------------------------------------------------------
+
+    @callback
+    def _on_connection(self, connected: bool) -> None:
+        """Track the connection (the client logs lost/restored once each, at info)."""
+        if connected == self._connected:
+            return
+        self._connected = connected
+        self._cancel_stale_timer()
+        if connected:
+            self._disconnected_since = None
+            LOGGER.debug("Aggregator connection restored")
+        else:
+            self._disconnected_since = dt_util.utcnow()
+            LOGGER.debug("Aggregator connection lost; the home keeps its schedule")
+            self._unsub_stale = async_call_later(self.hass, STALE_AFTER, self._on_stale)
+        self.async_publish()
+
+    @callback
+    def _on_stale(self, _now: datetime) -> None:
+        self._unsub_stale = None
+        self.async_publish()
+
+    def _cancel_stale_timer(self) -> None:
+        if self._unsub_stale is not None:
+            self._unsub_stale()
+            self._unsub_stale = None
+
+    @callback
+    def mark_disconnected(self) -> None:
+        """Mark the connection gone for good (auth failed, protocol mismatch)."""
+        self._on_connection(False)
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _build_state(self) -> JeissonState:
+        now = dt_util.utcnow()
+        schedule = self.runner.schedule
+        open_events = schedule.open_events()
+        for event_id, offer in list(self._offers.items()):
+            if offer.window_end <= now:
+                del self._offers[event_id]
+        statuses = {event.status for event in open_events}
+        status = DRStatus.IDLE
+        if not self.participating:
+            status = DRStatus.NOT_PARTICIPATING
+        elif HomeEventStatus.ACTIVE in statuses:
+            status = DRStatus.ACTIVE
+        elif HomeEventStatus.RESTORING in statuses:
+            status = DRStatus.RESTORING
+        elif HomeEventStatus.AWARDED in statuses:
+            status = DRStatus.AWARDED
+        elif self._offers:
+            status = DRStatus.OFFERED
+        held: dict[str, datetime] = {}
+        for event in open_events:
+            for load_id in event.held_loads():
+                held[load_id] = event.window_end
+            held.update(event.restore_at)
+        upcoming = [event.window_start for event in open_events if event.window_start > now]
+        stale = (
+            self._disconnected_since is not None and now - self._disconnected_since > STALE_AFTER
+        )
+        return JeissonState(
+            connected=self._connected,
+            stale=stale,
+            participating=self.participating,
+            status=status,
+            committed_kw=round(
+                sum(
+                    event.committed_kw
+                    for event in open_events
+                    if event.status in (HomeEventStatus.AWARDED, HomeEventStatus.ACTIVE)
+                ),
+                3,
+            ),
+            delivered_kw=round(self.runner.shed_kw(), 3),
+            earnings=round(schedule.earnings_total, 4),
+            currency=schedule.currency,
+            next_event_start=min(upcoming) if upcoming else None,
+            event_active=HomeEventStatus.ACTIVE in statuses,
+            held=held,
+            calendar=tuple(
+                _calendar_item(event)
+                for event in sorted(schedule.events.values(), key=lambda e: e.window_start)
+                if event.outcome is not Outcome.REJECTED
+            ),
+        )

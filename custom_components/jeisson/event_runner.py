@@ -1,0 +1,560 @@
+"""Carry out awards on the home's own clock: switch off at the start, hold, restore with stagger.
+
+The :class:`EventRunner` is autonomous once an award is taken: its timers (start, end, each
+staggered restore) run in Home Assistant whether or not the aggregator is reachable, and every
+decision is saved to the :class:`~.schedule.Schedule` store *before* it is carried out, so a
+restart resumes it. It restores only the loads it switched off itself, and treats a homeowner
+switching a held load back on as an opt-out for that load — reported, never fought.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from homeassistant.const import STATE_ON
+from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.event import (
+    async_track_point_in_utc_time,
+    async_track_state_change_event,
+    async_track_time_interval,
+)
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+
+from aggregator.protocol import (
+    Award,
+    EventKind,
+    HeldAward,
+    HomeEventStatus,
+    OptOutReason,
+    Sample,
+)
+
+from .actuators import Actuator, load_power_kw
+from .bidding import eligible_loads, loads_kw
+from .const import (
+    EVENT_CANCELLED,
+    EVENT_ENDED,
+    EVENT_OPTED_OUT,
+    EVENT_STARTED,
+    LOGGER,
+    SAMPLE_INTERVAL,
+    SAMPLES_PER_BATCH,
+)
+from .models import LoadConfig
+from .schedule import HeldEvent, Outcome, Schedule
+
+type Loads = Mapping[str, LoadConfig]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AwardDecision:
+    """What the home answers to an award."""
+
+    accepted: bool
+    loads: list[str]
+    kw: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunnerHooks:
+    """How the runner reaches the rest of the integration."""
+
+    loads: Callable[[], Loads]
+    actuator: Callable[[LoadConfig], Actuator]
+    fire: Callable[[str, dict[str, Any]], None]
+    """Fire a bus event (the type, and its payload without the device id)."""
+    changed: Callable[[], None]
+    """The schedule changed: entities should refresh."""
+    send_opt_out: Callable[[str, str | None, OptOutReason], None]
+    send_telemetry: Callable[[Sequence[Sample], str | None], None]
+
+
+class EventRunner:
+    """Executes the awards of one home."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        store: Store[dict[str, Any]],
+        hooks: RunnerHooks,
+        *,
+        create_task: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
+        rng: random.Random | None = None,
+    ) -> None:
+        """Prepare a runner; call :meth:`async_load` then :meth:`async_resume`."""
+        self._hass = hass
+        self._store = store
+        self._hooks = hooks
+        self._create_task = create_task
+        self._rng = rng or random.Random()
+        self._lock = asyncio.Lock()
+        self.schedule = Schedule()
+        self._timers: dict[tuple[str, str], CALLBACK_TYPE] = {}
+        self._unsub_state: CALLBACK_TYPE | None = None
+        self._unsub_telemetry: CALLBACK_TYPE | None = None
+        self._samples: list[Sample] = []
+        self._closed = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def async_load(self) -> None:
+        """Read the saved schedule."""
+        self.schedule = Schedule.from_dict(await self._store.async_load())
+
+    async def async_resume(self) -> None:
+        """Pick up every open award where it was (after a restart or a reload)."""
+        async with self._lock:
+            for event in self.schedule.open_events():
+                await self._resume_event(event)
+            await self._save()
+        self._after_change()
+
+    @callback
+    def async_shutdown(self) -> None:
+        """Cancel every timer and listener (the saved schedule stays for the next start)."""
+        self._closed = True
+        for cancel in self._timers.values():
+            cancel()
+        self._timers.clear()
+        if self._unsub_state:
+            self._unsub_state()
+            self._unsub_state = None
+        if self._unsub_telemetry:
+            self._unsub_telemetry()
+            self._unsub_telemetry = None
+
+    def held_awards(self) -> list[HeldAward]:
+        """Return the awards still being executed (reported in the home's hello)."""
+        return [event.to_held_award() for event in self.schedule.open_events()]
+
+    def committed_loads(self, start: datetime, end: datetime) -> set[str]:
+        """Return loads already committed to an open award overlapping ``[start, end)``."""
+        return {
+            load_id
+            for event in self.schedule.open_events()
+            if event.window_start < end and start < event.window_end
+            for load_id in event.loads
+        }
+
+    # --- awards -----------------------------------------------------------------------------
+
+    async def async_take_award(
+        self, award: Award, *, is_available: Callable[[LoadConfig], bool]
+    ) -> AwardDecision:
+        """Record ``award`` (before acknowledging it) and schedule its start and end."""
+        loads = self._hooks.loads()
+        tz = dt_util.get_default_time_zone()
+        async with self._lock:
+            if (known := self.schedule.events.get(award.award_id)) is not None:
+                return AwardDecision(
+                    accepted=known.outcome is not Outcome.REJECTED,
+                    loads=list(known.loads),
+                    kw=known.committed_kw,
+                )
+            if award.kind is EventKind.DIRECT:
+                chosen = [
+                    load.load_id
+                    for load in eligible_loads(
+                        loads.values(),
+                        window_start=award.window_start,
+                        window_end=award.window_end,
+                        price=award.price,
+                        tz=tz,
+                        is_available=is_available,
+                    )
+                ]
+                accepted = bool(chosen)
+                kw = loads_kw(loads, chosen)
+            else:
+                chosen = list(award.loads)
+                accepted = bool(chosen) and all(
+                    load_id in loads and not loads[load_id].terms.never_curtail
+                    for load_id in chosen
+                )
+                kw = award.kw
+            event = HeldEvent(
+                event_id=award.event_id,
+                award_id=award.award_id,
+                kind=award.kind,
+                price=award.price,
+                currency=award.currency,
+                window_start=award.window_start,
+                window_end=award.window_end,
+                restore_stagger_s=award.restore_stagger_s,
+                loads=chosen if accepted else [],
+                committed_kw=kw if accepted else 0.0,
+            )
+            if not accepted:
+                event.status = HomeEventStatus.DONE
+                event.outcome = Outcome.REJECTED
+            self.schedule.events[award.award_id] = event
+            self.schedule.currency = award.currency
+            await self._save()
+            if accepted:
+                await self._resume_event(event)
+        self._after_change()
+        return AwardDecision(accepted=accepted, loads=event.loads, kw=event.committed_kw)
+
+    async def async_finish_event(self, event_id: str, outcome: Outcome, reason: str = "") -> None:
+        """End every open award of ``event_id`` (window over, or cancelled) and restore."""
+        async with self._lock:
+            for event in self.schedule.for_event(event_id):
+                await self._finish(event, outcome, reason)
+            await self._save()
+        self._after_change()
+
+    async def async_opt_out(self, event_id: str | None, reason: OptOutReason) -> list[str]:
+        """Opt out of one event (or every open one): restore its loads now. Return event ids."""
+        opted: list[str] = []
+        async with self._lock:
+            events = (
+                self.schedule.for_event(event_id)
+                if event_id is not None
+                else self.schedule.open_events()
+            )
+            to_restore: list[tuple[HeldEvent, str]] = []
+            now = dt_util.utcnow()
+            for event in events:
+                given_back = event.held_loads() + list(event.restore_at)
+                for load_id in given_back:
+                    self._release(event, load_id, now)
+                to_restore.extend((event, load_id) for load_id in given_back)
+                self._cancel_timers(event.award_id)
+                event.status = HomeEventStatus.DONE
+                event.outcome = Outcome.OPTED_OUT
+                if event.event_id not in opted:
+                    opted.append(event.event_id)
+            await self._save()
+            for event, load_id in to_restore:
+                await self._switch_on(event, load_id)
+        for opted_event in opted:
+            self._hooks.send_opt_out(opted_event, None, reason)
+            self._hooks.fire(
+                EVENT_OPTED_OUT,
+                {"event_id": opted_event, "load_id": None, "reason": reason.value},
+            )
+        self._after_change()
+        return opted
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _save(self) -> None:
+        self.schedule.prune()
+        await self._store.async_save(self.schedule.as_dict())
+
+    def _after_change(self) -> None:
+        if self._closed:
+            return
+        self._refresh_state_listener()
+        self._refresh_telemetry()
+        self._hooks.changed()
+
+    async def _resume_event(self, event: HeldEvent) -> None:
+        """Bring one open award up to date with the clock and the switches (lock held)."""
+        now = dt_util.utcnow()
+        if event.status is HomeEventStatus.AWARDED:
+            if now >= event.window_end:
+                event.status = HomeEventStatus.DONE
+                event.outcome = Outcome.COMPLETED
+            elif now >= event.window_start:
+                await self._start(event)
+            else:
+                self._at(event, "start", event.window_start, self._on_start_time)
+                self._at(event, "end", event.window_end, self._on_end_time)
+            return
+        if event.status is HomeEventStatus.ACTIVE:
+            await self._reconcile_active(event, now)
+            if now >= event.window_end:
+                await self._finish(event, Outcome.COMPLETED)
+            else:
+                self._at(event, "end", event.window_end, self._on_end_time)
+            return
+        for load_id, when in event.restore_at.items():
+            self._at(event, f"restore:{load_id}", when, self._on_restore_time, load_id)
+
+    async def _reconcile_active(self, event: HeldEvent, now: datetime) -> None:
+        """After a restart mid-event: finish interrupted switch-offs, detect overrides."""
+        loads = self._hooks.loads()
+        for load_id in list(event.switched_off):
+            if load_id in event.released or load_id not in loads:
+                continue
+            actuator = self._hooks.actuator(loads[load_id])
+            if load_id not in event.confirmed_off:
+                await self._switch_off(event, load_id, actuator, now)
+            elif actuator.is_on:
+                self._override(event, load_id, now)
+
+    async def _start(self, event: HeldEvent) -> None:
+        """Switch off the awarded loads that are on now (lock held)."""
+        now = dt_util.utcnow()
+        loads = self._hooks.loads()
+        for load_id in event.loads:
+            if load_id not in loads or load_id in event.opted_out:
+                continue
+            actuator = self._hooks.actuator(loads[load_id])
+            if actuator.available and actuator.is_on:
+                event.switched_off[load_id] = load_power_kw(loads[load_id], actuator)
+        event.status = HomeEventStatus.ACTIVE
+        await self._save()
+        for load_id in list(event.switched_off):
+            await self._switch_off(event, load_id, self._hooks.actuator(loads[load_id]), now)
+        await self._save()
+        self._at(event, "end", event.window_end, self._on_end_time)
+        self._hooks.fire(
+            EVENT_STARTED,
+            {
+                "event_id": event.event_id,
+                "award_id": event.award_id,
+                "loads": event.held_loads(),
+                "shed_kw": round(event.shed_kw(), 3),
+                "window_end": event.window_end.isoformat(),
+            },
+        )
+
+    async def _switch_off(
+        self, event: HeldEvent, load_id: str, actuator: Actuator, now: datetime
+    ) -> None:
+        try:
+            await actuator.async_turn_off()
+        except HomeAssistantError as err:
+            LOGGER.warning("Could not switch off load %s: %s", load_id, err)
+            event.released.append(load_id)
+            event.opted_out.append(load_id)
+            self._hooks.send_opt_out(event.event_id, load_id, OptOutReason.UNAVAILABLE)
+            return
+        event.confirmed_off.append(load_id)
+        event.off_since[load_id] = now
+
+    async def _finish(self, event: HeldEvent, outcome: Outcome, reason: str = "") -> None:
+        """End one award: schedule staggered restores of what Jeisson switched off (lock held)."""
+        if event.status in (HomeEventStatus.RESTORING, HomeEventStatus.DONE):
+            return
+        self._cancel_timers(event.award_id)
+        was_active = event.status is HomeEventStatus.ACTIVE
+        now = dt_util.utcnow()
+        event.outcome = outcome
+        held = event.held_loads()
+        for load_id in held:
+            delay = self._rng.uniform(0, event.restore_stagger_s)
+            event.restore_at[load_id] = now + timedelta(seconds=delay)
+        event.status = HomeEventStatus.RESTORING if held else HomeEventStatus.DONE
+        await self._save()
+        if was_active:
+            self._take_sample(now, force_flush=True, event_id=event.event_id)
+        for load_id, when in event.restore_at.items():
+            self._at(event, f"restore:{load_id}", when, self._on_restore_time, load_id)
+        payload: dict[str, Any] = {
+            "event_id": event.event_id,
+            "award_id": event.award_id,
+            "restore_at": {key: value.isoformat() for key, value in event.restore_at.items()},
+        }
+        if outcome is Outcome.CANCELLED:
+            payload["reason"] = reason
+            self._hooks.fire(EVENT_CANCELLED, payload)
+        else:
+            self._hooks.fire(EVENT_ENDED, payload)
+
+    async def _restore(self, award_id: str, load_id: str) -> None:
+        """Give one load back after its staggered delay."""
+        async with self._lock:
+            event = self.schedule.events.get(award_id)
+            if event is None or load_id not in event.restore_at:
+                return
+            self._timers.pop((award_id, f"restore:{load_id}"), None)
+            self._release(event, load_id, dt_util.utcnow())
+            if not event.restore_at:
+                event.status = HomeEventStatus.DONE
+            await self._save()
+            await self._switch_on(event, load_id)
+        self._after_change()
+
+    async def _switch_on(self, event: HeldEvent, load_id: str) -> None:
+        loads = self._hooks.loads()
+        if load_id not in loads:
+            return
+        actuator = self._hooks.actuator(loads[load_id])
+        if actuator.is_on:
+            return
+        try:
+            await actuator.async_turn_on()
+        except HomeAssistantError as err:
+            LOGGER.warning(
+                "Could not restore load %s after event %s: %s", load_id, event.event_id, err
+            )
+
+    def _release(self, event: HeldEvent, load_id: str, now: datetime) -> None:
+        before = event.earnings
+        event.release(load_id, now)
+        self.schedule.earnings_total += event.earnings - before
+
+    def _override(self, event: HeldEvent, load_id: str, now: datetime) -> None:
+        """Stop holding a load the homeowner switched on, and report it (lock held)."""
+        self._release(event, load_id, now)
+        event.opted_out.append(load_id)
+        self._hooks.send_opt_out(event.event_id, load_id, OptOutReason.OVERRIDE)
+        self._hooks.fire(
+            EVENT_OPTED_OUT,
+            {"event_id": event.event_id, "load_id": load_id, "reason": OptOutReason.OVERRIDE.value},
+        )
+
+    async def _handle_switched_on(self, entity_id: str) -> None:
+        async with self._lock:
+            loads = self._hooks.loads()
+            now = dt_util.utcnow()
+            changed = False
+            for event in self.schedule.open_events():
+                for load_id in event.held_loads() + list(event.restore_at):
+                    if load_id not in loads:
+                        continue
+                    if entity_id not in self._hooks.actuator(loads[load_id]).watched_entity_ids:
+                        continue
+                    if load_id in event.restore_at:
+                        self._release(event, load_id, now)  # restored by hand, a bit early
+                        self._cancel_timer(event.award_id, f"restore:{load_id}")
+                        if not event.restore_at:
+                            event.status = HomeEventStatus.DONE
+                    else:
+                        self._override(event, load_id, now)
+                    changed = True
+            if changed:
+                await self._save()
+        if changed:
+            self._after_change()
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def _at(
+        self,
+        event: HeldEvent,
+        name: str,
+        when: datetime,
+        action: Callable[..., Coroutine[Any, Any, None]],
+        *args: str,
+    ) -> None:
+        key = (event.award_id, name)
+        if key in self._timers:
+            self._timers.pop(key)()
+        award_id = event.award_id
+
+        @callback
+        def _fire(_now: datetime) -> None:
+            self._timers.pop(key, None)
+            self._create_task(action(award_id, *args), f"jeisson {name} {award_id}")
+
+        self._timers[key] = async_track_point_in_utc_time(self._hass, _fire, when)
+
+    def _cancel_timer(self, award_id: str, name: str) -> None:
+        if cancel := self._timers.pop((award_id, name), None):
+            cancel()
+
+    def _cancel_timers(self, award_id: str) -> None:
+        for key in [key for key in self._timers if key[0] == award_id]:
+            self._timers.pop(key)()
+
+    async def _on_start_time(self, award_id: str) -> None:
+        async with self._lock:
+            event = self.schedule.events.get(award_id)
+            if event is None or event.status is not HomeEventStatus.AWARDED:
+                return
+            await self._start(event)
+        self._after_change()
+
+    async def _on_end_time(self, award_id: str) -> None:
+        async with self._lock:
+            event = self.schedule.events.get(award_id)
+            if event is None:
+                return
+            await self._finish(event, Outcome.COMPLETED)
+            await self._save()
+        self._after_change()
+
+    async def _on_restore_time(self, award_id: str, load_id: str) -> None:
+        await self._restore(award_id, load_id)
+
+    # --- state listener and telemetry -------------------------------------------------------
+
+    def _refresh_state_listener(self) -> None:
+        if self._unsub_state:
+            self._unsub_state()
+            self._unsub_state = None
+        loads = self._hooks.loads()
+        watched = {
+            entity_id
+            for event in self.schedule.open_events()
+            for load_id in event.held_loads() + list(event.restore_at)
+            if load_id in loads
+            for entity_id in self._hooks.actuator(loads[load_id]).watched_entity_ids[:1]
+        }
+        if watched:
+            self._unsub_state = async_track_state_change_event(
+                self._hass, sorted(watched), self._on_state_change
+            )
+
+    @callback
+    def _on_state_change(self, event: Event[EventStateChangedData]) -> None:
+        new_state = event.data["new_state"]
+        old_state = event.data["old_state"]
+        if new_state is None or new_state.state != STATE_ON:
+            return
+        if old_state is not None and old_state.state == STATE_ON:
+            return
+        self._create_task(
+            self._handle_switched_on(event.data["entity_id"]), "jeisson homeowner override"
+        )
+
+    def _active_events(self) -> list[HeldEvent]:
+        return [
+            event for event in self.schedule.open_events() if event.status is HomeEventStatus.ACTIVE
+        ]
+
+    def _refresh_telemetry(self) -> None:
+        active = bool(self._active_events())
+        if active and self._unsub_telemetry is None:
+            self._take_sample(dt_util.utcnow(), force_flush=True)
+            self._unsub_telemetry = async_track_time_interval(
+                self._hass, self._on_sample_time, SAMPLE_INTERVAL, name="jeisson telemetry"
+            )
+        elif not active and self._unsub_telemetry is not None:
+            self._unsub_telemetry()
+            self._unsub_telemetry = None
+
+    @callback
+    def _on_sample_time(self, now: datetime) -> None:
+        self._take_sample(now)
+
+    def sample(self, now: datetime) -> Sample:
+        """Return a telemetry sample of the home's declared loads right now."""
+        loads = self._hooks.loads()
+        per_load = {
+            load_id: round(load_power_kw(load, self._hooks.actuator(load)), 3)
+            for load_id, load in loads.items()
+        }
+        shed = sum(event.shed_kw() for event in self._active_events())
+        return Sample(
+            ts=now,
+            power_kw=round(sum(per_load.values()), 3),
+            shed_kw=round(shed, 3),
+            loads=per_load,
+        )
+
+    def shed_kw(self) -> float:
+        """Return the power Jeisson holds off right now."""
+        return sum(event.shed_kw() for event in self.schedule.open_events())
+
+    def _take_sample(
+        self, now: datetime, *, force_flush: bool = False, event_id: str | None = None
+    ) -> None:
+        active = self._active_events()
+        if event_id is None and active:
+            event_id = active[0].event_id
+        self._samples.append(self.sample(now))
+        if force_flush or len(self._samples) >= SAMPLES_PER_BATCH:
+            samples, self._samples = self._samples, []
+            self._hooks.send_telemetry(samples, event_id)

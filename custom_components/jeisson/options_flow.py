@@ -1,0 +1,251 @@
+"""Options flow: add, edit and remove loads with their terms, and switch participation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import probatio
+from homeassistant.components.sensor import SensorDeviceClass
+from homeassistant.config_entries import ConfigFlowResult, OptionsFlowWithReload
+from homeassistant.const import CONF_NAME, UnitOfPower
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TimeSelector,
+)
+
+from aggregator.protocol import LoadKind
+
+from .actuators import SWITCH_DOMAIN
+from .const import (
+    CONF_ACTUATOR,
+    CONF_KIND,
+    CONF_LOAD_ID,
+    CONF_LOADS,
+    CONF_MAX_OFF_MINUTES,
+    CONF_MIN_PRICE,
+    CONF_NEVER_CURTAIL,
+    CONF_OFF_LIMITS_END,
+    CONF_OFF_LIMITS_START,
+    CONF_PARTICIPATING,
+    CONF_POWER_SENSOR,
+    CONF_RATED_KW,
+    DEFAULT_MAX_OFF_MINUTES,
+    DEFAULT_MIN_PRICE,
+    MAX_OFF_MINUTES_LIMIT,
+    MAX_PRICE_PER_KWH,
+    MAX_RATED_KW,
+)
+from .models import new_load_id
+
+_KW_STEP = 0.01
+_PRICE_STEP = 0.001
+
+LOAD_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(CONF_NAME): TextSelector(),
+        probatio.Required(CONF_KIND, default=LoadKind.OTHER.value): SelectSelector(
+            SelectSelectorConfig(
+                options=[kind.value for kind in LoadKind],
+                translation_key="load_kind",
+                mode=SelectSelectorMode.DROPDOWN,
+            )
+        ),
+        probatio.Required(CONF_RATED_KW): NumberSelector(
+            NumberSelectorConfig(
+                min=_KW_STEP,
+                max=MAX_RATED_KW,
+                step=_KW_STEP,
+                unit_of_measurement=UnitOfPower.KILO_WATT,
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        probatio.Required(CONF_ACTUATOR): EntitySelector(
+            EntitySelectorConfig(domain=SWITCH_DOMAIN)
+        ),
+        probatio.Optional(CONF_POWER_SENSOR): EntitySelector(
+            EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.POWER)
+        ),
+        probatio.Required(CONF_MIN_PRICE, default=DEFAULT_MIN_PRICE): NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=MAX_PRICE_PER_KWH, step=_PRICE_STEP, mode=NumberSelectorMode.BOX
+            )
+        ),
+        probatio.Required(CONF_MAX_OFF_MINUTES, default=DEFAULT_MAX_OFF_MINUTES): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=MAX_OFF_MINUTES_LIMIT,
+                step=1,
+                unit_of_measurement="min",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        probatio.Optional(CONF_OFF_LIMITS_START): TimeSelector(),
+        probatio.Optional(CONF_OFF_LIMITS_END): TimeSelector(),
+        probatio.Required(CONF_NEVER_CURTAIL, default=False): BooleanSelector(),
+    }
+)
+
+
+def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
+    """Return the stored form of a load from the form's input."""
+    return {
+        CONF_NAME: str(user_input[CONF_NAME]).strip(),
+        CONF_KIND: user_input[CONF_KIND],
+        CONF_RATED_KW: float(user_input[CONF_RATED_KW]),
+        CONF_ACTUATOR: user_input[CONF_ACTUATOR],
+        CONF_POWER_SENSOR: user_input.get(CONF_POWER_SENSOR) or None,
+        CONF_MIN_PRICE: float(user_input[CONF_MIN_PRICE]),
+        CONF_MAX_OFF_MINUTES: int(user_input[CONF_MAX_OFF_MINUTES]),
+        CONF_OFF_LIMITS_START: user_input.get(CONF_OFF_LIMITS_START) or None,
+        CONF_OFF_LIMITS_END: user_input.get(CONF_OFF_LIMITS_END) or None,
+        CONF_NEVER_CURTAIL: bool(user_input[CONF_NEVER_CURTAIL]),
+    }
+
+
+class JeissonOptionsFlow(OptionsFlowWithReload):
+    """Manage the home's loads, their terms, and participation (reloads the entry on change)."""
+
+    _editing: str | None = None
+
+    @property
+    def _loads(self) -> dict[str, dict[str, Any]]:
+        return dict(self.config_entry.options.get(CONF_LOADS, {}))
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Offer what can be done."""
+        menu = ["add_load"]
+        if self._loads:
+            menu += ["edit_load", "remove_load"]
+        menu.append("settings")
+        return self.async_show_menu(step_id="init", menu_options=menu)
+
+    def _validate(self, user_input: dict[str, Any], load_id: str | None) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        if not str(user_input[CONF_NAME]).strip():
+            errors[CONF_NAME] = "name_required"
+        if any(
+            other_id != load_id and other[CONF_ACTUATOR] == user_input[CONF_ACTUATOR]
+            for other_id, other in self._loads.items()
+        ):
+            errors[CONF_ACTUATOR] = "actuator_in_use"
+        if bool(user_input.get(CONF_OFF_LIMITS_START)) != bool(user_input.get(CONF_OFF_LIMITS_END)):
+            errors["base"] = "off_limits_incomplete"
+        return errors
+
+    def _save_load(self, load_id: str, user_input: dict[str, Any]) -> ConfigFlowResult:
+        loads = self._loads
+        loads[load_id] = _load_options(user_input)
+        return self.async_create_entry(data={**self.config_entry.options, CONF_LOADS: loads})
+
+    async def async_step_add_load(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Declare a new load."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            errors = self._validate(user_input, None)
+            if not errors:
+                return self._save_load(new_load_id(), user_input)
+        return self.async_show_form(
+            step_id="add_load",
+            data_schema=self.add_suggested_values_to_schema(LOAD_SCHEMA, user_input),
+            errors=errors,
+        )
+
+    def _load_selector(self, multiple: bool) -> SelectSelector:
+        return SelectSelector(
+            SelectSelectorConfig(
+                options=[
+                    SelectOptionDict(value=load_id, label=load[CONF_NAME])
+                    for load_id, load in self._loads.items()
+                ],
+                multiple=multiple,
+                mode=SelectSelectorMode.LIST,
+            )
+        )
+
+    async def async_step_edit_load(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Pick the load to edit."""
+        if user_input is not None:
+            self._editing = user_input[CONF_LOAD_ID]
+            return await self.async_step_load_details()
+        return self.async_show_form(
+            step_id="edit_load",
+            data_schema=probatio.Schema(
+                {probatio.Required(CONF_LOAD_ID): self._load_selector(multiple=False)}
+            ),
+        )
+
+    async def async_step_load_details(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change a load's details and terms."""
+        if self._editing is None:
+            return await self.async_step_edit_load()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            errors = self._validate(user_input, self._editing)
+            if not errors:
+                return self._save_load(self._editing, user_input)
+        current = {
+            key: value for key, value in self._loads[self._editing].items() if value is not None
+        }
+        return self.async_show_form(
+            step_id="load_details",
+            data_schema=self.add_suggested_values_to_schema(LOAD_SCHEMA, user_input or current),
+            description_placeholders={CONF_NAME: self._loads[self._editing][CONF_NAME]},
+            errors=errors,
+        )
+
+    async def async_step_remove_load(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Remove one or more loads."""
+        if user_input is not None:
+            loads = {
+                load_id: load
+                for load_id, load in self._loads.items()
+                if load_id not in user_input[CONF_LOADS]
+            }
+            return self.async_create_entry(data={**self.config_entry.options, CONF_LOADS: loads})
+        return self.async_show_form(
+            step_id="remove_load",
+            data_schema=probatio.Schema(
+                {probatio.Required(CONF_LOADS): self._load_selector(multiple=True)}
+            ),
+        )
+
+    async def async_step_settings(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Switch the home's participation on or off."""
+        if user_input is not None:
+            return self.async_create_entry(
+                data={
+                    **self.config_entry.options,
+                    CONF_PARTICIPATING: user_input[CONF_PARTICIPATING],
+                }
+            )
+        return self.async_show_form(
+            step_id="settings",
+            data_schema=probatio.Schema(
+                {
+                    probatio.Required(
+                        CONF_PARTICIPATING,
+                        default=self.config_entry.options.get(CONF_PARTICIPATING, True),
+                    ): BooleanSelector()
+                }
+            ),
+        )

@@ -1,0 +1,203 @@
+"""The home's event schedule: the awards it holds, what it switched off, and its history.
+
+Everything here is plain data that is saved with HA's ``Store`` *before* the home acts on it, so
+a restart or reload of Home Assistant mid-event resumes exactly where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from aggregator.protocol import EventKind, HeldAward, HomeEventStatus
+
+from .const import HISTORY_LIMIT
+
+SECONDS_PER_HOUR = 3600.0
+
+
+class Outcome(StrEnum):
+    """How a held award finished."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    OPTED_OUT = "opted_out"
+    REJECTED = "rejected"
+
+
+@dataclass(kw_only=True)
+class HeldEvent:
+    """One award the home took on, and what it did about it."""
+
+    event_id: str
+    award_id: str
+    kind: EventKind
+    price: float
+    currency: str
+    window_start: datetime
+    window_end: datetime
+    restore_stagger_s: float
+    loads: list[str]
+    """Loads awarded (market) or chosen by the home (direct)."""
+    committed_kw: float
+    status: HomeEventStatus = HomeEventStatus.AWARDED
+    outcome: Outcome | None = None
+    switched_off: dict[str, float] = field(default_factory=dict)
+    """Loads Jeisson decided to switch off → their power (kW) just before (saved before acting)."""
+    confirmed_off: list[str] = field(default_factory=list)
+    """Loads of ``switched_off`` whose switch-off was carried out."""
+    off_since: dict[str, datetime] = field(default_factory=dict)
+    restore_at: dict[str, datetime] = field(default_factory=dict)
+    """Loads waiting for their staggered restore → when."""
+    released: list[str] = field(default_factory=list)
+    """Loads given back (restored, or switched on by the homeowner)."""
+    opted_out: list[str] = field(default_factory=list)
+    delivered_kwh: float = 0.0
+    earnings: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        """Return True when nothing is left to do for this award."""
+        return self.status is HomeEventStatus.DONE
+
+    def held_loads(self) -> list[str]:
+        """Return the loads Jeisson holds off right now."""
+        return [
+            load_id
+            for load_id in self.confirmed_off
+            if load_id not in self.released and load_id not in self.restore_at
+        ]
+
+    def shed_kw(self) -> float:
+        """Return the power Jeisson holds off for this award (measured before switch-off)."""
+        return sum(self.switched_off[load_id] for load_id in self.held_loads())
+
+    def release(self, load_id: str, when: datetime) -> None:
+        """Mark ``load_id`` given back at ``when`` and book the energy it delivered."""
+        if load_id in self.released:
+            return
+        self.released.append(load_id)
+        self.restore_at.pop(load_id, None)
+        since = self.off_since.get(load_id)
+        if since is None:
+            return
+        end = min(when, self.window_end)
+        hours = max(0.0, (end - max(since, self.window_start)).total_seconds() / SECONDS_PER_HOUR)
+        kwh = self.switched_off.get(load_id, 0.0) * hours
+        self.delivered_kwh += kwh
+        self.earnings += kwh * self.price
+
+    def to_held_award(self) -> HeldAward:
+        """Return how the home reports this award in its hello."""
+        return HeldAward(
+            event_id=self.event_id,
+            award_id=self.award_id,
+            status=self.status,
+            loads=list(self.loads),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable form for the Store."""
+        return {
+            "event_id": self.event_id,
+            "award_id": self.award_id,
+            "kind": self.kind.value,
+            "price": self.price,
+            "currency": self.currency,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "restore_stagger_s": self.restore_stagger_s,
+            "loads": list(self.loads),
+            "committed_kw": self.committed_kw,
+            "status": self.status.value,
+            "outcome": self.outcome.value if self.outcome else None,
+            "switched_off": dict(self.switched_off),
+            "confirmed_off": list(self.confirmed_off),
+            "off_since": {key: value.isoformat() for key, value in self.off_since.items()},
+            "restore_at": {key: value.isoformat() for key, value in self.restore_at.items()},
+            "released": list(self.released),
+            "opted_out": list(self.opted_out),
+            "delivered_kwh": self.delivered_kwh,
+            "earnings": self.earnings,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> HeldEvent:
+        """Rebuild a held event saved by :meth:`as_dict`."""
+        start = datetime.fromisoformat(raw["window_start"])
+        end = datetime.fromisoformat(raw["window_end"])
+        outcome = raw.get("outcome")
+        return cls(
+            event_id=raw["event_id"],
+            award_id=raw["award_id"],
+            kind=EventKind(raw["kind"]),
+            price=float(raw["price"]),
+            currency=raw["currency"],
+            window_start=start,
+            window_end=end,
+            restore_stagger_s=float(raw["restore_stagger_s"]),
+            loads=list(raw["loads"]),
+            committed_kw=float(raw["committed_kw"]),
+            status=HomeEventStatus(raw["status"]),
+            outcome=Outcome(outcome) if outcome else None,
+            switched_off={key: float(value) for key, value in raw["switched_off"].items()},
+            confirmed_off=list(raw["confirmed_off"]),
+            off_since={key: datetime.fromisoformat(v) for key, v in raw["off_since"].items()},
+            restore_at={key: datetime.fromisoformat(v) for key, v in raw["restore_at"].items()},
+            released=list(raw["released"]),
+            opted_out=list(raw["opted_out"]),
+            delivered_kwh=float(raw["delivered_kwh"]),
+            earnings=float(raw["earnings"]),
+        )
+
+
+@dataclass(kw_only=True)
+class Schedule:
+    """Every award the home holds or held, and its lifetime earnings."""
+
+    events: dict[str, HeldEvent] = field(default_factory=dict)
+    """By award id."""
+    earnings_total: float = 0.0
+    currency: str | None = None
+
+    def open_events(self) -> list[HeldEvent]:
+        """Return the awards not finished yet, earliest window first."""
+        return sorted(
+            (event for event in self.events.values() if not event.finished),
+            key=lambda event: event.window_start,
+        )
+
+    def for_event(self, event_id: str) -> list[HeldEvent]:
+        """Return the open awards of one event."""
+        return [event for event in self.open_events() if event.event_id == event_id]
+
+    def prune(self) -> None:
+        """Keep at most ``HISTORY_LIMIT`` finished awards (the oldest go first)."""
+        finished = sorted(
+            (event for event in self.events.values() if event.finished),
+            key=lambda event: event.window_start,
+        )
+        for event in finished[: max(0, len(finished) - HISTORY_LIMIT)]:
+            del self.events[event.award_id]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable form for the Store."""
+        return {
+            "events": [event.as_dict() for event in self.events.values()],
+            "earnings_total": self.earnings_total,
+            "currency": self.currency,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Schedule:
+        """Rebuild a schedule saved by :meth:`as_dict` (None gives an empty one)."""
+        if not raw:
+            return cls()
+        events = [HeldEvent.from_dict(item) for item in raw.get("events", [])]
+        return cls(
+            events={event.award_id: event for event in events},
+            earnings_total=float(raw.get("earnings_total", 0.0)),
+            currency=raw.get("currency"),
+        )

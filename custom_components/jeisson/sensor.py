@@ -1,0 +1,111 @@
+"""Sensors of the home's demand-response state: status, committed/delivered kW, earnings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import UnitOfPower
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .coordinator import DRStatus, JeissonConfigEntry, JeissonState
+from .entity import JeissonEntity
+
+PARALLEL_UPDATES = 0
+DEFAULT_CURRENCY = "EUR"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JeissonSensorDescription(SensorEntityDescription):
+    """Describes a Jeisson sensor."""
+
+    value_fn: Callable[[JeissonState], str | float | datetime | None]
+    needs_aggregator: bool = False
+    """True when the value comes from the aggregator and goes stale without it."""
+
+
+SENSORS: tuple[JeissonSensorDescription, ...] = (
+    JeissonSensorDescription(
+        key="status",
+        translation_key="status",
+        device_class=SensorDeviceClass.ENUM,
+        options=[status.value for status in DRStatus],
+        value_fn=lambda state: state.status.value,
+    ),
+    JeissonSensorDescription(
+        key="committed_power",
+        translation_key="committed_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        suggested_display_precision=2,
+        value_fn=lambda state: state.committed_kw,
+    ),
+    JeissonSensorDescription(
+        key="delivered_power",
+        translation_key="delivered_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        suggested_display_precision=2,
+        value_fn=lambda state: state.delivered_kw,
+    ),
+    JeissonSensorDescription(
+        key="earnings",
+        translation_key="earnings",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,
+        value_fn=lambda state: state.earnings,
+    ),
+    JeissonSensorDescription(
+        key="next_event_start",
+        translation_key="next_event_start",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        needs_aggregator=True,
+        value_fn=lambda state: state.next_event_start,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: JeissonConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Create the home's sensors."""
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities(JeissonSensor(coordinator, description) for description in SENSORS)
+
+
+class JeissonSensor(JeissonEntity, SensorEntity):
+    """A sensor fed by the coordinator's state snapshot."""
+
+    entity_description: JeissonSensorDescription
+
+    @property
+    def available(self) -> bool:
+        """Return False when aggregator-fed data is stale."""
+        if self.entity_description.needs_aggregator and self.coordinator.data.stale:
+            return False
+        return super().available
+
+    @property
+    def native_value(self) -> str | float | datetime | None:
+        """Return the sensor's value."""
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def native_unit_of_measurement(self) -> str | None:
+        """Return the unit; earnings are in the aggregator's currency."""
+        if self.entity_description.device_class is SensorDeviceClass.MONETARY:
+            return self.coordinator.data.currency or DEFAULT_CURRENCY
+        return super().native_unit_of_measurement

@@ -1,0 +1,132 @@
+"""Switches: one per declared load (its state and control) and the home's participation."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeassistant.components.switch import SwitchEntity, SwitchEntityDescription
+from homeassistant.const import EntityCategory
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.event import async_track_state_change_event
+
+from .const import ATTR_HELD_BY_JEISSON, ATTR_HELD_UNTIL, DOMAIN
+from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonState
+from .entity import JeissonEntity
+from .models import LoadConfig
+
+PARALLEL_UPDATES = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class JeissonSwitchDescription(SwitchEntityDescription):
+    """Describes a home-level Jeisson switch."""
+
+    is_on_fn: Callable[[JeissonState], bool]
+    set_fn: Callable[[JeissonCoordinator, bool], Awaitable[None]]
+
+
+PARTICIPATION = JeissonSwitchDescription(
+    key="participation",
+    translation_key="participation",
+    entity_category=EntityCategory.CONFIG,
+    is_on_fn=lambda state: state.participating,
+    set_fn=lambda coordinator, on: coordinator.async_set_participating(on),
+)
+
+LOAD = SwitchEntityDescription(key="load", translation_key="load")
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: JeissonConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Create the participation switch and a switch per configured load."""
+    coordinator = entry.runtime_data.coordinator
+    entities: list[SwitchEntity] = [JeissonSwitch(coordinator, PARTICIPATION)]
+    entities.extend(JeissonLoadSwitch(coordinator, load) for load in coordinator.loads.values())
+    async_add_entities(entities)
+
+
+class JeissonSwitch(JeissonEntity, SwitchEntity):
+    """A home-level switch fed by the coordinator's state snapshot."""
+
+    entity_description: JeissonSwitchDescription
+
+    @property
+    def is_on(self) -> bool:
+        """Return the switch state."""
+        return self.entity_description.is_on_fn(self.coordinator.data)
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Switch on."""
+        await self.entity_description.set_fn(self.coordinator, True)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Switch off."""
+        await self.entity_description.set_fn(self.coordinator, False)
+
+
+class JeissonLoadSwitch(JeissonEntity, SwitchEntity):
+    """A declared load: mirrors and drives its actuator, and says whether Jeisson holds it."""
+
+    def __init__(self, coordinator: JeissonCoordinator, load: LoadConfig) -> None:
+        """Describe the load's switch (named after the load)."""
+        super().__init__(coordinator, LOAD, unique_suffix=f"load_{load.load_id}")
+        self._load = load
+        self._actuator = coordinator.actuator(load)
+        self._attr_name = load.name
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the actuator's state as well as the coordinator."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_track_state_change_event(
+                self.hass, self._actuator.watched_entity_ids, self._on_actuator_change
+            )
+        )
+
+    @callback
+    def _on_actuator_change(self, _event: Event[EventStateChangedData]) -> None:
+        self.async_write_ha_state()
+
+    @property
+    def available(self) -> bool:
+        """Return True when the actuator can be commanded."""
+        return super().available and self._actuator.available
+
+    @property
+    def is_on(self) -> bool | None:
+        """Return whether the load is powered."""
+        return self._actuator.is_on
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return whether Jeisson holds the load off, and until when."""
+        held_until = self.coordinator.data.held.get(self._load.load_id)
+        return {
+            ATTR_HELD_BY_JEISSON: held_until is not None,
+            ATTR_HELD_UNTIL: held_until.isoformat() if held_until else None,
+        }
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Power the load (while held, this is an opt-out for the load)."""
+        await self._command(self._actuator.async_turn_on)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Cut the load's power."""
+        await self._command(self._actuator.async_turn_off)
+
+    async def _command(self, action: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await action()
+        except HomeAssistantError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="actuator_failed",
+                translation_placeholders={"load": self._load.name, "error": str(err)},
+            ) from err
