@@ -31,11 +31,12 @@ it got and why (:meth:`BaselineResult.reason`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -335,49 +336,91 @@ class BaselineResult:
 
     def reason(self, home: int) -> str:
         """Say which method ``home`` got and why ("high-5-of-10 weekdays, adjustment +12.0%")."""
-        outcome = self.outcome(home)
+        return self._reason(
+            _HomeFacts(
+                outcome_code=int(self.outcome_codes[home]),
+                adjustment_code=int(self.adjustment_codes[home]),
+                valid_like_days=int(self.valid_like_days[home]),
+                factor=float(self.adjustment_factor[home]),
+                raw_factor=float(self.raw_adjustment_factor[home]),
+                pre_event_missing=int(self.pre_event_missing[home]),
+            )
+        )
+
+    def reasons(self) -> list[str]:
+        """Return :meth:`reason` for every home, in order (fast for large fleets)."""
+        columns = zip(
+            self.outcome_codes.tolist(),
+            self.adjustment_codes.tolist(),
+            self.valid_like_days.tolist(),
+            self.adjustment_factor.tolist(),
+            self.raw_adjustment_factor.tolist(),
+            self.pre_event_missing.tolist(),
+            strict=True,
+        )
+        return [self._reason(_HomeFacts._make(row)) for row in columns]
+
+    def _reason(self, facts: _HomeFacts) -> str:
+        """Build the reason text of one home from its facts."""
+        outcome = _OUTCOMES[facts.outcome_code]
         if outcome is BaselineOutcome.X_OF_Y and self.rule is not None:
-            label = self.rule.label(int(self.valid_like_days[home]))
-            return f"{label}, {self._adjustment_text(home)}"
-        history_text = self._history_shortfall(home)
+            label = _rule_label(self.rule, facts.valid_like_days)
+            return f"{label}, {_adjustment_text(facts)}"
+        history_text = ""
+        if self.rule is not None:
+            days = self.rule.day_type.describe_count(facts.valid_like_days)
+            history_text = f"only {days} valid of {self.rule.x} needed"
         if outcome is BaselineOutcome.PRE_EVENT_AVERAGE:
             text = f"pre-event average ({self.config.fallback_description()})"
             return f"{text}: {history_text}" if history_text else text
         if self.pre_event_intervals == 0:
             data_text = "the pre-event window lies before midnight"
         else:
-            missing = int(self.pre_event_missing[home])
-            data_text = f"{missing} of {self.pre_event_intervals} pre-event intervals missing"
+            data_text = (
+                f"{facts.pre_event_missing} of {self.pre_event_intervals} "
+                "pre-event intervals missing"
+            )
         if history_text:
             return f"no baseline: {history_text} and {data_text}"
         return f"no baseline: {data_text}"
 
-    def reasons(self) -> list[str]:
-        """Return :meth:`reason` for every home, in order."""
-        return [self.reason(home) for home in range(self.homes)]
 
-    def _history_shortfall(self, home: int) -> str:
-        """Why the X-of-Y rule could not be used ("" when the method never tried it)."""
-        if self.rule is None:
-            return ""
-        available = int(self.valid_like_days[home])
-        return f"only {self.rule.day_type.describe_count(available)} valid of {self.rule.x} needed"
+class _HomeFacts(NamedTuple):
+    """One home's result columns as Python scalars (for building its reason)."""
 
-    def _adjustment_text(self, home: int) -> str:
-        """Describe ``home``'s day-of adjustment."""
-        status = self.adjustment(home)
-        factor_pct = (float(self.adjustment_factor[home]) - 1.0) * PERCENT
-        raw_pct = (float(self.raw_adjustment_factor[home]) - 1.0) * PERCENT
-        texts = {
-            AdjustmentStatus.APPLIED: f"adjustment {factor_pct:+.1f}%",
-            AdjustmentStatus.CAPPED: f"adjustment {factor_pct:+.1f}% (capped from {raw_pct:+.1f}%)",
-            AdjustmentStatus.DISABLED: "no day-of adjustment (disabled)",
-            AdjustmentStatus.NOT_APPLICABLE: "no day-of adjustment",
-            AdjustmentStatus.OUTSIDE_DAY: "no day-of adjustment (window before midnight)",
-            AdjustmentStatus.MISSING_DATA: "no day-of adjustment (event-day data missing)",
-            AdjustmentStatus.ZERO_BASELINE: "no day-of adjustment (baseline ~0 kW in window)",
-        }
-        return texts[status]
+    outcome_code: int
+    adjustment_code: int
+    valid_like_days: int
+    factor: float
+    raw_factor: float
+    pre_event_missing: int
+
+
+@functools.cache
+def _rule_label(rule: LikeDaysRule, available: int) -> str:
+    """Return ``rule.label(available)`` (cached: few distinct values in a fleet)."""
+    return rule.label(available)
+
+
+_FIXED_ADJUSTMENT_TEXTS: Final = {
+    AdjustmentStatus.DISABLED: "no day-of adjustment (disabled)",
+    AdjustmentStatus.NOT_APPLICABLE: "no day-of adjustment",
+    AdjustmentStatus.OUTSIDE_DAY: "no day-of adjustment (window before midnight)",
+    AdjustmentStatus.MISSING_DATA: "no day-of adjustment (event-day data missing)",
+    AdjustmentStatus.ZERO_BASELINE: "no day-of adjustment (baseline ~0 kW in window)",
+}
+
+
+def _adjustment_text(facts: _HomeFacts) -> str:
+    """Describe a home's day-of adjustment, e.g. "adjustment +20.0% (capped from +31.4%)"."""
+    status = _ADJUSTMENTS[facts.adjustment_code]
+    fixed = _FIXED_ADJUSTMENT_TEXTS.get(status)
+    if fixed is not None:
+        return fixed
+    text = f"adjustment {(facts.factor - 1.0) * PERCENT:+.1f}%"
+    if status is AdjustmentStatus.CAPPED:
+        text += f" (capped from {(facts.raw_factor - 1.0) * PERCENT:+.1f}%)"
+    return text
 
 
 def _float_array(name: str, values: npt.ArrayLike, ndim: int) -> FloatArray:

@@ -52,6 +52,9 @@ CSV_SIGNIFICANT_DIGITS: Final = 12
 """CSV numbers keep 12 significant digits (1.5 x 0.30 reads 0.45, not 0.44999999999999996);
 the JSON export carries full double precision."""
 
+_OUTCOMES: Final = tuple(BaselineOutcome)
+"""Baseline outcomes by their code in :attr:`BaselineResult.outcome_codes`."""
+
 _FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
 """Text cells starting with these are read as formulas by spreadsheets (CSV injection)."""
 
@@ -345,24 +348,56 @@ def settle_event(
     measured_kwh = np.where(measured_known, measured, 0.0).sum(axis=1) * hours
     statuses = _statuses(has_baseline, missing, window.length)
 
+    columns = zip(
+        home_ids,
+        statuses,
+        baselines.outcome_codes.tolist(),
+        baselines.reasons(),
+        baselines.adjustment_factor.tolist(),
+        price.tolist(),
+        baseline.tolist(),
+        measured.tolist(),
+        per_interval.tolist(),
+        baseline_kwh.tolist(),
+        measured_kwh.tolist(),
+        delivered.tolist(),
+        payment.tolist(),
+        missing.tolist(),
+        strict=True,
+    )
     rows = tuple(
         HomeSettlement(
             home_id=home_id,
-            status=statuses[index],
-            baseline_outcome=baselines.outcome(index),
-            baseline_reason=baselines.reason(index),
-            adjustment_factor=float(baselines.adjustment_factor[index]),
-            price_per_kwh=float(price[index]),
-            baseline_kw=tuple(baseline[index].tolist()),
-            measured_kw=tuple(measured[index].tolist()),
-            delivered_kwh_by_interval=tuple(per_interval[index].tolist()),
-            baseline_kwh=float(baseline_kwh[index]),
-            measured_kwh=float(measured_kwh[index]),
-            delivered_kwh=float(delivered[index]),
-            payment=float(payment[index]),
-            missing_intervals=int(missing[index]),
+            status=status,
+            baseline_outcome=_OUTCOMES[outcome],
+            baseline_reason=reason,
+            adjustment_factor=factor,
+            price_per_kwh=home_price,
+            baseline_kw=tuple(home_baseline),
+            measured_kw=tuple(home_measured),
+            delivered_kwh_by_interval=tuple(home_delivered),
+            baseline_kwh=home_baseline_kwh,
+            measured_kwh=home_measured_kwh,
+            delivered_kwh=home_delivered_kwh,
+            payment=home_payment,
+            missing_intervals=gaps,
         )
-        for index, home_id in enumerate(home_ids)
+        for (
+            home_id,
+            status,
+            outcome,
+            reason,
+            factor,
+            home_price,
+            home_baseline,
+            home_measured,
+            home_delivered,
+            home_baseline_kwh,
+            home_measured_kwh,
+            home_delivered_kwh,
+            home_payment,
+            gaps,
+        ) in columns
     )
     totals = SettlementTotals(
         homes=homes,
