@@ -1,24 +1,30 @@
 """Persistent storage of the aggregator: one async API over SQLAlchemy Core.
 
-The embedded default is SQLite (``sqlite:///path``); the same code runs on PostgreSQL. Callers
-persist every state change through this module *before* acting on it.
+The embedded default is SQLite (``sqlite:///path``); production runs on PostgreSQL
+(``postgresql://user@host/db``, asyncpg, pooled). :meth:`Store.open` migrates the schema to the
+newest revision first (:mod:`aggregator.migrations`). Callers persist every state change through
+this module *before* acting on it.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import batched
+from operator import itemgetter
 from typing import Any, Final, Self
 
+from sqlalchemy import String, any_, bindparam, func, insert, select, text, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from aggregator import tables
+from aggregator import migrations, tables
 from aggregator.auth import (
     hash_secret,
     new_enrolment_code,
@@ -38,7 +44,13 @@ from aggregator.records import (
 )
 
 ENROLMENT_CODE_LIFETIME: Final = timedelta(days=7)
+APPLICATION_NAME: Final = "jeisson-aggregator"
+"""How the aggregator's connections appear in PostgreSQL's ``pg_stat_activity``."""
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_SQLITE_IN_CHUNK: Final = 500
+"""Home ids per query on SQLite, well under its limit of bound parameters per statement."""
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 class EnrolmentRejected(Exception):
@@ -65,20 +77,122 @@ class Enrolled:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """The PostgreSQL connection pool; each field can be set by a URL query parameter.
+
+    ``postgresql://jeisson@db/jeisson?pool_size=20&max_overflow=5`` overrides two of them.
+    SQLite ignores pooling (one embedded file); a pool parameter in a SQLite URL is an error.
+    """
+
+    pool_size: int = 10
+    """Connections kept open."""
+    max_overflow: int = 10
+    """Extra connections opened under load (closed when returned)."""
+    pool_timeout: float = 30.0
+    """Seconds to wait for a free connection before failing."""
+    pool_recycle: int = 1800
+    """Seconds after which a connection is replaced (outlives idle-killing proxies)."""
+    pool_pre_ping: bool = True
+    """Check a connection before use, so a restarted database costs no failed request."""
+
+    def validate(self) -> None:
+        """Raise ValueError for settings the pool cannot work with."""
+        if self.pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if self.max_overflow < 0:
+            raise ValueError("max_overflow must be 0 or more")
+        if self.pool_timeout <= 0:
+            raise ValueError("pool_timeout must be more than 0 seconds")
+        if self.pool_recycle < -1:
+            raise ValueError("pool_recycle must be -1 (never) or a number of seconds")
+
+    def engine_arguments(self) -> dict[str, Any]:
+        """Return the settings as ``create_async_engine`` keyword arguments."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
 def new_id(prefix: str) -> str:
     """Return a fresh identifier such as ``evt_3f9a0c1d2b4e5f60``."""
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
 
+def _parse_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as err:
+        raise ValueError(f"not a database URL: {err}") from None
+
+
 def async_database_url(url: str) -> str:
     """Map a plain database URL (``sqlite:///x.db``) to its async driver URL."""
-    parsed = make_url(url)
+    parsed = _parse_url(url)
     if "+" in parsed.drivername:
         return url
     driver = _ASYNC_DRIVERS.get(parsed.drivername)
     if driver is None:
         raise ValueError(f"unsupported database {parsed.drivername!r}; use sqlite or postgresql")
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _pool_value(name: str, raw: str, kind: Callable[[str], Any]) -> Any:
+    if kind is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ValueError(f"database URL parameter {name}={raw!r}: use true or false")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"database URL parameter {name}={raw!r} is not a number") from None
+
+
+def split_pool_settings(url: URL, defaults: PoolSettings) -> tuple[URL, PoolSettings]:
+    """Take the pool parameters out of ``url``'s query; return the rest and the settings."""
+    kinds: dict[str, Callable[[str], Any]] = {
+        "pool_size": int,
+        "max_overflow": int,
+        "pool_timeout": float,
+        "pool_recycle": int,
+        "pool_pre_ping": bool,
+    }
+    overrides: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        given = url.normalized_query.get(name, ())
+        if len(given) > 1:
+            raise ValueError(f"database URL parameter {name} is given more than once")
+        if given:
+            overrides[name] = _pool_value(name, given[0], kind)
+    settings = replace(defaults, **overrides)
+    settings.validate()
+    return url.difference_update_query(kinds), settings
+
+
+def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
+    """Create the async engine for ``url`` (no schema work; see :meth:`Store.open`).
+
+    PostgreSQL gets a pooled asyncpg engine (``pool`` as defaults, overridden by the URL's
+    query parameters); SQLite gets aiosqlite with WAL, ``synchronous=NORMAL`` and foreign keys.
+    Raises ValueError for an unsupported or malformed URL.
+    """
+    parsed = _parse_url(async_database_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        parsed, settings = split_pool_settings(parsed, pool or PoolSettings())
+        return create_async_engine(
+            parsed,
+            connect_args={"server_settings": {"application_name": APPLICATION_NAME}},
+            **settings.engine_arguments(),
+        )
+    if backend == "sqlite":
+        stray = sorted(set(parsed.query) & {item.name for item in fields(PoolSettings)})
+        if stray:
+            raise ValueError(f"pool settings apply to PostgreSQL only, not SQLite: {stray}")
+        engine = create_async_engine(parsed)
+        sa_event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
+        return engine
+    raise ValueError(f"unsupported database {backend!r}; use sqlite or postgresql")
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -97,14 +211,28 @@ class Store:
         self._engine = engine
 
     @classmethod
-    async def open(cls, url: str) -> Self:
-        """Connect to ``url`` and create the schema if it is missing."""
-        engine = create_async_engine(async_database_url(url))
-        if engine.dialect.name == "sqlite":
-            sa_event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
+    async def open(cls, url: str, pool: PoolSettings | None = None) -> Self:
+        """Connect to ``url`` and migrate its schema to the newest revision.
+
+        Safe when several processes start at once (see :mod:`aggregator.migrations`).
+        """
+        engine = make_engine(url, pool)
+        try:
+            await migrations.upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """Return the engine (for tools such as migrations; callers use the methods)."""
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """Return ``"sqlite"`` or ``"postgresql"``."""
+        return str(self._engine.dialect.name)
 
     async def close(self) -> None:
         """Release every connection."""
@@ -120,12 +248,13 @@ class Store:
         meta = tables.server_meta
         query = select(meta.c.value).where(meta.c.key == "aggregator_id")
         async with self._engine.begin() as conn:
-            existing = (await conn.execute(query)).scalar_one_or_none()
-            if existing is not None:
-                return str(existing)
-            created = new_id("agg")
-            await conn.execute(insert(meta).values(key="aggregator_id", value=created))
-            return created
+            # Of two processes starting at once, the first insert wins and both read it.
+            await conn.execute(
+                self._insert(meta)
+                .values(key="aggregator_id", value=new_id("agg"))
+                .on_conflict_do_nothing(index_elements=[meta.c.key])
+            )
+            return str((await conn.execute(query)).scalar_one())
 
     # --- operators ------------------------------------------------------------------------
 
@@ -264,9 +393,7 @@ class Store:
 
     async def set_last_curtailed(self, home_id: str, at: datetime) -> None:
         """Record when a home last committed to curtail (rotates the burden on ties)."""
-        await self._update(
-            tables.homes, tables.homes.c.home_id == home_id, last_curtailed_at=at
-        )
+        await self._update(tables.homes, tables.homes.c.home_id == home_id, last_curtailed_at=at)
 
     # --- events and rounds ----------------------------------------------------------------
 
@@ -328,24 +455,21 @@ class Store:
 
     async def save_bid(self, bid: BidRecord) -> None:
         """Persist a bid, replacing an earlier bid of the same home in the same round."""
-        key = (
-            (tables.bids.c.event_id == bid.event_id)
-            & (tables.bids.c.round == bid.round)
-            & (tables.bids.c.home_id == bid.home_id)
-        )
+        bids = tables.bids
         values = {
             "message_id": bid.message_id,
             "steps": [step.model_dump(mode="json") for step in bid.steps],
             "received_at": bid.received_at,
         }
+        statement = (
+            self._insert(bids)
+            .values(event_id=bid.event_id, round=bid.round, home_id=bid.home_id, **values)
+            .on_conflict_do_update(
+                index_elements=[bids.c.event_id, bids.c.round, bids.c.home_id], set_=values
+            )
+        )
         async with self._engine.begin() as conn:
-            replaced = await conn.execute(update(tables.bids).where(key).values(**values))
-            if replaced.rowcount == 0:
-                await conn.execute(
-                    insert(tables.bids).values(
-                        event_id=bid.event_id, round=bid.round, home_id=bid.home_id, **values
-                    )
-                )
+            await conn.execute(statement)
 
     async def bids_for(self, event_id: str, round_number: int) -> list[BidRecord]:
         """Return the bids of one round."""
@@ -378,9 +502,7 @@ class Store:
         """Persist an award's new status, loads or opt-outs."""
         values = _award_values(record)
         values.pop("award_id")
-        await self._update(
-            tables.awards, tables.awards.c.award_id == record.award_id, **values
-        )
+        await self._update(tables.awards, tables.awards.c.award_id == record.award_id, **values)
 
     async def awards_for(self, event_id: str) -> list[AwardRecord]:
         """Return an event's awards, in the order they were made."""
@@ -397,56 +519,56 @@ class Store:
     ) -> bool:
         """Persist an opt-out; return False when the same opt-out was already recorded."""
         opt_outs = tables.opt_outs
-        key = (
-            (opt_outs.c.event_id == event_id)
-            & (opt_outs.c.home_id == home_id)
-            & (opt_outs.c.load_id == (load_id or ""))
+        statement = (
+            self._insert(opt_outs)
+            .values(
+                event_id=event_id,
+                home_id=home_id,
+                load_id=load_id or "",
+                reason=reason,
+                message_id=message_id,
+                at=utc_now(),
+            )
+            .on_conflict_do_nothing(
+                index_elements=[opt_outs.c.event_id, opt_outs.c.home_id, opt_outs.c.load_id]
+            )
         )
         async with self._engine.begin() as conn:
-            if (await conn.execute(select(opt_outs.c.at).where(key))).first() is not None:
-                return False
-            await conn.execute(
-                insert(opt_outs).values(
-                    event_id=event_id,
-                    home_id=home_id,
-                    load_id=load_id or "",
-                    reason=reason,
-                    message_id=message_id,
-                    at=utc_now(),
-                )
-            )
-        return True
+            inserted = await conn.execute(statement)
+        return inserted.rowcount == 1
 
     # --- telemetry ------------------------------------------------------------------------
 
     async def save_telemetry(
         self, home_id: str, message_id: str, event_id: str | None, samples: Sequence[Sample]
     ) -> bool:
-        """Persist a telemetry batch; return False (storing nothing) for a re-sent batch."""
+        """Persist a telemetry batch; return False (storing nothing) for a re-sent batch.
+
+        The hot path: two statements in one transaction whatever the batch size (the batch
+        id, then every sample in one multi-row INSERT).
+        """
         batches = tables.telemetry_batches
-        key = (batches.c.home_id == home_id) & (batches.c.message_id == message_id)
+        claim = (
+            self._insert(batches)
+            .values(home_id=home_id, message_id=message_id, received_at=utc_now())
+            .on_conflict_do_nothing(index_elements=[batches.c.home_id, batches.c.message_id])
+        )
+        rows = [
+            {
+                "home_id": home_id,
+                "event_id": event_id,
+                "ts": sample.ts,
+                "power_kw": sample.power_kw,
+                "shed_kw": sample.shed_kw,
+                "loads": dict(sample.loads),
+            }
+            for sample in samples
+        ]
         async with self._engine.begin() as conn:
-            if (await conn.execute(select(batches.c.received_at).where(key))).first():
+            if (await conn.execute(claim)).rowcount != 1:
                 return False
-            await conn.execute(
-                insert(batches).values(
-                    home_id=home_id, message_id=message_id, received_at=utc_now()
-                )
-            )
-            await conn.execute(
-                insert(tables.telemetry),
-                [
-                    {
-                        "home_id": home_id,
-                        "event_id": event_id,
-                        "ts": sample.ts,
-                        "power_kw": sample.power_kw,
-                        "shed_kw": sample.shed_kw,
-                        "loads": dict(sample.loads),
-                    }
-                    for sample in samples
-                ],
-            )
+            if rows:
+                await conn.execute(insert(tables.telemetry).values(rows))
         return True
 
     async def telemetry_count(self, home_id: str) -> int:
@@ -455,7 +577,63 @@ class Store:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def telemetry_between(
+        self, home_ids: Sequence[str], start: datetime, end: datetime
+    ) -> list[tuple[str, datetime, float]]:
+        """Return ``(home_id, ts, power_kw)`` of the homes' samples with ``start <= ts < end``.
+
+        Ordered by home id (Python string order), then time. Answered from the
+        ``ix_telemetry_home_ts_power`` index; any number of homes (one array parameter on
+        PostgreSQL, chunks of ids on SQLite).
+        """
+        telemetry = tables.telemetry
+        wanted = sorted(set(home_ids))
+        if not wanted:
+            return []
+        base = (
+            select(telemetry.c.home_id, telemetry.c.ts, telemetry.c.power_kw)
+            .where(telemetry.c.ts >= start, telemetry.c.ts < end)
+            .order_by(telemetry.c.home_id, telemetry.c.ts)
+        )
+        if self.dialect == "postgresql":
+            ids = bindparam("home_ids", wanted, type_=postgresql.ARRAY(String))
+            queries = [base.where(telemetry.c.home_id == any_(ids))]
+        else:
+            queries = [
+                base.where(telemetry.c.home_id.in_(chunk))
+                for chunk in batched(wanted, _SQLITE_IN_CHUNK)
+            ]
+        found: list[tuple[str, datetime, float]] = []
+        async with self._engine.connect() as conn:
+            for query in queries:
+                found.extend(
+                    (row.home_id, row.ts, row.power_kw) for row in await conn.execute(query)
+                )
+        # The database's collation may order ids differently; a stable sort keeps time order.
+        found.sort(key=itemgetter(0))
+        return found
+
+    async def event_windows(self, since: datetime) -> list[tuple[datetime, datetime]]:
+        """Return ``(start, end)`` of every event not cancelled that ends after ``since``.
+
+        Oldest first; settlement leaves these periods out of baselines.
+        """
+        events = tables.events
+        query = (
+            select(events.c.start, events.c.end)
+            .where(events.c.status != EventStatus.CANCELLED.value, events.c.end > since)
+            .order_by(events.c.start, events.c.end)
+        )
+        async with self._engine.connect() as conn:
+            return [(row.start, row.end) for row in await conn.execute(query)]
+
     # --- helpers --------------------------------------------------------------------------
+
+    def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
+        """Return an INSERT with this backend's ON CONFLICT clauses available."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
 
     async def _update(self, table: Any, condition: Any, **values: Any) -> None:
         async with self._engine.begin() as conn:

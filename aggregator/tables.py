@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -20,12 +21,15 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    UniqueConstraint,
 )
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp that goes in and comes out as an aware UTC datetime on every backend."""
+    """A timestamp that goes in and comes out as an aware UTC datetime on every backend.
+
+    PostgreSQL stores it as ``timestamp with time zone``; SQLite (no zone type) as the naive
+    UTC wall-clock time.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -43,11 +47,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         """Return stored values as aware UTC datetimes."""
         if value is None:
             return None
-        assert isinstance(value, datetime)
+        if not isinstance(value, datetime):
+            raise TypeError(f"the database returned {type(value).__name__} for a timestamp")
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 ID = String(64)
+
+TELEMETRY_ID = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit on PostgreSQL (billions of samples); SQLite's rowid alias must be spelt INTEGER."""
 
 metadata = MetaData()
 
@@ -111,6 +119,8 @@ events = Table(
     Column("clearing_price", Float),
     Column("current_round", Integer, nullable=False, default=0),
     Column("cancel_reason", Text),
+    # How settlement computes this event's baselines; NULL means the program default.
+    Column("baseline_method", String(32)),
 )
 
 rounds = Table(
@@ -175,14 +185,15 @@ opt_outs = Table(
 telemetry = Table(
     "telemetry",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", TELEMETRY_ID, primary_key=True, autoincrement=True),
     Column("home_id", ID, ForeignKey("homes.home_id"), nullable=False),
     Column("event_id", ID),
     Column("ts", UtcDateTime, nullable=False),
     Column("power_kw", Float, nullable=False),
     Column("shed_kw", Float, nullable=False),
     Column("loads", JSON, nullable=False, default=dict),
-    Index("ix_telemetry_home_ts", "home_id", "ts"),
+    # Covers telemetry_between (home_id IN ..., ts range, power_kw) without touching the rows.
+    Index("ix_telemetry_home_ts_power", "home_id", "ts", "power_kw"),
     Index("ix_telemetry_event", "event_id"),
 )
 
@@ -192,5 +203,4 @@ telemetry_batches = Table(
     Column("home_id", ID, primary_key=True),
     Column("message_id", ID, primary_key=True),
     Column("received_at", UtcDateTime, nullable=False),
-    UniqueConstraint("home_id", "message_id", name="uq_telemetry_batch"),
 )
