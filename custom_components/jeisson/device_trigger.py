@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import probatio
-
 from homeassistant.components.device_automation import (
     DEVICE_TRIGGER_BASE_SCHEMA,
     DeviceNotFound,

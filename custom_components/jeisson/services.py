@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import probatio
-
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant, ServiceCall, callback
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import config_validation as cv, entity_registry as er
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import entity_registry as er
 
 from .const import (
     ATTR_ENTRY_ID,
@@ -113,9 +113,7 @@ async def _async_set_load_terms(call: ServiceCall) -> None:
         )
     changes = {key: call.data[key] for key in _TERM_FIELDS if key in call.data}
     if not changes:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN, translation_key="no_terms_given"
-        )
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_terms_given")
     for key in (CONF_OFF_LIMITS_START, CONF_OFF_LIMITS_END):
         if key in changes and changes[key] is not None:
             changes[key] = changes[key].isoformat()
@@ -141,4 +139,3 @@ def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(
         DOMAIN, SERVICE_SET_LOAD_TERMS, _async_set_load_terms, schema=SET_LOAD_TERMS_SCHEMA
     )
-
