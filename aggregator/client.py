@@ -198,12 +198,15 @@ class HomeClient:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         rng: random.Random | None = None,
         outbox: Sequence[QueuedMessage] = (),
+        max_queued_telemetry: int = OUTBOX_TELEMETRY_LIMIT,
     ) -> None:
         """Prepare a client; nothing is sent until :meth:`connect` or :meth:`run`.
 
         ``heartbeat_interval`` is the WebSocket ping interval until the server announces one;
         ``rng`` draws the reconnect jitter; ``outbox`` restores messages saved from
-        :attr:`queued_messages` before a restart (they are re-sent with their ids).
+        :attr:`queued_messages` before a restart (they are re-sent with their ids; ValueError
+        if one is too large to send); at most ``max_queued_telemetry`` telemetry batches wait
+        in the outbox, the oldest are dropped first.
         """
         self._ws_url = base_url.rstrip("/") + WS_PATH
         self._log_url = str(URL(base_url).with_user(None))
@@ -231,7 +234,10 @@ class HomeClient:
         self._send_lock = asyncio.Lock()
         self._run_task: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Ack]] = {}
+        for message in outbox:
+            self._encode(message)
         self._outbox: OrderedDict[str, QueuedMessage] = OrderedDict((m.id, m) for m in outbox)
+        self._max_queued_telemetry = max_queued_telemetry
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._subscribers: list[MessageCallback] = []
         self._connection_subscribers: list[ConnectionCallback] = []
@@ -475,6 +481,8 @@ class HomeClient:
     async def _until_closed[T](self, awaitable: Awaitable[T]) -> T | None:
         """Await ``awaitable`` unless the client is closed first (then cancel it, return None)."""
         work = asyncio.ensure_future(awaitable)
+        if isinstance(work, asyncio.Task):
+            work.set_name(f"{_TASK_PREFIX}-work")
         closing = asyncio.create_task(self._closed_event.wait(), name=f"{_TASK_PREFIX}-closing")
         try:
             await asyncio.wait({work, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -701,9 +709,9 @@ class HomeClient:
         return await self._request(self._ws, message, frame)
 
     def _limit_outbox_telemetry(self) -> None:
-        """Drop the oldest queued telemetry beyond :data:`OUTBOX_TELEMETRY_LIMIT`."""
+        """Drop the oldest queued telemetry beyond the ``max_queued_telemetry`` limit."""
         telemetry = [key for key, queued in self._outbox.items() if isinstance(queued, Telemetry)]
-        for key in telemetry[: max(0, len(telemetry) - OUTBOX_TELEMETRY_LIMIT)]:
+        for key in telemetry[: max(0, len(telemetry) - self._max_queued_telemetry)]:
             del self._outbox[key]
             if not self._telemetry_dropped:
                 self._telemetry_dropped = True

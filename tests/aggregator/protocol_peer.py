@@ -77,6 +77,8 @@ class ProtocolPeer:
     """Message types answered with an error of this code instead of an ack."""
     refuse_connections: int = 0
     """How many upcoming upgrade requests are refused with HTTP 503."""
+    first_frame: str | None = None
+    """Raw text sent instead of ``server_hello`` (to test a misbehaving server)."""
     close_after_inventory: int | None = None
     """Close code used right after acking the inventory (then reset to None)."""
     enrollment_codes: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -153,6 +155,21 @@ class ProtocolPeer:
         self.connections.append(connection)
         if previous is not None and not previous.ws.closed:
             await previous.close(CLOSE_REPLACED)
+        if self.first_frame is not None:
+            await ws.send_str(self.first_frame)
+        else:
+            await self._send_hello(connection)
+        await self._notify()
+        async for frame in ws:
+            if frame.type is WSMsgType.PING:
+                connection.pings += 1
+                await self._notify()
+            elif frame.type is WSMsgType.TEXT:
+                await self._handle(connection, frame.data)
+        await self._notify()
+        return ws
+
+    async def _send_hello(self, connection: PeerConnection) -> None:
         await connection.send(
             ServerHello(
                 schema_version=self.schema_version,
@@ -164,15 +181,6 @@ class ProtocolPeer:
                 server_time=utc_now(),
             )
         )
-        await self._notify()
-        async for frame in ws:
-            if frame.type is WSMsgType.PING:
-                connection.pings += 1
-                await self._notify()
-            elif frame.type is WSMsgType.TEXT:
-                await self._handle(connection, frame.data)
-        await self._notify()
-        return ws
 
     async def _handle(self, connection: PeerConnection, data: str) -> None:
         try:

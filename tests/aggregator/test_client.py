@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from aggregator.client import (
+    DEDUP_WINDOW,
     Enrollment,
     HomeClient,
     backoff_delay,
@@ -39,7 +40,9 @@ from aggregator.protocol import (
     AwardAck,
     Bid,
     BidStep,
+    Cancel,
     ErrorCode,
+    ErrorMessage,
     EventEnd,
     HeldAward,
     HomeEventStatus,
@@ -337,6 +340,46 @@ async def test_close_code_4001_during_session_ends_run(
     assert len(peer.connections) == 1
 
 
+@pytest.mark.parametrize(
+    "first_frame",
+    [
+        "not json",
+        '{"type": "event_end", "id": "end-1", "event_id": "ev-1"}',  # not a server_hello
+        '{"type": "server_hello", "id": "h1"}',  # missing fields
+    ],
+)
+async def test_server_not_starting_with_a_valid_hello_is_refused(
+    peer: ProtocolPeer, make_client: Callable[..., HomeClient], first_frame: str
+) -> None:
+    peer.first_frame = first_frame
+    client = make_client()
+
+    with pytest.raises(CannotConnect):
+        await client.connect()
+
+    assert not peer.received
+    assert not client.connected
+
+
+async def test_refused_inventory_fails_the_connection_but_run_keeps_trying(
+    peer: ProtocolPeer,
+    make_client: Callable[..., HomeClient],
+    running: Callable[[HomeClient], asyncio.Task[None]],
+) -> None:
+    peer.reject = {"inventory": ErrorCode.INTERNAL_ERROR}
+    client = make_client(**FAST_BACKOFF)
+    states = States(client)
+
+    with pytest.raises(CannotConnect, match="internal_error"):
+        await client.connect()
+    running(client)
+    await peer.wait_until(lambda: len(peer.connections) >= 3)
+    peer.reject = {}
+
+    assert await states.next() is True
+    assert states.seen == [True]
+
+
 async def test_nothing_listening_raises_cannot_connect(
     make_client: Callable[..., HomeClient],
 ) -> None:
@@ -539,6 +582,44 @@ async def test_saved_outbox_is_resent_after_a_restart(
     assert client.queued_messages == ()
 
 
+async def test_offline_outbox_keeps_acks_and_opt_outs_but_drops_oldest_telemetry(
+    make_client: Callable[..., HomeClient],
+) -> None:
+    client = make_client(max_queued_telemetry=2)
+    award = make_award()
+
+    for power in (1.0, 2.0):
+        with pytest.raises(NotConnected):
+            await client.send_telemetry([sample(power)])
+    with pytest.raises(NotConnected):
+        await client.ack_award(award)
+    with pytest.raises(NotConnected):
+        await client.send_telemetry([sample(3.0)])
+    with pytest.raises(NotConnected):
+        await client.opt_out("ev-1")
+
+    queued = client.queued_messages
+    assert [message.type for message in queued] == [
+        "telemetry",
+        "award_ack",
+        "telemetry",
+        "opt_out",
+    ]
+    assert [m.samples[0].power_kw for m in queued if isinstance(m, Telemetry)] == [2.0, 3.0]
+
+
+def test_restored_outbox_message_too_large_to_send_is_refused(
+    make_client: Callable[..., HomeClient],
+) -> None:
+    loads = {f"load-{index:02d}-{'x' * 48}": 1.5 for index in range(MAX_LOADS_PER_HOME)}
+    huge = Telemetry(
+        samples=[Sample(ts=utc_now(), power_kw=1.0, loads=loads)] * MAX_SAMPLES_PER_TELEMETRY
+    )
+
+    with pytest.raises(ValueError, match="smaller parts"):
+        make_client(outbox=[huge])
+
+
 # --- Server messages --------------------------------------------------------------------------
 
 
@@ -629,6 +710,47 @@ async def test_invalid_server_frames_are_skipped(
     assert "invalid_json" in caplog.text
     assert "unknown_type" in caplog.text
     assert "invalid_message" in caplog.text
+
+
+async def test_stray_errors_binary_frames_and_hellos_do_not_disturb_the_session(
+    peer: ProtocolPeer, make_client: Callable[..., HomeClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    inbox = Inbox(client)
+    hello = await client.connect()
+
+    await peer.current.ws.send_bytes(b"\x00\x01")
+    await peer.current.send(
+        ErrorMessage(reply_to="nobody", code=ErrorCode.INVALID_STATE, message="stray error")
+    )
+    await peer.current.send(hello.model_copy(update={"id": "another-hello"}))
+    await peer.current.send(make_offer())
+    await inbox.until("offer")
+
+    assert [message.type for message in inbox.messages] == ["offer"]
+    assert client.connected
+    assert "binary frame" in caplog.text
+    assert "stray error" in caplog.text
+    assert "unexpected server_hello" in caplog.text
+
+
+async def test_duplicate_memory_is_bounded(
+    peer: ProtocolPeer, make_client: Callable[..., HomeClient]
+) -> None:
+    client = make_client()
+    inbox = Inbox(client)
+    await client.connect()
+    first = EventEnd(event_id="ev-0")
+
+    await peer.current.send(first)
+    for index in range(DEDUP_WINDOW):
+        await peer.current.send(EventEnd(event_id=f"ev-{index + 1}"))
+    await peer.current.send(first)  # forgotten by now: delivered again
+    await peer.current.send(Cancel(event_id="ev-last"))
+    await inbox.until("cancel")
+
+    assert len(inbox.messages) == DEDUP_WINDOW + 3
+    assert inbox.messages[-2] == first
 
 
 # --- Reconnecting and liveness ----------------------------------------------------------------
