@@ -415,7 +415,7 @@ def parse_message(frame: str | bytes, *, allowed: frozenset[str] | None = None) 
     :data:`HOME_MESSAGE_TYPES`). Raises :class:`ProtocolError` with the matching code for
     oversized frames, invalid JSON, unknown types and invalid fields.
     """
-    if len(frame) > MAX_FRAME_BYTES:
+    if _exceeds_frame_limit(frame):
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frame exceeds {MAX_FRAME_BYTES} bytes")
     try:
         raw = _JSON_OBJECT.validate_json(frame)
@@ -432,13 +432,22 @@ def parse_message(frame: str | bytes, *, allowed: frozenset[str] | None = None) 
             ErrorCode.UNKNOWN_TYPE, f"message type {message_type!r} is not accepted here", reply_to
         )
     try:
-        return _ANY_MESSAGE.validate_python(raw)
+        # Strict: "1.5" is not a number and true is not a round; ISO strings are datetimes.
+        return _ANY_MESSAGE.validate_json(frame, strict=True)
     except ValidationError as err:
         details = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'][1:]) or 'message'}: {error['msg']}"
             for error in err.errors(include_url=False)
         )
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, details, reply_to) from err
+
+
+def _exceeds_frame_limit(frame: str | bytes) -> bool:
+    """Return True when a frame is larger than MAX_FRAME_BYTES in UTF-8 bytes."""
+    if isinstance(frame, bytes):
+        return len(frame) > MAX_FRAME_BYTES
+    # A character is at most 4 UTF-8 bytes: only frames that could be too large get encoded.
+    return len(frame) * 4 > MAX_FRAME_BYTES and len(frame.encode()) > MAX_FRAME_BYTES
 
 
 def dump_message(message: Message) -> str:

@@ -244,8 +244,11 @@ class HomeSession:
                 return
 
     async def _handle_frame(self, frame: str) -> None:
+        message_id: str | None = None
         try:
-            await self._dispatch(parse_message(frame, allowed=HOME_MESSAGE_TYPES))
+            message = parse_message(frame, allowed=HOME_MESSAGE_TYPES)
+            message_id = message.id
+            await self._dispatch(message)
         except ProtocolError as err:
             _LOGGER.debug(
                 "Home %s: refused a message: %s %s",
@@ -259,7 +262,7 @@ class HomeSession:
             _LOGGER.exception(
                 "Home %s: failed to handle a message", self.home_id, extra={"home_id": self.home_id}
             )
-            self._send_error(ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error"))
+            self._send_error(ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error", message_id))
 
     async def _dispatch(self, message: Message) -> None:
         """Hand a validated message to the handler named after it."""

@@ -226,6 +226,8 @@ def test_missing_field_is_refused_naming_the_field() -> None:
         ("currency", "EURO"),
         ("event_id", "ev 1"),  # spaces are not allowed in ids
         ("event_id", "x" * 65),
+        ("price_cap", "0.4"),  # strict: a numeric string is not a number
+        ("round", True),  # strict: a boolean is not a round
     ],
 )
 def test_wrong_field_type_or_format_is_refused(field: str, value: object) -> None:
@@ -279,6 +281,15 @@ def test_frame_at_the_limit_is_not_refused_for_size() -> None:
     assert len(frame) == MAX_FRAME_BYTES
 
     assert isinstance(parse_message(frame), Ack)
+
+
+def test_frame_limit_counts_utf8_bytes_not_characters() -> None:
+    frame = dump_message(EXAMPLES["ack"]())
+    padding = (MAX_FRAME_BYTES - len(frame)) // 2 + 1  # "é" is two bytes in UTF-8
+    frame = frame[:-1] + ', "pad": "' + "é" * padding + '"}'
+    assert len(frame) < MAX_FRAME_BYTES < len(frame.encode())
+
+    assert refused(frame).code is ErrorCode.FRAME_TOO_LARGE
 
 
 def _bid(steps: list[dict[str, Any]]) -> dict[str, Any]:
