@@ -73,6 +73,11 @@
           month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
         })
       : "–";
+  const sameDay = (a, b) => a.toDateString() === b.toDateString();
+  const when = (iso) =>
+    iso && sameDay(new Date(iso), new Date())
+      ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false })
+      : dateTime(iso);
   const homeName = (homeId) => state.homes.get(homeId)?.name || homeId;
   const badge = (status) => el("span", { class: `badge badge-${status}` }, status);
 
@@ -143,13 +148,14 @@
     error.hidden = !message;
   }
 
-  function showApp() {
+  async function showApp() {
     $("login-view").hidden = true;
     $("login-error").hidden = true;
     $("app-view").hidden = false;
     $("logout").hidden = false;
     refreshEvents();
-    refreshHomes();
+    await refreshHomes(); // names first, so the activity feed can name homes
+    if (!state.token) return;
     connectStream();
     clearInterval(state.staleTimer);
     state.staleTimer = setInterval(checkStale, 1000);
@@ -258,22 +264,33 @@
       state.watched = watched;
       showEvent(watched);
       appendPoint(snapshot.ts, watched);
-    } else if (state.watched && LIVE_STATUSES.has(state.watched.status)) {
-      // The watched event has just finished: keep its last picture, with its final status.
-      const finished = state.events.find((event) => event.id === state.watched.id);
-      if (finished && !LIVE_STATUSES.has(finished.status)) {
-        state.watched = { ...state.watched, status: finished.status };
-        showEvent(state.watched);
-      }
+    }
+  }
+
+  function noteStatus(event) {
+    const previous = state.seenStatus.get(event.id);
+    if (previous === event.status) return;
+    state.seenStatus.set(event.id, event.status);
+    if (previous !== undefined || LIVE_STATUSES.has(event.status)) {
+      addActivity(`${event.name}: ${event.status}`);
+    }
+  }
+
+  function noteFinished() {
+    // An event leaves the stream when it ends: the list says how; keep its last picture.
+    for (const event of state.events) {
+      if (state.seenStatus.has(event.id)) noteStatus(event);
+    }
+    const watched = state.watched;
+    const listed = watched && state.events.find((event) => event.id === watched.id);
+    if (listed && !LIVE_STATUSES.has(listed.status) && LIVE_STATUSES.has(watched.status)) {
+      state.watched = { ...watched, status: listed.status };
+      showEvent(state.watched);
     }
   }
 
   function trackChanges(event) {
-    const previous = state.seenStatus.get(event.id);
-    if (previous !== event.status) {
-      state.seenStatus.set(event.id, event.status);
-      addActivity(`${event.name}: ${event.status}`);
-    }
+    noteStatus(event);
     for (const round of event.rounds) {
       const key = `${event.id}/${round.round}`;
       const before = state.seenRounds.get(key);
@@ -334,8 +351,8 @@
         el("td", {}, round.round),
         el("td", {}, badge(round.status)),
         el("td", { class: "num" }, num(round.target_kw, 1)),
-        el("td", { class: "num" }, round.bids),
-        el("td", { class: "num" }, num(round.offered_kw, 1)),
+        el("td", { class: "num wide" }, round.bids),
+        el("td", { class: "num wide" }, num(round.offered_kw, 1)),
         el("td", { class: "num" }, num(round.accepted_kw, 1)),
         el("td", { class: "num" }, round.clearing_price === null ? "–" : num(round.clearing_price, 3)),
       ),
@@ -350,12 +367,12 @@
         "tr",
         {},
         el("td", {}, homeName(award.home_id)),
-        el("td", {}, award.round),
+        el("td", { class: "wide" }, award.round),
         el("td", {}, badge(award.status)),
         el("td", { class: "num" }, num(award.kw, 1)),
         el("td", { class: "num" }, num(award.committed_kw, 1)),
-        el("td", { class: "num" }, award.price === null ? "–" : num(award.price, 3)),
-        el("td", { class: "loads" }, award.loads.join(", ") || "–"),
+        el("td", { class: "num wide" }, award.price === null ? "–" : num(award.price, 3)),
+        el("td", { class: "loads wide" }, award.loads.join(", ") || "–"),
       ),
     );
     fillBody($("awards"), rows.length ? rows : [emptyRow(7, "No award yet.")]);
@@ -401,7 +418,7 @@
           y: { beginAtZero: true, title: { display: true, text: "kW" } },
         },
         plugins: {
-          legend: { position: "bottom", labels: { boxWidth: 14 } },
+          legend: { position: "bottom", labels: { usePointStyle: true, pointStyle: "line", boxWidth: 28 } },
           tooltip: {
             callbacks: {
               title: (items) => (items.length ? new Date(items[0].parsed.x).toLocaleTimeString([], { hour12: false }) : ""),
@@ -415,6 +432,8 @@
 
   function appendPoint(ts, event) {
     if (!window.Chart) return;
+    $("chart-empty").hidden = true;
+    $("chart-box").hidden = false;
     if (!state.chart) state.chart = makeChart();
     const [target, committed, delivered] = state.chart.data.datasets;
     if (state.chartEventId !== event.id) {
@@ -434,7 +453,6 @@
       committed.data.push({ x, y: event.committed_kw });
       delivered.data.push({ x, y: event.delivered_kw });
     }
-    $("chart-empty").hidden = true;
     $("chart").dataset.points = String(committed.data.length);
     state.chart.update("none");
   }
@@ -447,6 +465,7 @@
       if (!response.ok) throw new Error(await errorMessage(response));
       state.events = (await response.json()).events;
       showEvents();
+      noteFinished();
     } catch (error) {
       handleFailure(error, "Loading events");
     }
@@ -468,13 +487,13 @@
       return el(
         "tr",
         { dataset: { eventId: event.id } },
-        el("td", {}, event.name),
-        el("td", {}, event.kind),
+        el("td", { class: "name" }, event.name),
+        el("td", { class: "wide" }, event.kind),
         el("td", {}, badge(event.status)),
-        el("td", { class: "num" }, num(event.target_kw, 1)),
-        el("td", {}, dateTime(event.start)),
-        el("td", {}, dateTime(event.end)),
-        el("td", { class: "num" }, event.clearing_price === null ? "–" : price(event.clearing_price, event.currency)),
+        el("td", { class: "num wide" }, num(event.target_kw, 1)),
+        el("td", { title: dateTime(event.start) }, when(event.start)),
+        el("td", { class: "wide", title: dateTime(event.end) }, when(event.end)),
+        el("td", { class: "num wide" }, event.clearing_price === null ? "–" : price(event.clearing_price, event.currency)),
         actions,
       );
     });
@@ -574,9 +593,9 @@
         {},
         el("td", {}, home.name),
         el("td", {}, el("span", { class: home.connected ? "dot dot-on" : "dot" }, home.connected ? "online" : "offline")),
-        el("td", {}, home.participating ? "yes" : "no"),
+        el("td", { class: "wide" }, home.participating ? "yes" : "no"),
         el("td", { class: "num" }, num(home.flexible_kw, 1)),
-        el("td", {}, dateTime(home.last_seen_at)),
+        el("td", { class: "wide" }, dateTime(home.last_seen_at)),
       ),
     );
     fillBody($("homes"), rows.length ? rows : [emptyRow(5, "No home yet.")]);
@@ -628,13 +647,13 @@
         el("td", {}, homeName(home.home_id)),
         el(
           "td",
-          { title: home.baseline_reason || "" },
+          { class: "wide", title: home.baseline_reason || "" },
           home.baseline_method || home.baseline_outcome || method || "–",
         ),
-        el("td", { class: "num" }, num(home.baseline_kwh, 2)),
-        el("td", { class: "num" }, num(home.measured_kwh, 2)),
+        el("td", { class: "num wide" }, num(home.baseline_kwh, 2)),
+        el("td", { class: "num wide" }, num(home.measured_kwh, 2)),
         el("td", { class: "num" }, num(home.delivered_kwh, 2)),
-        el("td", { class: "num" }, num(home.price ?? home.price_per_kwh, 3)),
+        el("td", { class: "num wide" }, num(home.price ?? home.price_per_kwh, 3)),
         el("td", { class: "num" }, price(home.payment, currency)),
         el("td", {}, home.status || "–"),
       ),
@@ -647,11 +666,11 @@
         "tr",
         {},
         el("th", {}, "Total"),
-        el("td", {}, method),
-        el("td", { class: "num" }, num(totals.baseline_kwh, 2)),
-        el("td", { class: "num" }, num(totals.measured_kwh, 2)),
+        el("td", { class: "wide" }, method),
+        el("td", { class: "num wide" }, num(totals.baseline_kwh, 2)),
+        el("td", { class: "num wide" }, num(totals.measured_kwh, 2)),
         el("td", { class: "num" }, num(totals.delivered_kwh, 2)),
-        el("td", {}, ""),
+        el("td", { class: "wide" }, ""),
         el("td", { class: "num" }, price(totals.payment, currency)),
         el("td", {}, totals.homes === undefined ? "" : `${totals.homes} homes`),
       ),

@@ -36,7 +36,8 @@ def bid_all(price: float) -> Any:
 
 async def sse_frames(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
     """Yield (event, data) for each Server-Sent Events frame of a response."""
-    name, data = "message", []
+    name = "message"
+    data: list[str] = []
     async for raw in response.content:
         line = raw.decode().rstrip("\n")
         if not line:
