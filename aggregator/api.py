@@ -15,9 +15,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
 from aggregator.auth import bearer_token
+from aggregator.baselines import BaselineMethod
 from aggregator.negotiation import EventNotFoundError, EventRequest, InvalidTransitionError
 from aggregator.protocol import EventKind, utc_now
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
+from aggregator.settlement_service import SettlementUnavailableError, settle_stored_event
 from aggregator.store import EnrolmentRejected
 
 MAX_EVENT_DURATION: Final = timedelta(hours=24)
@@ -60,6 +62,8 @@ class EventBody(_Body):
     bid_window_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
     restore_stagger_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    baseline: BaselineMethod = BaselineMethod.RESIDENTIAL
+    """How settlement computes each home's baseline."""
 
     @model_validator(mode="after")
     def _check_window(self) -> EventBody:
@@ -89,6 +93,7 @@ class EventBody(_Body):
             bid_window_s=self.bid_window_s,
             restore_stagger_s=self.restore_stagger_s,
             currency=self.currency,
+            baseline_method=self.baseline.value,
         )
 
 
@@ -267,6 +272,7 @@ def event_summary(record: EventRecord) -> dict[str, Any]:
         "clearing_price": record.clearing_price,
         "created_at": record.created_at.isoformat(),
         "cancel_reason": record.cancel_reason,
+        "baseline_method": record.baseline_method,
     }
 
 
@@ -345,6 +351,36 @@ async def cancel_event(request: web.Request) -> web.Response:
         return json_error(409, "invalid_state", str(err))
     detail = await event_detail(request.app, event_id)
     return web.json_response(detail)
+
+
+@routes.get("/api/v1/events/{event_id}/settlement")
+@operator_only
+async def event_settlement(request: web.Request) -> web.StreamResponse:
+    """Settle an ended event: per-home baseline, measured, delivered kWh and payment.
+
+    ``?format=csv`` downloads the same as CSV; ``?baseline=<method>`` overrides the event's
+    baseline method (e.g. to compare methods).
+    """
+    event_id = request.match_info["event_id"]
+    record = await request.app[STORE].get_event(event_id)
+    if record is None:
+        return json_error(404, "not_found", "no such event")
+    try:
+        method = BaselineMethod(request.query["baseline"]) if "baseline" in request.query else None
+    except ValueError:
+        choices = ", ".join(item.value for item in BaselineMethod)
+        return json_error(400, "invalid_request", f"baseline must be one of: {choices}")
+    try:
+        report = await settle_stored_event(request.app[STORE], record, method)
+    except SettlementUnavailableError as err:
+        return json_error(409, "settlement_unavailable", str(err))
+    if request.query.get("format") == "csv":
+        return web.Response(
+            text=report.to_csv(),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="settlement-{event_id}.csv"'},
+        )
+    return web.json_response(report.to_json_dict())
 
 
 # --- health -----------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class EventRequest:
     bid_window_s: float
     restore_stagger_s: float
     currency: str
+    baseline_method: str | None = None
 
 
 class EventNotFoundError(LookupError):
@@ -229,6 +230,7 @@ class EventManager:
             restore_stagger_s=request.restore_stagger_s,
             currency=request.currency,
             created_at=self._now(),
+            baseline_method=request.baseline_method,
         )
         await self._store.insert_event(record)
         state = EventState(record=record)

@@ -100,6 +100,8 @@ class EventRecord:
     clearing_price: float | None = None
     current_round: int = 0
     cancel_reason: str | None = None
+    baseline_method: str | None = None
+    """How settlement computes baselines (an ``aggregator.baselines.BaselineMethod`` value)."""
 
 
 @dataclass(frozen=True, slots=True)
