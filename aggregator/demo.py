@@ -25,7 +25,7 @@ from aiohttp import web
 from aggregator.app_keys import STORE
 from aggregator.demo_report import render_text
 from aggregator.negotiation import NegotiationSettings
-from aggregator.protocol import utc_now
+from aggregator.protocol import HomeEventStatus, utc_now
 from aggregator.server import ServerConfig, create_app
 from aggregator.sim_home import HomeTiming, VirtualHome
 from aggregator.simulator import Fleet, FleetConfig
@@ -172,7 +172,7 @@ async def _wait_for_restores(fleet: Fleet, event_id: str, limit_s: float) -> Non
     deadline = loop.time() + limit_s
     while loop.time() < deadline:
         busy = any(
-            holding.award.event_id == event_id and holding.status.value != "done"
+            holding.award.event_id == event_id and holding.status is not HomeEventStatus.DONE
             for home in fleet.homes
             for holding in home.holdings.values()
         )

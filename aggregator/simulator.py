@@ -51,7 +51,7 @@ class FleetConfig:
     """Homes saying hello at the same time (the rest wait, so start-up does not time out)."""
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = REQUEST_TIMEOUT_S
     name_prefix: str = "sim-home"
     software_version: str = f"jeisson-sim/{__version__}"
 
