@@ -77,7 +77,7 @@ class NegotiationSettings:
     renegotiation_window_s: float = 10.0
     """Bid window of a re-negotiation round."""
     max_rounds: int = 10
-    telemetry_stale_s: float = 120.0
+    telemetry_stale_s: float = 30.0
     """A home's delivery figure older than this no longer counts as delivered."""
     min_offer_lead_s: float = 1.0
     """A home that connects later than this before a bid deadline gets no offer."""
@@ -442,6 +442,7 @@ class EventManager:
                 return
             if opt_out.load_id is None:
                 state.opted_out_homes.add(home_id)
+                state.delivery.pop(home_id, None)  # it restores now: stop counting its shed
             for award in live:
                 await self._apply_opt_out(state, award, opt_out.load_id)
             _LOGGER.info(

@@ -276,7 +276,7 @@ async def test_home_connecting_during_bidding_gets_the_open_offer(
     assert [a["home_id"] for a in detail["awards"]] == [late.home_id]
 
 
-async def test_telemetry_drives_delivered_kw(server: RunningServer, make_home: HomeFactory) -> None:
+async def test_telemetry_drives_delivered_kw_until_the_home_opts_out(server: RunningServer, make_home: HomeFactory) -> None:
     home = await make_home(bids((3.0, 0.10, ["wh"])))
     event = await server.create_event(target_kw=3.0, end=utc_now() + timedelta(seconds=10))
     await event_status(server, event["id"], "active")
@@ -289,6 +289,9 @@ async def test_telemetry_drives_delivered_kw(server: RunningServer, make_home: H
     detail = await server.event(event["id"])
     assert detail["delivered_kw"] == pytest.approx(2.8)
     assert await server.store.telemetry_count(home.home_id) == 1
+
+    await home.client.opt_out(event["id"])
+    assert (await server.event(event["id"]))["delivered_kw"] == 0  # it restores at once
 
 
 async def test_home_not_participating_is_not_offered(
