@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from homeassistant.components.calendar import CalendarEntity, CalendarEvent
+from homeassistant.components.calendar import (
+    CalendarEntity,
+    CalendarEntityDescription,
+    CalendarEvent,
+)
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
@@ -15,7 +18,7 @@ from .entity import JeissonEntity
 
 PARALLEL_UPDATES = 0
 
-EVENTS = EntityDescription(key="events", translation_key="events")
+EVENTS = CalendarEntityDescription(key="events", translation_key="events")
 
 
 async def async_setup_entry(

@@ -139,16 +139,23 @@ async def enrolled(aggregator: AggregatorProcess) -> dict[str, Any]:
 
 
 @pytest.fixture
+def entry_unique_id(enrolled: dict[str, Any]) -> str:
+    """Return the entry's unique id as the config flow sets it (snapshot tests fix it)."""
+    return f"{enrolled['aggregator_id']}-{enrolled['home_id']}"
+
+
+@pytest.fixture
 def config_entry(
     aggregator: AggregatorProcess,
     enrolled: dict[str, Any],
     default_loads: dict[str, dict[str, Any]],
+    entry_unique_id: str,
 ) -> MockConfigEntry:
-    """A config entry of an enrolled home with fixed ids (stable snapshots)."""
+    """A config entry of an enrolled home (fixed entry id and title)."""
     return MockConfigEntry(
         domain=DOMAIN,
         title="Jeisson home",
-        unique_id="aggregator-home",
+        unique_id=entry_unique_id,
         entry_id="01JEISSONTESTENTRY000000000",
         data={
             CONF_URL: aggregator.url,
