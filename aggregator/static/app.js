@@ -17,6 +17,7 @@
   const HOMES_REFRESH_MS = 5000;
   const ACTIVITY_MAX = 50;
   const HOMES_SHOWN = 200;
+  const CHART_POINTS_MAX = 7200;
   const LIVE_STATUSES = new Set(["draft", "negotiating", "committed", "active"]);
   const COLORS = { target: "#6b7280", committed: "#2563eb", delivered: "#16a34a" };
 
@@ -36,8 +37,8 @@
     watchedId: null,
     watched: null,
     chart: null,
-    chartEventId: null,
     history: {},
+    series: new Map(),
     seenRounds: new Map(),
     seenAwards: new Map(),
     seenStatus: new Map(),
@@ -79,7 +80,8 @@
       ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false })
       : dateTime(iso);
   const homeName = (homeId) => state.homes.get(homeId)?.name || homeId;
-  const badge = (status) => el("span", { class: `badge badge-${status}` }, status);
+  const words = (value) => (value ? String(value).replaceAll("_", " ") : "–");
+  const badge = (status) => el("span", { class: `badge badge-${status}` }, words(status));
 
   function fillBody(table, rows) {
     const body = table.tBodies[0];
@@ -254,7 +256,10 @@
       state.liveKey = liveKey;
       refreshEvents();
     }
-    for (const event of live) trackChanges(event);
+    for (const event of live) {
+      trackChanges(event);
+      recordPoint(snapshot.ts, event);
+    }
     let watched = live.find((event) => event.id === state.watchedId);
     if (!watched && (!state.watched || !LIVE_STATUSES.has(state.watched.status) || !state.watchedId)) {
       watched = live[0];
@@ -263,8 +268,9 @@
       state.watchedId = watched.id;
       state.watched = watched;
       showEvent(watched);
-      appendPoint(snapshot.ts, watched);
+      drawChart(watched.id);
     }
+    forgetFinished(live);
   }
 
   function noteStatus(event) {
@@ -430,30 +436,38 @@
     });
   }
 
-  function appendPoint(ts, event) {
-    if (!window.Chart) return;
+  function recordPoint(ts, event) {
+    let series = state.series.get(event.id);
+    if (!series) {
+      // First sight of this event: start from the chart the server kept since it began.
+      series = (state.history[event.id] || []).map(([pointTs, t, c, d]) => ({ x: Date.parse(pointTs), t, c, d }));
+      state.series.set(event.id, series);
+    }
+    const x = Date.parse(ts);
+    if (!series.length || series[series.length - 1].x < x) {
+      series.push({ x, t: event.target_kw, c: event.committed_kw, d: event.delivered_kw });
+    }
+    if (series.length > CHART_POINTS_MAX) series.splice(0, series.length - CHART_POINTS_MAX);
+  }
+
+  function forgetFinished(live) {
+    const running = new Set(live.map((event) => event.id));
+    for (const eventId of state.series.keys()) {
+      if (!running.has(eventId) && eventId !== state.watchedId) state.series.delete(eventId);
+    }
+  }
+
+  function drawChart(eventId) {
+    const series = state.series.get(eventId) || [];
+    if (!window.Chart || !series.length) return;
     $("chart-empty").hidden = true;
     $("chart-box").hidden = false;
     if (!state.chart) state.chart = makeChart();
     const [target, committed, delivered] = state.chart.data.datasets;
-    if (state.chartEventId !== event.id) {
-      state.chartEventId = event.id;
-      for (const dataset of state.chart.data.datasets) dataset.data = [];
-      for (const [pointTs, t, c, d] of state.history[event.id] || []) {
-        const x = Date.parse(pointTs);
-        target.data.push({ x, y: t });
-        committed.data.push({ x, y: c });
-        delivered.data.push({ x, y: d });
-      }
-    }
-    const x = Date.parse(ts);
-    const last = committed.data[committed.data.length - 1];
-    if (!last || last.x < x) {
-      target.data.push({ x, y: event.target_kw });
-      committed.data.push({ x, y: event.committed_kw });
-      delivered.data.push({ x, y: event.delivered_kw });
-    }
-    $("chart").dataset.points = String(committed.data.length);
+    target.data = series.map((point) => ({ x: point.x, y: point.t }));
+    committed.data = series.map((point) => ({ x: point.x, y: point.c }));
+    delivered.data = series.map((point) => ({ x: point.x, y: point.d }));
+    $("chart").dataset.points = String(series.length);
     state.chart.update("none");
   }
 
@@ -639,23 +653,25 @@
 
   function showSettlement(report, event) {
     const currency = report.currency || event.currency;
-    const method = report.baseline_method || "";
+    const method = words(report.baseline_method || "");
+    const money = (value) => (value === null || value === undefined ? "–" : `${num(value, 2)} ${currency}`);
     const rows = report.homes.map((home) =>
       el(
         "tr",
-        {},
+        { dataset: { homeId: home.home_id } },
         el("td", {}, homeName(home.home_id)),
         el(
           "td",
-          { class: "wide", title: home.baseline_reason || "" },
-          home.baseline_method || home.baseline_outcome || method || "–",
+          { class: "wide baseline" },
+          words(home.baseline_method || home.baseline_outcome),
+          home.baseline_reason ? el("span", { class: "reason" }, home.baseline_reason) : null,
         ),
         el("td", { class: "num wide" }, num(home.baseline_kwh, 2)),
         el("td", { class: "num wide" }, num(home.measured_kwh, 2)),
         el("td", { class: "num" }, num(home.delivered_kwh, 2)),
         el("td", { class: "num wide" }, num(home.price ?? home.price_per_kwh, 3)),
-        el("td", { class: "num" }, price(home.payment, currency)),
-        el("td", {}, home.status || "–"),
+        el("td", { class: "num" }, money(home.payment)),
+        el("td", {}, home.status ? badge(home.status) : "–"),
       ),
     );
     const table = $("settlement-table");
@@ -666,18 +682,18 @@
         "tr",
         {},
         el("th", {}, "Total"),
-        el("td", { class: "wide" }, method),
+        el("td", { class: "wide" }, ""),
         el("td", { class: "num wide" }, num(totals.baseline_kwh, 2)),
         el("td", { class: "num wide" }, num(totals.measured_kwh, 2)),
         el("td", { class: "num" }, num(totals.delivered_kwh, 2)),
         el("td", { class: "wide" }, ""),
-        el("td", { class: "num" }, price(totals.payment, currency)),
+        el("td", { class: "num" }, money(totals.payment)),
         el("td", {}, totals.homes === undefined ? "" : `${totals.homes} homes`),
       ),
     );
     table.hidden = false;
     $("settlement-note").className = "muted";
-    $("settlement-note").textContent = method ? `Baseline method: ${method}.` : "";
+    $("settlement-note").textContent = report.baseline_method ? `Baseline method: ${method}.` : "";
     $("settlement-csv").hidden = false;
   }
 

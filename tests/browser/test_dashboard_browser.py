@@ -2,8 +2,9 @@
 
 A fleet of virtual homes (real home clients bidding, acknowledging and sending telemetry) is
 connected to a real aggregator; the tests sign in, create an event through the form, watch the
-chart and the numbers update without a reload, cancel the event and open its settlement. The
-screenshots land in ``artifacts/dashboard.png`` and ``artifacts/dashboard-phone.png``.
+chart and the numbers update without a reload, cancel the event, open its settlement and download
+it as CSV. Screenshots land in ``artifacts/`` (git-ignored): ``dashboard.png`` (laptop, mid-event),
+``dashboard-phone.png``, ``dashboard-settlement.png`` and ``dashboard-empty.png``.
 """
 
 from __future__ import annotations
@@ -238,37 +239,42 @@ async def cancel_in_page(page: Page, server: RunningServer, event: dict[str, Any
 
 
 async def check_settlement(
-    page: Page, server: RunningServer, artifacts: Path, event: dict[str, Any]
-) -> int:
-    """Open the event's settlement: the table and its CSV, or the clean "not yet" notice.
-
-    Returns the endpoint's status.
-    """
+    page: Page, server: RunningServer, fleet: Fleet, artifacts: Path, event: dict[str, Any]
+) -> None:
+    """Open the event's settlement: a row per awarded home, the totals, and the CSV download."""
     row = page.locator(f"#events tbody tr[data-event-id='{event['id']}']")
     await row.get_by_role("button", name="Settlement").click()
     status, body = await settlement_answer(server, event["id"])
-    if status == 200:
-        await expect(page.locator("#settlement-table")).to_be_visible()
-        report = json.loads(body)
-        await expect(page.locator("#settlement-table tbody tr")).to_have_count(
-            max(1, len(report["homes"]))
-        )
-        async with page.expect_download() as download_info:
-            await page.click("#settlement-csv")
-        download = await download_info.value
-        saved = artifacts / "settlement.csv"
-        await download.save_as(saved)
-        _, csv_text = await settlement_answer(server, event["id"], "?format=csv")
-        assert saved.read_text() == csv_text
-    else:
-        assert status == 404
-        await expect(page.locator("#settlement-note")).to_have_text(
-            "Settlement not available yet for this event."
-        )
-        await expect(page.locator("#settlement-table")).to_be_hidden()
-        await expect(page.locator("#settlement-csv")).to_be_hidden()
+    assert status == 200, body
+    report = json.loads(body)
+    assert report["homes"]
+    table = page.locator("#settlement-table")
+    await expect(table).to_be_visible()
+    await expect(table.locator("tbody tr")).to_have_count(len(report["homes"]))
+    for home in report["homes"]:
+        cells = table.locator(f"tbody tr[data-home-id='{home['home_id']}'] td")
+        await expect(cells.nth(0)).to_have_text(fleet.home(home["home_id"]).name)
+        await expect(cells.nth(3)).to_have_text(f"{home['measured_kwh']:.2f}")
+        await expect(cells.nth(4)).to_have_text(f"{home['delivered_kwh']:.2f}")
+        await expect(cells.nth(6)).to_have_text(f"{home['payment']:.2f} {report['currency']}")
+        await expect(cells.nth(7)).to_have_text(home["status"].replace("_", " "))
+    totals = report["totals"]
+    await expect(table.locator("tfoot")).to_contain_text(
+        f"{totals['payment']:.2f} {report['currency']}"
+    )
+    await expect(table.locator("tfoot")).to_contain_text(f"{totals['homes']} homes")
     await page.locator("#settlement").screenshot(path=str(artifacts / "dashboard-settlement.png"))
-    return int(status)
+
+    async with page.expect_download() as download_info:
+        await page.click("#settlement-csv")
+    download = await download_info.value
+    assert download.suggested_filename == f"settlement-{event['id']}.csv"
+    saved = artifacts / "settlement.csv"
+    await download.save_as(saved)
+    status, csv_text = await settlement_answer(server, event["id"], "?format=csv")
+    assert status == 200
+    assert saved.read_bytes().decode() == csv_text  # byte for byte (CRLF rows)
+    assert csv_text.startswith("home_id,")
 
 
 async def test_operator_runs_an_event_from_the_dashboard(
@@ -299,13 +305,10 @@ async def test_operator_runs_an_event_from_the_dashboard(
 
     await check_phone(browser, server, artifacts, points)
     await cancel_in_page(page, server, event)
-    status = await check_settlement(page, server, artifacts, event)
+    await check_settlement(page, server, fleet, artifacts, event)
 
     assert await page.evaluate("window.__sameLoad") is True
-    if status == 404:
-        errors.assert_only(f"404 /api/v1/events/{event['id']}/settlement")
-    else:
-        errors.assert_only()
+    errors.assert_only()
     await context.close()
 
 
@@ -348,4 +351,31 @@ async def test_sign_in_refuses_a_wrong_token_and_sign_out_forgets_it(
     await expect(page.locator("#login-view")).to_be_visible()
     await expect(page.locator("#app-view")).to_be_hidden()
     errors.assert_only("401 /api/v1/events?limit=1", "400 /api/v1/events")
+    await context.close()
+
+
+async def test_watch_switches_the_panel_between_running_events(
+    server: RunningServer, browser: Browser
+) -> None:
+    first = await server.create_event(name="Morning peak", target_kw=4.0, bid_window_s=30.0)
+    second = await server.create_event(name="Evening peak", target_kw=9.0, bid_window_s=30.0)
+    context = await browser.new_context(viewport=LAPTOP)
+    page = await context.new_page()
+    errors = PageErrors(page)
+    await sign_in(page, server)
+    rows = page.locator("#events tbody tr")
+    await expect(rows).to_have_count(2)
+
+    for event in (second, first, second):
+        row = page.locator(f"#events tbody tr[data-event-id='{event['id']}']")
+        await row.get_by_role("button", name="Watch").click()
+        await expect(page.locator("#event-title")).to_have_text(event["name"])
+        await expect(page.locator("#stat-target")).to_have_text(f"{event['target_kw']:.1f} kW")
+        # The chart follows the watched event: its target line is this event's target.
+        await expect(page.locator("#chart")).to_have_attribute("data-points", re.compile(r"\d+"))
+        target_line = await page.evaluate(
+            "Chart.getChart('chart').data.datasets[0].data.map((point) => point.y)"
+        )
+        assert set(target_line) == {event["target_kw"]}
+    errors.assert_only()
     await context.close()
