@@ -1,0 +1,96 @@
+"""Setting up the entry: connection errors map to the right states; reauth; protocol issue."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import CONF_TOKEN, CONF_URL
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from aggregator.errors import UnsupportedSchemaVersion
+from custom_components.jeisson.const import CONF_HOME_ID, DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL
+
+from .aggregator_process import AggregatorProcess, free_port
+from .conftest import wait_for
+
+CONNECTED = "binary_sensor.jeisson_home_aggregator_connected"
+
+
+async def test_unreachable_aggregator_retries_setup(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """No aggregator at the URL: setup is retried later (not ready)."""
+    config_entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        config_entry, data={**config_entry.data, CONF_URL: f"http://127.0.0.1:{free_port()}"}
+    )
+    assert not await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_rejected_token_starts_reauth(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """A token the aggregator rejects fails setup with a reauth flow."""
+    config_entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        config_entry, data={**config_entry.data, CONF_TOKEN: "revoked"}
+    )
+    assert not await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+
+
+async def test_unsupported_protocol_raises_a_repair_issue(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """A protocol mismatch is a setup error with a repair issue, cleared by a good setup."""
+    config_entry.add_to_hass(hass)
+    with patch(
+        "custom_components.jeisson.HomeClient.connect",
+        side_effect=UnsupportedSchemaVersion(3, 2, 1),
+    ):
+        assert not await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL)
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "server_version": "3",
+        "server_min_version": "2",
+        "client_version": "1",
+    }
+    assert await hass.config_entries.async_reload(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.LOADED
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL) is None
+    await hass.config_entries.async_unload(config_entry.entry_id)
+
+
+async def test_token_revoked_while_running_starts_reauth(
+    hass: HomeAssistant, aggregator: AggregatorProcess, loaded_entry: MockConfigEntry
+) -> None:
+    """Re-enrolling the home elsewhere revokes our token: the entry asks for reauth."""
+    await aggregator.enroll(await aggregator.new_code(loaded_entry.data[CONF_HOME_ID]))
+    await wait_for(
+        lambda: any(
+            flow["context"]["source"] == SOURCE_REAUTH
+            for flow in hass.config_entries.flow.async_progress()
+        ),
+        what="reauth flow",
+    )
+    await wait_for(lambda: hass.states.get(CONNECTED).state == "off", what="disconnected")
+
+
+async def test_connection_lost_and_restored(
+    hass: HomeAssistant, aggregator: AggregatorProcess, loaded_entry: MockConfigEntry
+) -> None:
+    """The connectivity sensor follows the connection; the client reconnects by itself."""
+    assert hass.states.get(CONNECTED).state == "on"
+    aggregator.stop()
+    await wait_for(lambda: hass.states.get(CONNECTED).state == "off", what="disconnected")
+    assert hass.states.get("sensor.jeisson_home_next_event_start").state != "unavailable"
+    aggregator.start()
+    await wait_for(lambda: hass.states.get(CONNECTED).state == "on", timeout=90, what="reconnected")
