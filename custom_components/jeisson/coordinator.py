@@ -173,8 +173,9 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         self.data = self._build_state()
         unsub_messages = self.client.subscribe(self._on_message)
         unsub_connection = self.client.subscribe_connection(self._on_connection)
-        device = dr.async_get(self.hass).async_get_device(
-            identifiers={(DOMAIN, self.config_entry.unique_id or self.config_entry.entry_id)}
+        device = dr.async_get(self.hass).async_get_device_by_identifier(
+            (DOMAIN, self.config_entry.unique_id or self.config_entry.entry_id),
+            self.config_entry.entry_id,
         )
         self.device_id = device.id if device else None
 

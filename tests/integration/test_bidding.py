@@ -39,7 +39,7 @@ def always(_load: LoadConfig) -> bool:
 
 
 def steps_for(loads: list[LoadConfig], cap: float = 1.0, **kwargs: object) -> list:
-    """Return the curve for an offer of START–END at ``cap``."""
+    """Return the curve for an offer of START-END at ``cap``."""
     return build_steps(
         loads,
         window_start=START,
@@ -79,7 +79,7 @@ def test_loads_that_may_not_be_shed_do_not_bid() -> None:
 
 
 def test_off_limits_hours_are_local_and_may_wrap_midnight() -> None:
-    """17:30–18:30 Madrid overlaps an 18:00 window; 22:00–06:00 does not; 17:00–18:00 does not."""
+    """17:30-18:30 Madrid overlaps an 18:00 window; 22:00-06:00 does not; 17:00-18:00 does not."""
     overlapping = Terms(off_limits_start=time(17, 30), off_limits_end=time(18, 30))
     night = Terms(off_limits_start=time(22, 0), off_limits_end=time(6, 0))
     before = Terms(off_limits_start=time(17, 0), off_limits_end=time(18, 0))

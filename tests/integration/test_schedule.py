@@ -29,7 +29,7 @@ def held(award_id: str, start: datetime = START, **kwargs: object) -> HeldEvent:
 
 
 def test_release_books_energy_within_the_window_only() -> None:
-    """A load held 30 min of the window at 2 kW earns 1 kWh × price; after the end counts not."""
+    """A load held 30 min of the window at 2 kW earns 1 kWh x price; after the end counts not."""
     event = held("1", status=HomeEventStatus.ACTIVE)
     event.switched_off = {"a": 2.0, "b": 1.0}
     event.confirmed_off = ["a", "b"]
