@@ -140,6 +140,10 @@
     if (state.abort) state.abort.abort();
     state.abort = null;
     clearInterval(state.staleTimer);
+    // Forget what this session saw: the next sign-in starts clean.
+    Object.assign(state, { lastMessageAt: 0, watchedId: null, watched: null, liveKey: "", history: {} });
+    for (const seen of [state.series, state.seenRounds, state.seenAwards, state.seenStatus]) seen.clear();
+    $("activity").replaceChildren();
     setConnection("off", "offline");
     $("app-view").hidden = true;
     $("logout").hidden = true;

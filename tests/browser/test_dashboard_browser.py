@@ -379,3 +379,22 @@ async def test_watch_switches_the_panel_between_running_events(
         assert set(target_line) == {event["target_kw"]}
     errors.assert_only()
     await context.close()
+
+
+async def test_live_view_reconnects_after_a_server_restart(
+    server: RunningServer, browser: Browser
+) -> None:
+    context = await browser.new_context(viewport=LAPTOP)
+    page = await context.new_page()
+    await sign_in(page, server)
+    await page.evaluate("window.__sameLoad = true")
+    await server.stop()
+    await expect(page.locator("#conn")).not_to_have_text("live", timeout=WAIT_MS)
+    await server.start()
+    event = await server.create_event(name="After restart", target_kw=3.0, bid_window_s=30.0)
+    await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+    await expect(page.locator("#event-title")).to_have_text("After restart", timeout=WAIT_MS)
+    row = page.locator(f"#events tbody tr[data-event-id='{event['id']}']")
+    await expect(row).to_be_visible()
+    assert await page.evaluate("window.__sameLoad") is True
+    await context.close()
