@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -309,6 +309,7 @@ class HomeSession:
             await self._flush_and_close(CLOSE_UNSUPPORTED_VERSION, "unsupported schema version")
             return
         await self._store.mark_seen(self.home_id, hello.software_version)
+        self._home = replace(self._home, software_version=hello.software_version)
         self._held = list(hello.held_awards)
         self._helloed = True
         self._ack(hello)
@@ -317,10 +318,9 @@ class HomeSession:
         await self._store.save_inventory(
             self.home_id, inventory.loads, participating=inventory.participating
         )
-        home = await self._store.get_home(self.home_id)
-        if home is None:  # removed while connected
-            await self.close(WSCloseCode.POLICY_VIOLATION, "home no longer exists")
-            return
+        home = replace(
+            self._home, loads=tuple(inventory.loads), participating=inventory.participating
+        )
         self._home = home
         self._ack(inventory)
         if self._ready:
