@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from aggregator import __version__
 from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
+from aggregator.baselines import BaselineMethod
 
 _BEARER: Final[list[dict[str, list[str]]]] = [{"operatorToken": []}]
 _ERROR: Final = {
@@ -118,6 +119,43 @@ def openapi_document() -> dict[str, Any]:
                     body=_body(CancelBody, required=False),
                     errors=("400", "401", "404", "409"),
                 ),
+            },
+            "/api/v1/events/{event_id}/settlement": {
+                "parameters": [
+                    event_id,
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["json", "csv"]},
+                    },
+                    {
+                        "name": "baseline",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": [m.value for m in BaselineMethod]},
+                    },
+                ],
+                "get": _operation(
+                    "Settle an ended event: baseline, measured and delivered kWh, payment per home",
+                    ("200", "the settlement report (JSON, or CSV with format=csv)"),
+                    errors=("400", "401", "404", "409"),
+                ),
+            },
+            "/api/v1/stream": {
+                "get": _operation(
+                    "Live snapshots for the dashboard (Server-Sent Events: history, snapshot)",
+                    ("200", "text/event-stream"),
+                    errors=("401",),
+                )
+            },
+            "/metrics": {
+                "get": _operation(
+                    "Prometheus metrics",
+                    ("200", "text/plain exposition"),
+                    operator=False,
+                    errors=(),
+                )
             },
             "/healthz": {
                 "get": _operation(

@@ -21,6 +21,8 @@ OPERATOR_ROUTES = [
     ("POST", "/api/v1/events"),
     ("GET", "/api/v1/events/evt_x"),
     ("POST", "/api/v1/events/evt_x/cancel"),
+    ("GET", "/api/v1/events/evt_x/settlement"),
+    ("GET", "/api/v1/stream"),
 ]
 
 
