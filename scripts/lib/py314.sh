@@ -7,8 +7,9 @@
 #
 # Source this file from bash, then call:
 #   py314_root          print the root's path
-#   py314_ensure        build the root if missing or half-built; (re)install the venv when
-#                       requirements/ha-test.txt or pyproject.toml changed
+#   py314_ensure        build the root if missing or half-built; recreate the venv when
+#                       requirements/ha-test.txt changed, re-run `pip install -e /src[test]`
+#                       when only pyproject.toml changed
 #   py314_run CMD...    ensure, then run CMD inside the root (cwd /src = the checkout, venv on
 #                       PATH); returns CMD's exit status
 #   py314_exec CMD...   like py314_run but replaces the current shell (signals reach CMD directly)
@@ -19,6 +20,7 @@
 #   JEISSON_PY314_SUITE         Debian suite to bootstrap (default testing)
 #   JEISSON_PY314_MIRROR        Debian mirror (default: the one the host's apt sources use)
 #   JEISSON_PY314_LOCK_TIMEOUT  seconds to wait for the root's lock (default 3600)
+#   JEISSON_CHECKOUT            checkout to mount at /src (default: the one holding this file)
 #
 # Mounts and concurrency: every command runs in its own private mount namespace (unshare
 # --mount --propagation private). /proc, /sys (read-only), /dev (rbind, rslave) and the checkout
@@ -26,8 +28,11 @@
 # kernel drops every mount when the namespace's last process ends -- on success, failure, signal
 # or SIGKILL alike. Concurrent invocations therefore never share or fight over mounts. A lock
 # file next to the root serialises changes to the root: builds/installs take it exclusively,
-# commands hold it shared while they run, so the root is never rebuilt under a running command.
+# commands hold it shared while they run, so the root is never rebuilt under a running command
+# and any number of commands run side by side. (A process a command leaves running in the
+# background keeps its namespace, and its share of the lock, until it exits.)
 
+# shellcheck disable=SC2015  # `a && b || die` chains are meant: die when any step fails
 # Sourcing twice is harmless.
 [[ -n "${_PY314_LIB_FILE:-}" ]] && return 0
 
@@ -43,13 +48,16 @@ readonly _PY314_MOUNT_POINT=/src
 readonly _PY314_PATH="${_PY314_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 readonly _PY314_COMPLETE_MARKER=.jeisson-root-complete
 readonly _PY314_STAMP=.jeisson-requirements.sha256
+# Inside the venv: `pip freeze` right after the HA stack went in; the project is installed
+# against it, so its own dependencies can never move a package HA pins.
+readonly _PY314_HA_CONSTRAINTS=$_PY314_VENV/ha-constraints.txt
 readonly _PY314_REQUIREMENTS=requirements/ha-test.txt
 # Bump when the install procedure changes, to force a venv reinstall on existing roots.
 readonly _PY314_INSTALL_RECIPE=1
 _PY314_LIB_FILE="$(readlink -f -- "${BASH_SOURCE[0]}")"
 readonly _PY314_LIB_FILE
 
-_py314_log() { printf 'py314: %s\n' "$*" >&2; }
+_py314_log() { printf 'py314 [+%ss]: %s\n' "$SECONDS" "$*" >&2; }
 _py314_die() {
     _py314_log "error: $*"
     return 1
@@ -65,16 +73,15 @@ _py314_checkout() {
 }
 
 py314_root() {
-    local root
-    root="$(readlink -m -- "${JEISSON_PY314_ROOT:-$_PY314_DEFAULT_ROOT}")"
-    printf '%s\n' "$root"
+    local root=${JEISSON_PY314_ROOT:-$_PY314_DEFAULT_ROOT}
+    [[ "$root" == /* ]] || _py314_die "JEISSON_PY314_ROOT must be an absolute path: $root" || return
+    readlink -m -- "$root"
 }
 
 # Refuse roots that would be dangerous to build in, mount into or delete.
 _py314_check_root_path() {
     local root=$1 checkout
     checkout="$(_py314_checkout)"
-    [[ "$root" == /* ]] || _py314_die "JEISSON_PY314_ROOT must be absolute: $root" || return
     case "$root" in
         / | /bin | /boot | /dev | /etc | /home | /lib* | /opt | /proc | /root | /run | /sbin | /srv \
             | /sys | /tmp | /usr | /usr/* | /var | /var/cache | /var/lib | /work)
@@ -155,14 +162,15 @@ _py314_host_mirror() {
     printf '%s\n' "${mirror%/}"
 }
 
-# Hash of everything that decides the venv's contents.
-_py314_requirements_hash() {
-    local checkout=$1
-    {
+# The stamp the venv should carry: line 1 decides the venv (HA stack), line 2 the project.
+_py314_expected_stamp() {
+    local checkout=$1 venv project
+    venv="$({
         printf 'recipe %s\n' "$_PY314_INSTALL_RECIPE"
-        sha256sum <"$checkout/$_PY314_REQUIREMENTS"
-        sha256sum <"$checkout/pyproject.toml"
-    } | sha256sum | cut -d' ' -f1
+        cat -- "$checkout/$_PY314_REQUIREMENTS"
+    } | sha256sum | cut -d' ' -f1)" || return
+    project="$(sha256sum <"$checkout/pyproject.toml" | cut -d' ' -f1)" || return
+    printf 'venv %s\nproject %s\n' "$venv" "$project"
 }
 
 # Environment for commands in the root: a fixed base plus whichever of the pass-through
@@ -215,6 +223,7 @@ _py314_enter() {
     shift "$nextra"
     mapfile -d '' -t envs < <(_py314_child_env)
     envs+=("${extra[@]}")
+    # shellcheck disable=SC2016  # expanded by the inner bash
     exec unshare --mount --propagation private -- \
         bash -c 'source "$1" && shift && _py314_ns_main "$@"' py314-ns "$_PY314_LIB_FILE" \
         "$root" "$checkout" "$(readlink /proc/self/ns/mnt)" "${#envs[@]}" "${envs[@]}" "$@"
@@ -292,27 +301,49 @@ EOF
     touch "$root/$_PY314_COMPLETE_MARKER"
 }
 
-# Fresh venv with the HA test stack and the project (editable, with its test extra).
+# Fresh venv with the HA test stack (the project is installed by the caller next).
 _py314_install_venv() {
-    local root=$1 checkout=$2 hash=$3
-    rm -f -- "$root/$_PY314_STAMP"
+    local root=$1 checkout=$2
     rm -rf --one-file-system -- "${root:?}$_PY314_VENV"
-    _py314_log "creating $_PY314_VENV and installing $_PY314_REQUIREMENTS + -e /src[test]"
+    _py314_log "creating $_PY314_VENV and installing $_PY314_REQUIREMENTS"
     _py314_build_cmd "$root" "" "$_PY314_PYTHON" -m venv "$_PY314_VENV" &&
         _py314_build_cmd "$root" "$checkout" python -m pip install -q \
             -r "$_PY314_MOUNT_POINT/$_PY314_REQUIREMENTS" &&
-        _py314_build_cmd "$root" "$checkout" python -m pip install -q \
-            -e "$_PY314_MOUNT_POINT[test]" &&
-        _py314_build_cmd "$root" "$checkout" python -m pip check || {
-        _py314_die "installing the venv failed; it will be retried on the next run"
+        _py314_build_cmd "$root" "" sh -c \
+            "python -m pip freeze --exclude-editable >$_PY314_HA_CONSTRAINTS" || {
+        _py314_die "installing $_PY314_REQUIREMENTS failed; it will be retried on the next run"
         return
     }
-    printf '%s\n' "$hash" >"$root/$_PY314_STAMP"
+}
+
+# (Re)install the checkout, editable with its test extra, within the HA stack's versions.
+_py314_install_project() {
+    local root=$1 checkout=$2
+    _py314_log "pip install -e /src[test]"
+    _py314_build_cmd "$root" "$checkout" python -m pip install -q \
+        -c "$_PY314_HA_CONSTRAINTS" -e "${_PY314_MOUNT_POINT}[test]" &&
+        _py314_build_cmd "$root" "$checkout" python -m pip check || {
+        _py314_die "installing the project failed (see above); it will be retried on the next run"
+        return
+    }
+}
+
+# True when the root is complete and current: no build step needed. Reads only.
+_py314_up_to_date() {
+    local root=$1 checkout=$2 crt dir=usr/local/share/ca-certificates
+    [[ -f "$root/$_PY314_COMPLETE_MARKER" && -f "$checkout/$_PY314_REQUIREMENTS" ]] || return 1
+    [[ "$(cat -- "$root/$_PY314_STAMP" 2>/dev/null)" == "$(_py314_expected_stamp "$checkout")" ]] ||
+        return 1
+    cmp -s /etc/resolv.conf "$root/etc/resolv.conf" || return 1
+    for crt in /"$dir"/*.crt; do
+        [[ -f "$crt" ]] || continue
+        cmp -s "$crt" "$root/$dir/${crt##*/}" || return 1
+    done
 }
 
 # The work of py314_ensure; the caller holds the exclusive lock.
 _py314_ensure_locked() {
-    local root=$1 checkout=$2 hash
+    local root=$1 checkout=$2 expected current venv_line
     [[ -f "$checkout/$_PY314_REQUIREMENTS" ]] ||
         _py314_die "missing $checkout/$_PY314_REQUIREMENTS" || return
     if [[ ! -f "$root/$_PY314_COMPLETE_MARKER" ]]; then
@@ -321,13 +352,22 @@ _py314_ensure_locked() {
     else
         _py314_sync_host_files "$root" || return
     fi
-    hash="$(_py314_requirements_hash "$checkout")" || return
-    if [[ "$(cat "$root/$_PY314_STAMP" 2>/dev/null)" != "$hash" ]]; then
-        _py314_install_venv "$root" "$checkout" "$hash" || return
+    expected="$(_py314_expected_stamp "$checkout")" || return
+    current="$(cat -- "$root/$_PY314_STAMP" 2>/dev/null || true)"
+    [[ "$current" == "$expected" ]] && return 0
+    venv_line="${expected%%$'\n'*}"
+    # (bin/python is an absolute symlink into the root, so test a plain file instead.)
+    if [[ "${current%%$'\n'*}" != "$venv_line" || ! -f "$root$_PY314_HA_CONSTRAINTS" ]]; then
+        rm -f -- "$root/$_PY314_STAMP"
+        _py314_install_venv "$root" "$checkout" || return
     fi
+    # The HA stack is in place: a failed project install only redoes the project next time.
+    printf '%s\nproject pending\n' "$venv_line" >"$root/$_PY314_STAMP"
+    _py314_install_project "$root" "$checkout" || return
+    printf '%s\n' "$expected" >"$root/$_PY314_STAMP"
 }
 
-# Open the lock file on fd $1's name; take it in mode $2 (-x or -s).
+# Take the lock open on fd $1 in mode $2 (-x exclusive, -s shared), waiting if need be.
 _py314_lock() {
     local fd=$1 mode=$2 timeout=${JEISSON_PY314_LOCK_TIMEOUT:-$_PY314_DEFAULT_LOCK_TIMEOUT}
     if ! flock -n "$mode" "$fd"; then
@@ -363,17 +403,22 @@ py314_remove() (
     _py314_safe_remove "$root"
 )
 
-# Ensure the root, then replace this shell with CMD inside it (holding the lock shared).
+# Ensure the root, then replace this shell with CMD inside it. CMD holds the lock shared, so
+# other commands run alongside it and a rebuild waits until it ends.
 py314_exec() {
     local root checkout lockfd
     root="$(py314_root)" && checkout="$(_py314_checkout)" || return
     (($# > 0)) || _py314_die "usage: py314_exec COMMAND [ARGS...]" || return
     _py314_prepare "$root" || return
     exec {lockfd}>>"$root.lock" || return
-    _py314_lock "$lockfd" -x || return
-    (set -euo pipefail && _py314_ensure_locked "$root" "$checkout") || return
-    # Downgrade: other commands may run alongside; a rebuild waits until this one ends.
     _py314_lock "$lockfd" -s || return
+    if ! _py314_up_to_date "$root" "$checkout"; then
+        # flock converts by dropping the shared lock first, so two upgraders cannot deadlock;
+        # _py314_ensure_locked re-checks everything once it holds the lock exclusively.
+        _py314_lock "$lockfd" -x || return
+        (set -euo pipefail && _py314_ensure_locked "$root" "$checkout") || return
+        _py314_lock "$lockfd" -s || return
+    fi
     _py314_enter "$root" "$checkout" 0 "$@"
 }
 
