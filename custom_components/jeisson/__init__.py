@@ -21,12 +21,19 @@ from homeassistant.helpers.typing import ConfigType
 from aggregator.client import HomeClient
 from aggregator.errors import (
     AuthenticationFailed,
-    JeissonError,
+    CannotConnect,
     UnsupportedSchemaVersion,
 )
 from aggregator.protocol import OptOutReason
 
-from .const import CONNECT_TIMEOUT, DOMAIN, SOFTWARE_VERSION, STORAGE_KEY_PREFIX, STORAGE_VERSION
+from .const import (
+    CONNECT_TIMEOUT,
+    DOMAIN,
+    LOGGER,
+    SOFTWARE_VERSION,
+    STORAGE_KEY_PREFIX,
+    STORAGE_VERSION,
+)
 from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonRuntimeData
 from .entity import async_register_device
 from .issues import async_clear_protocol_issue, async_raise_protocol_issue
@@ -71,22 +78,43 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
     # handshake, and the client delivers each message once.
     async_register_device(hass, entry)
     unsubscribe = coordinator.async_attach(client)
+    # The home is autonomous: a saved event resumes whether or not the aggregator answers.
+    await runner.async_resume()
+
+    async def _give_up() -> None:
+        runner.async_shutdown()
+        unsubscribe()
+        await client.close()
+
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             await client.connect()
-    except BaseException as err:
-        unsubscribe()
-        await client.close()
-        if (mapped := _setup_error(hass, err)) is None:
-            raise
-        raise mapped from err
-    async_clear_protocol_issue(hass)
+    except (TimeoutError, CannotConnect) as err:
+        if not runner.schedule.open_events():
+            await _give_up()
+            raise ConfigEntryNotReady(
+                translation_domain=DOMAIN,
+                translation_key="cannot_connect",
+                translation_placeholders={"error": str(err) or type(err).__name__},
+            ) from err
+        LOGGER.warning(
+            "Aggregator unreachable (%s); carrying on with the saved event schedule", err
+        )
+    except (AuthenticationFailed, UnsupportedSchemaVersion) as err:
+        # Not retryable: give back what this home holds before failing.
+        await runner.async_opt_out(None, OptOutReason.USER)
+        await _give_up()
+        raise _setup_error(hass, err) from err
+    except BaseException:
+        await _give_up()
+        raise
+    else:
+        async_clear_protocol_issue(hass)
     coordinator.async_publish()
 
     entry.runtime_data = JeissonRuntimeData(client=client, coordinator=coordinator, runner=runner)
     entry.async_on_unload(unsubscribe)
     entry.async_on_unload(runner.async_shutdown)
-    await runner.async_resume()
     if not coordinator.participating:
         await runner.async_opt_out(None, OptOutReason.USER)
 
@@ -97,26 +125,20 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
     return True
 
 
-def _setup_error(hass: HomeAssistant, err: BaseException) -> HomeAssistantError | None:
-    """Map a failed first connection to the config entry exception HA expects."""
+def _setup_error(
+    hass: HomeAssistant, err: AuthenticationFailed | UnsupportedSchemaVersion
+) -> HomeAssistantError:
+    """Map a connection error no retry can fix to the config entry exception HA expects."""
     if isinstance(err, AuthenticationFailed):
         return ConfigEntryAuthFailed(
             translation_domain=DOMAIN, translation_key="authentication_failed"
         )
-    if isinstance(err, UnsupportedSchemaVersion):
-        async_raise_protocol_issue(hass, err)
-        return ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="unsupported_protocol",
-            translation_placeholders={"server": str(err.server_version)},
-        )
-    if isinstance(err, (TimeoutError, JeissonError)):
-        return ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders={"error": str(err) or type(err).__name__},
-        )
-    return None
+    async_raise_protocol_issue(hass, err)
+    return ConfigEntryError(
+        translation_domain=DOMAIN,
+        translation_key="unsupported_protocol",
+        translation_placeholders={"server": str(err.server_version)},
+    )
 
 
 async def _async_listen(hass: HomeAssistant, entry: JeissonConfigEntry) -> None:

@@ -159,7 +159,7 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         )
         self._offers: dict[str, Offer] = {}
         self._connected = False
-        self._disconnected_since: datetime | None = None
+        self._stale = False
         self.device_id: str | None = None
         self._unsub_stale: CALLBACK_TYPE | None = None
 
@@ -170,6 +170,8 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         """Use ``client`` (connected) and subscribe to it; return a function that unsubscribes."""
         self.client = client
         self._connected = client.connected
+        if not self._connected:
+            self._start_stale_timer()
         self.data = self._build_state()
         unsub_messages = self.client.subscribe(self._on_message)
         unsub_connection = self.client.subscribe_connection(self._on_connection)
@@ -374,17 +376,20 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         self._connected = connected
         self._cancel_stale_timer()
         if connected:
-            self._disconnected_since = None
+            self._stale = False
             LOGGER.debug("Aggregator connection restored")
         else:
-            self._disconnected_since = dt_util.utcnow()
             LOGGER.debug("Aggregator connection lost; the home keeps its schedule")
-            self._unsub_stale = async_call_later(self.hass, STALE_AFTER, self._on_stale)
+            self._start_stale_timer()
         self.async_publish()
+
+    def _start_stale_timer(self) -> None:
+        self._unsub_stale = async_call_later(self.hass, STALE_AFTER, self._on_stale)
 
     @callback
     def _on_stale(self, _now: datetime) -> None:
         self._unsub_stale = None
+        self._stale = True
         self.async_publish()
 
     def _cancel_stale_timer(self) -> None:
@@ -424,12 +429,9 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
                 held[load_id] = event.window_end
             held.update(event.restore_at)
         upcoming = [event.window_start for event in open_events if event.window_start > now]
-        stale = (
-            self._disconnected_since is not None and now - self._disconnected_since > STALE_AFTER
-        )
         return JeissonState(
             connected=self._connected,
-            stale=stale,
+            stale=self._stale,
             participating=self.participating,
             status=status,
             committed_kw=round(
