@@ -8,7 +8,7 @@
 # Source this file from bash, then call:
 #   py314_root          print the root's path
 #   py314_ensure        build the root if missing or half-built; recreate the venv when
-#                       requirements/ha-test.txt changed, re-run `pip install -e /src[test]`
+#                       requirements/ha-test.txt changed, re-run `pip install -e /src[aggregator,test]`
 #                       when only pyproject.toml changed
 #   py314_run CMD...    ensure, then run CMD inside the root (cwd /src = the checkout, venv on
 #                       PATH); returns CMD's exit status
@@ -53,7 +53,7 @@ readonly _PY314_STAMP=.jeisson-requirements.sha256
 readonly _PY314_HA_CONSTRAINTS=$_PY314_VENV/ha-constraints.txt
 readonly _PY314_REQUIREMENTS=requirements/ha-test.txt
 # Bump when the install procedure changes, to force a venv reinstall on existing roots.
-readonly _PY314_INSTALL_RECIPE=1
+readonly _PY314_INSTALL_RECIPE=2
 _PY314_LIB_FILE="$(readlink -f -- "${BASH_SOURCE[0]}")"
 readonly _PY314_LIB_FILE
 
@@ -316,12 +316,13 @@ _py314_install_venv() {
     }
 }
 
-# (Re)install the checkout, editable with its test extra, within the HA stack's versions.
+# (Re)install the checkout, editable with its aggregator and test extras (the HA end-to-end
+# tests run a real aggregator server inside the root), within the HA stack's versions.
 _py314_install_project() {
     local root=$1 checkout=$2
-    _py314_log "pip install -e /src[test]"
+    _py314_log "pip install -e /src[aggregator,test]"
     _py314_build_cmd "$root" "$checkout" python -m pip install -q \
-        -c "$_PY314_HA_CONSTRAINTS" -e "${_PY314_MOUNT_POINT}[test]" &&
+        -c "$_PY314_HA_CONSTRAINTS" -e "${_PY314_MOUNT_POINT}[aggregator,test]" &&
         _py314_build_cmd "$root" "$checkout" python -m pip check || {
         _py314_die "installing the project failed (see above); it will be retried on the next run"
         return
