@@ -80,6 +80,17 @@ def _add_operator_token(commands: Any) -> None:
     create_token.add_argument("--db", default=DEFAULT_DB)
 
 
+def _add_db(commands: Any) -> None:
+    database = commands.add_parser("db", help="database schema: migrate, show the revision")
+    db_commands = database.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("upgrade", "apply every pending migration (serve does this at start too)"),
+        ("current", "print the revision the database is at"),
+    ):
+        sub = db_commands.add_parser(action, help=text)
+        sub.add_argument("--db", default=DEFAULT_DB, help="sqlite:///file.db or postgresql://...")
+
+
 def _add_home(commands: Any) -> None:
     home = commands.add_parser("home", help="manage homes")
     home_commands = home.add_subparsers(dest="action", required=True)
@@ -136,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=["text", "json"], default="text", help="json: one object a line"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_serve, _add_operator_token, _add_home, _add_event, _add_simulation):
+    for add in (_add_serve, _add_operator_token, _add_db, _add_home, _add_event, _add_simulation):
         add(commands)
     return parser
 
@@ -192,6 +203,35 @@ async def _run_operator_token(args: argparse.Namespace) -> None:
         print(await store.create_operator_token(args.name))
     finally:
         await store.close()
+
+
+async def _run_db(args: argparse.Namespace) -> None:
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from aggregator import migrations  # noqa: PLC0415
+    from aggregator.store import make_engine  # noqa: PLC0415
+
+    try:
+        engine = make_engine(args.db)
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    head = migrations.head_revision()
+    try:
+        if args.action == "upgrade":
+            reached = await migrations.upgrade(engine)
+            print(f"database at revision {reached} (head)")
+            return
+        current = await migrations.current_revision(engine)
+    except (OSError, SQLAlchemyError, migrations.MigrationError) as err:
+        raise CommandError(f"database: {err}") from err
+    finally:
+        await engine.dispose()
+    if current == head:
+        print(f"{current} (head)")
+    elif current is None:
+        print(f"none (no schema yet; head is {head}: run jeisson-aggregator db upgrade)")
+    else:
+        print(f"{current} (head is {head}: run jeisson-aggregator db upgrade)")
 
 
 async def _run_home(args: argparse.Namespace) -> None:
@@ -254,6 +294,7 @@ async def _run_demo(args: argparse.Namespace) -> None:
 _COMMANDS: Final = {
     "serve": _run_serve,
     "operator-token": _run_operator_token,
+    "db": _run_db,
     "home": _run_home,
     "event": _run_event,
     "simulate": _run_simulate,

@@ -8,8 +8,10 @@ this module *before* acting on it.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -47,6 +49,8 @@ ENROLMENT_CODE_LIFETIME: Final = timedelta(days=7)
 APPLICATION_NAME: Final = "jeisson-aggregator"
 """How the aggregator's connections appear in PostgreSQL's ``pg_stat_activity``."""
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+SQLITE_BUSY_TIMEOUT_S: Final = 15.0
+"""How long a SQLite write waits for another process's write (e.g. a CLI command) to finish."""
 _SQLITE_IN_CHUNK: Final = 500
 """Home ids per query on SQLite, well under its limit of bound parameters per statement."""
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -189,7 +193,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         stray = sorted(set(parsed.query) & {item.name for item in fields(PoolSettings)})
         if stray:
             raise ValueError(f"pool settings apply to PostgreSQL only, not SQLite: {stray}")
-        engine = create_async_engine(parsed)
+        engine = create_async_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         sa_event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
         return engine
     raise ValueError(f"unsupported database {backend!r}; use sqlite or postgresql")
@@ -209,6 +213,10 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         """Wrap an engine; use :meth:`open` to create one from a URL."""
         self._engine = engine
+        # SQLite has one writer at a time: queue this process's writes here, in order, rather
+        # than have pooled connections race for the file lock and time out under load.
+        # Reads stay concurrent (WAL). PostgreSQL needs no such thing.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str, pool: PoolSettings | None = None) -> Self:
@@ -247,7 +255,7 @@ class Store:
         """Return this aggregator's stable id, creating it on first use."""
         meta = tables.server_meta
         query = select(meta.c.value).where(meta.c.key == "aggregator_id")
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             # Of two processes starting at once, the first insert wins and both read it.
             await conn.execute(
                 self._insert(meta)
@@ -261,7 +269,7 @@ class Store:
     async def create_operator_token(self, name: str) -> str:
         """Create an operator token and return it (only its hash is stored)."""
         token = new_token()
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 insert(tables.operator_tokens).values(
                     token_id=new_id("op"),
@@ -286,7 +294,7 @@ class Store:
     async def add_home(self, name: str) -> tuple[HomeRecord, str]:
         """Add a home and return it with its one-time enrolment code."""
         home = HomeRecord(home_id=new_id("home"), name=name, created_at=utc_now())
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 insert(tables.homes).values(
                     home_id=home.home_id,
@@ -301,7 +309,7 @@ class Store:
 
     async def new_enrolment_code(self, home_id: str) -> str | None:
         """Issue a fresh one-time code for an existing home (re-enrolment); None if unknown."""
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             exists = await conn.execute(
                 select(tables.homes.c.home_id).where(tables.homes.c.home_id == home_id)
             )
@@ -327,7 +335,7 @@ class Store:
         code_hash = hash_secret(normalise_enrolment_code(code))
         codes = tables.enrolment_codes
         now = utc_now()
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             row = (await conn.execute(select(codes).where(codes.c.code_hash == code_hash))).first()
             if row is None:
                 raise EnrolmentRejected(EnrolmentRejected.Reason.UNKNOWN)
@@ -399,7 +407,7 @@ class Store:
 
     async def insert_event(self, event: EventRecord) -> None:
         """Persist a new event."""
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(insert(tables.events).values(**_event_values(event)))
 
     async def update_event(self, event: EventRecord) -> None:
@@ -430,7 +438,7 @@ class Store:
 
     async def insert_round(self, record: RoundRecord) -> None:
         """Persist a newly opened round."""
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(insert(tables.rounds).values(**_round_values(record)))
 
     async def update_round(self, record: RoundRecord) -> None:
@@ -468,7 +476,7 @@ class Store:
                 index_elements=[bids.c.event_id, bids.c.round, bids.c.home_id], set_=values
             )
         )
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(statement)
 
     async def bids_for(self, event_id: str, round_number: int) -> list[BidRecord]:
@@ -495,7 +503,7 @@ class Store:
         rows = [_award_values(record) for record in records]
         if not rows:
             return
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(insert(tables.awards), rows)
 
     async def update_award(self, record: AwardRecord) -> None:
@@ -533,7 +541,7 @@ class Store:
                 index_elements=[opt_outs.c.event_id, opt_outs.c.home_id, opt_outs.c.load_id]
             )
         )
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             inserted = await conn.execute(statement)
         return inserted.rowcount == 1
 
@@ -544,8 +552,8 @@ class Store:
     ) -> bool:
         """Persist a telemetry batch; return False (storing nothing) for a re-sent batch.
 
-        The hot path: two statements in one transaction whatever the batch size (the batch
-        id, then every sample in one multi-row INSERT).
+        The hot path: two statements in one transaction whatever the batch size (claim the
+        batch id, then every sample in one executemany).
         """
         batches = tables.telemetry_batches
         claim = (
@@ -564,11 +572,12 @@ class Store:
             }
             for sample in samples
         ]
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             if (await conn.execute(claim)).rowcount != 1:
                 return False
             if rows:
-                await conn.execute(insert(tables.telemetry).values(rows))
+                # executemany: one cached statement, one round trip (asyncpg pipelines it).
+                await conn.execute(insert(tables.telemetry), rows)
         return True
 
     async def telemetry_count(self, home_id: str) -> int:
@@ -629,6 +638,16 @@ class Store:
 
     # --- helpers --------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """Yield a connection in a write transaction, committed on exit."""
+        if self._write_lock is None:
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self._engine.begin() as conn:
+            yield conn
+
     def _insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """Return an INSERT with this backend's ON CONFLICT clauses available."""
         if self.dialect == "postgresql":
@@ -636,7 +655,7 @@ class Store:
         return sqlite.insert(table)
 
     async def _update(self, table: Any, condition: Any, **values: Any) -> None:
-        async with self._engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(update(table).where(condition).values(**values))
 
 
@@ -674,6 +693,7 @@ def _event_values(event: EventRecord) -> dict[str, Any]:
         "clearing_price": event.clearing_price,
         "current_round": event.current_round,
         "cancel_reason": event.cancel_reason,
+        "baseline_method": event.baseline_method,
     }
 
 
@@ -694,6 +714,7 @@ def _event(row: Any) -> EventRecord:
         clearing_price=row.clearing_price,
         current_round=row.current_round,
         cancel_reason=row.cancel_reason,
+        baseline_method=row.baseline_method,
     )
 
 

@@ -10,25 +10,50 @@ stamped with the first revision before upgrading, so nothing is recreated or los
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+
+# alembic logs every plugin it sets up, at INFO, while it is imported: keep that chatter out of
+# the aggregator's INFO logs unless someone configured alembic's logger on purpose.
+if logging.getLogger("alembic").level == logging.NOTSET:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as MigrationError
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "FIRST_REVISION",
+    "HEAD",
+    "MIGRATION_LOCK_KEY",
+    "MigrationError",
+    "alembic_config",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "upgrade",
+]
 
 HEAD: Final = "head"
 FIRST_REVISION: Final = "0001"
 """The revision that created the schema ``metadata.create_all`` used to create."""
 
 MIGRATION_LOCK_KEY: Final = 0x4A45495353  # "JEISS": the PostgreSQL advisory lock of migrations
+_LOGGER = logging.getLogger(__name__)
 _HERE: Final = Path(__file__).resolve().parent
 _VERSION_TABLE: Final = "alembic_version"
 _LEGACY_MARKER_TABLE: Final = "events"
+_IN_PROCESS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def alembic_config() -> Config:
@@ -63,9 +88,22 @@ async def downgrade(engine: AsyncEngine, revision: str) -> str | None:
     return await _locked(engine, lambda conn: _command(conn, command.downgrade, revision))
 
 
+def _in_process_lock() -> asyncio.Lock:
+    """Return this event loop's migration lock.
+
+    alembic keeps the running migration in a process-wide global, so two migrations on one
+    loop must not interleave, even on different databases.
+    """
+    loop = asyncio.get_running_loop()
+    lock = _IN_PROCESS.get(loop)
+    if lock is None:
+        lock = _IN_PROCESS[loop] = asyncio.Lock()
+    return lock
+
+
 async def _locked(engine: AsyncEngine, migrate: Callable[[Connection], None]) -> str | None:
     """Run ``migrate`` in one transaction that no other migrating process can enter."""
-    async with engine.connect() as conn:
+    async with _in_process_lock(), engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             # Held until the transaction ends: a second process waits here, then finds the
             # database already at head and does nothing.
@@ -77,13 +115,16 @@ async def _locked(engine: AsyncEngine, migrate: Callable[[Connection], None]) ->
             # takes the write lock now, so a second process waits (busy timeout) instead.
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
+            before = await conn.run_sync(_current)
             await conn.run_sync(migrate)
             reached = await conn.run_sync(_current)
         except BaseException:
             await conn.rollback()
             raise
         await conn.commit()
-        return reached
+    if reached != before:
+        _LOGGER.info("Database schema migrated from %s to %s", before or "empty", reached)
+    return reached
 
 
 def _upgrade(conn: Connection, revision: str) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from aggregator.app_keys import STORE
 from aggregator.client import HomeClient, enroll
@@ -74,6 +78,8 @@ class RunningServer:
     runner: web.AppRunner | None = None
     operator_token: str = ""
     session: aiohttp.ClientSession | None = None
+    db_url: str | None = None
+    """Another database (e.g. ``pg_url``) instead of SQLite at ``db_path``."""
 
     @property
     def url(self) -> str:
@@ -89,7 +95,7 @@ class RunningServer:
     async def start(self) -> None:
         """Start (or restart) the server."""
         config = ServerConfig(
-            db_url=f"sqlite:///{self.db_path}",
+            db_url=self.db_url or f"sqlite:///{self.db_path}",
             heartbeat_interval=self.heartbeat_interval,
             negotiation=self.settings,
         )
@@ -205,6 +211,35 @@ async def server(tmp_path: Path, http: aiohttp.ClientSession) -> AsyncIterator[R
     await running.start()
     yield running
     await running.stop()
+
+
+PG_ADMIN_URL = os.environ.get(
+    "JEISSON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+"""A PostgreSQL role allowed to create databases; CI starts the server (127.0.0.1:5432)."""
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """Yield the URL of a fresh, empty PostgreSQL database, dropped afterwards.
+
+    Fails (never skips) when PostgreSQL is unreachable: the PostgreSQL tests must run.
+    """
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as err:
+        pytest.fail(
+            f"PostgreSQL is needed at {make_url(PG_ADMIN_URL)!r} and is unreachable: {err}. "
+            "Start it (pg_ctlcluster --skip-systemctl-redirect <version> main start) "
+            "or point JEISSON_TEST_PG_URL at a role that may create databases."
+        )
+    name = f"jeisson_test_{uuid.uuid4().hex[:12]}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 HomeFactory = Callable[..., Awaitable[ScriptedHome]]
