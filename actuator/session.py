@@ -338,6 +338,7 @@ class ActuatorClient:
         link.authenticated = True
         self.authenticated = True
         link.interval = float(message["report_interval_s"])
+        link.next_report = self.device.clock.monotonic() + link.interval
         self.device.sync_clock(message["time"])
         self._log.info("Home Assistant accepted this device; obeying its commands")
         if self._on_welcome is not None:

@@ -61,7 +61,7 @@ _LEN_16 = 126
 _LEN_64 = 127
 _MAX_16 = 0xFFFF
 _MASK_BYTES = 4
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """RFC 6455's fixed GUID for ``Sec-WebSocket-Accept``."""
 _MAX_HEADER_LINES = 64
 _MAX_HEADER_LINE = 1024
@@ -352,8 +352,9 @@ class MiniWebSocket:
             self.rx_count += 1
             if opcode == OP_PING:
                 await self._write_frame(OP_PONG, payload)
-            elif opcode == OP_CLOSE:
-                await self.close()
+            elif opcode == OP_CLOSE:  # echo the peer's code (RFC 6455 section 5.5.1)
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
+                await self.close(code or protocol.CLOSE_NORMAL)
                 return None
             elif opcode == OP_TEXT or (opcode == OP_CONTINUATION and in_text):
                 message += payload
