@@ -74,7 +74,7 @@ def save_schedule(hass_storage: dict[str, Any], entry_id: str, events: list[dict
     }
 
 
-def offline_entry(switches: list[str], url: str, token: str = "t") -> MockConfigEntry:
+def offline_entry(switches: list[str], url: str, token: str = "t") -> MockConfigEntry:  # noqa: S107
     """An entry whose aggregator cannot be reached (or rejects the token)."""
     return MockConfigEntry(
         domain=DOMAIN,
