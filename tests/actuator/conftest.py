@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from actuator.session import ActuatorClient, Settings
 from actuator.transport import AiohttpConnection, MiniWebSocket
 
 from .ha_endpoint import HAEndpoint
+
+if TYPE_CHECKING:
+    from actuator.transport import Connection
 
 KEY = bytes(range(16))
 OTHER_KEY = bytes(range(100, 116))
@@ -24,7 +28,10 @@ FAST = Settings(
     backoff_max_s=0.2,
     rejected_backoff_s=0.3,
 )
-TRANSPORTS = {"aiohttp": AiohttpConnection.open, "mini": MiniWebSocket.open}
+TRANSPORTS: dict[str, Callable[[str], Awaitable[Connection]]] = {
+    "aiohttp": AiohttpConnection.open,
+    "mini": MiniWebSocket.open,
+}
 
 
 class ManualClock(Clock):

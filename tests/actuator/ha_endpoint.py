@@ -133,9 +133,7 @@ class HAEndpoint:
 
     async def _welcome(self, link: DeviceLink, key: bytes) -> None:
         assert link.hello is not None
-        proof = protocol.server_proof(
-            key, link.nonce, link.hello["nonce"], link.hello["device_id"]
-        )
+        proof = protocol.server_proof(key, link.nonce, link.hello["nonce"], link.hello["device_id"])
         await link.send(protocol.welcome(proof, time.time(), self.report_interval_s))
 
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:

@@ -182,9 +182,7 @@ def test_boot_without_a_trusted_clock_restores_at_once(tmp_path: Path) -> None:
         "garbage",
     ],
 )
-def test_boot_with_an_implausible_or_unreadable_hold_restores(
-    tmp_path: Path, hold: object
-) -> None:
+def test_boot_with_an_implausible_or_unreadable_hold_restores(tmp_path: Path, hold: object) -> None:
     path = tmp_path / "state.json"
     path.write_text(json.dumps({"format": 1, "hold": hold, "recent": []}))
     _device, relay = make_device(clock=ManualClock(), store=JsonFileStore(str(path)))
@@ -194,7 +192,7 @@ def test_boot_with_an_implausible_or_unreadable_hold_restores(
 def test_boot_with_a_corrupt_state_file_restores(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text("{half a file")
-    device, relay = make_device(clock=ManualClock(), store=JsonFileStore(str(path)))
+    _device, relay = make_device(clock=ManualClock(), store=JsonFileStore(str(path)))
     assert relay.is_on()
     assert json.loads(path.read_text())["hold"] is None  # rewritten cleanly
 
@@ -244,7 +242,7 @@ def test_device_info_is_checked() -> None:
         (("d", "n", 1.0, b"short"), "key"),
     ):
         with pytest.raises(ValueError, match=message):
-            DeviceInfo(*args)  # type: ignore[arg-type]
+            DeviceInfo(*args)
 
 
 def test_store_writes_atomically_and_reads_back(tmp_path: Path) -> None:

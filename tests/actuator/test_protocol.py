@@ -148,8 +148,14 @@ def _refusal(text: str | bytes, side: str = "server") -> protocol.ProtocolError:
             '{"type": "command", "id": "c1", "command": "off", "duration_s": NaN, "until": 1}',
             protocol.E_INVALID_MESSAGE,
         ),
-        ('{"type": "welcome", "proof": "AB", "report_interval_s": 10, "time": 1}', "invalid_message"),
-        ('{"type": "challenge", "protocol_min": 1, "protocol_max": 1, "nonce": "zz", "time": 1}', "invalid_message"),
+        (
+            '{"type": "welcome", "proof": "AB", "report_interval_s": 10, "time": 1}',
+            "invalid_message",
+        ),
+        (
+            '{"type": "challenge", "protocol_min": 1, "protocol_max": 1, "nonce": "zz", "time": 1}',
+            "invalid_message",
+        ),
         ("x" * (protocol.MAX_FRAME_BYTES + 1), protocol.E_FRAME_TOO_LARGE),
     ],
 )
@@ -200,7 +206,7 @@ def test_versions_outside_the_supported_range_are_refused_clearly() -> None:
     ],
 )
 def test_hello_fields_are_validated(change: dict[str, object]) -> None:
-    error = _refusal(json.dumps(_hello(**change)), side="device")
+    error = _refusal(json.dumps({**_hello(), **change}), side="device")
     assert error.code == protocol.E_INVALID_MESSAGE
 
 
