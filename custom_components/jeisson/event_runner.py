@@ -289,7 +289,7 @@ class EventRunner:
             if load_id not in event.confirmed_off:
                 await self._switch_off(event, load_id, actuator, now)
             elif actuator.is_on:
-                self._override(event, load_id, now)
+                self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
 
     async def _start(self, event: HeldEvent) -> None:
         """Switch off the awarded loads that are on now (lock held)."""
@@ -325,9 +325,7 @@ class EventRunner:
             await actuator.async_turn_off()
         except HomeAssistantError as err:
             LOGGER.warning("Could not switch off load %s: %s", load_id, err)
-            event.released.append(load_id)
-            event.opted_out.append(load_id)
-            self._hooks.send_opt_out(event.event_id, load_id, OptOutReason.UNAVAILABLE)
+            self._stop_holding(event, load_id, now, OptOutReason.UNAVAILABLE)
             return
         event.confirmed_off.append(load_id)
         event.off_since[load_id] = now
@@ -394,14 +392,16 @@ class EventRunner:
         event.release(load_id, now)
         self.schedule.earnings_total += event.earnings - before
 
-    def _override(self, event: HeldEvent, load_id: str, now: datetime) -> None:
-        """Stop holding a load the homeowner switched on, and report it (lock held)."""
+    def _stop_holding(
+        self, event: HeldEvent, load_id: str, now: datetime, reason: OptOutReason
+    ) -> None:
+        """Stop holding one load (switched on by hand, or unreachable) and report it."""
         self._release(event, load_id, now)
         event.opted_out.append(load_id)
-        self._hooks.send_opt_out(event.event_id, load_id, OptOutReason.OVERRIDE)
+        self._hooks.send_opt_out(event.event_id, load_id, reason)
         self._hooks.fire(
             EVENT_OPTED_OUT,
-            {"event_id": event.event_id, "load_id": load_id, "reason": OptOutReason.OVERRIDE.value},
+            {"event_id": event.event_id, "load_id": load_id, "reason": reason.value},
         )
 
     async def _handle_switched_on(self, entity_id: str) -> None:
@@ -421,7 +421,7 @@ class EventRunner:
                         if not event.restore_at:
                             event.status = HomeEventStatus.DONE
                     else:
-                        self._override(event, load_id, now)
+                        self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
                     changed = True
             if changed:
                 await self._save()

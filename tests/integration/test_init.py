@@ -94,3 +94,42 @@ async def test_connection_lost_and_restored(
     assert hass.states.get("sensor.jeisson_home_next_event_start").state != "unavailable"
     aggregator.start()
     await wait_for(lambda: hass.states.get(CONNECTED).state == "on", timeout=90, what="reconnected")
+
+
+async def test_protocol_mismatch_after_setup_raises_the_repair_issue(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """The listen task ending on a protocol mismatch marks the home disconnected + issue."""
+    config_entry.add_to_hass(hass)
+    with patch(
+        "custom_components.jeisson.HomeClient.run",
+        side_effect=UnsupportedSchemaVersion(2, 2, 1),
+    ):
+        assert await hass.config_entries.async_setup(config_entry.entry_id)
+        await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL) is not None
+    assert hass.states.get(CONNECTED).state == "off"
+    await hass.config_entries.async_unload(config_entry.entry_id)
+
+
+async def test_unexpected_connect_error_fails_setup_cleanly(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """A bug-like error while connecting fails the setup without leaving timers behind."""
+    config_entry.add_to_hass(hass)
+    with patch("custom_components.jeisson.HomeClient.connect", side_effect=RuntimeError("bug")):
+        assert not await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+
+
+async def test_removing_the_entry_deletes_its_schedule(
+    hass: HomeAssistant, hass_storage: dict, loaded_entry: MockConfigEntry
+) -> None:
+    """The saved schedule goes away with the entry."""
+    key = f"jeisson.events.{loaded_entry.entry_id}"
+    runner = loaded_entry.runtime_data.runner
+    await runner._store.async_save(runner.schedule.as_dict())
+    assert key in hass_storage
+    assert await hass.config_entries.async_remove(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+    assert key not in hass_storage

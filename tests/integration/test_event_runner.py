@@ -1,0 +1,191 @@
+"""The event runner on its own clock (aggregator unreachable): awards, failures, telemetry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+
+from aggregator.protocol import Award, EventKind, HomeEventStatus
+from custom_components.jeisson.const import (
+    EVENT_ENDED,
+    EVENT_OPTED_OUT,
+    EVENT_STARTED,
+    SAMPLE_INTERVAL,
+)
+from custom_components.jeisson.schedule import Outcome
+
+from .conftest import wait_for
+from .test_resume import ENTRY_ID, offline_entry, record, save_schedule, saved_event, state, turn
+
+ACTUATOR = "custom_components.jeisson.actuators.SwitchEntityActuator"
+
+
+@pytest.fixture
+async def offline(
+    hass: HomeAssistant, hass_storage: dict[str, Any], switches: list[str], socket_enabled: None
+) -> MockConfigEntry:
+    """An entry holding a far-away award, so it sets up although no aggregator answers."""
+    now = dt_util.utcnow()
+    save_schedule(
+        hass_storage,
+        ENTRY_ID,
+        [
+            saved_event(
+                "later",
+                now + timedelta(days=1),
+                now + timedelta(days=1, hours=1),
+                status="awarded",
+                loads=["car"],
+            )
+        ],
+    )
+    entry = offline_entry(switches, "http://127.0.0.1:9")
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+def award(
+    award_id: str,
+    *,
+    starts_in: float,
+    lasts: float,
+    loads: list[str],
+    kind: EventKind = EventKind.MARKET,
+    stagger: float = 0.2,
+) -> Award:
+    """Return an award message as the aggregator would send it."""
+    start = dt_util.utcnow() + timedelta(seconds=starts_in)
+    return Award(
+        event_id=f"evt-{award_id}",
+        award_id=award_id,
+        round=1,
+        kind=kind,
+        loads=loads,
+        kw=2.0,
+        price=0.3,
+        window_start=start,
+        window_end=start + timedelta(seconds=lasts),
+        restore_stagger_s=stagger,
+    )
+
+
+async def take(hass: HomeAssistant, entry: MockConfigEntry, message: Award) -> Any:
+    """Hand an award to the runner like the coordinator does."""
+    coordinator = entry.runtime_data.coordinator
+    decision = await entry.runtime_data.runner.async_take_award(
+        message, is_available=coordinator.is_available
+    )
+    await hass.async_block_till_done()
+    return decision
+
+
+async def test_award_for_a_running_window_starts_at_once(
+    hass: HomeAssistant, offline: MockConfigEntry
+) -> None:
+    """An award whose window already began (a re-negotiation round) sheds at once; a
+    repeated award is answered the same way and not executed twice."""
+    started = record(hass, EVENT_STARTED)
+    message = award("now", starts_in=-1, lasts=2, loads=["heater"])
+    decision = await take(hass, offline, message)
+    assert decision.accepted
+    assert decision.loads == ["heater"]
+    assert state(hass, "switch.water_heater") == "off"
+    again = await take(hass, offline, message)
+    assert (again.accepted, again.loads, again.kw) == (True, ["heater"], 2.0)
+    assert len(started) == 1
+    await wait_for(lambda: state(hass, "switch.water_heater") == "on", what="restored")
+
+
+async def test_award_naming_an_unknown_load_is_refused(
+    hass: HomeAssistant, offline: MockConfigEntry
+) -> None:
+    """The home cannot carry out an award for a load it does not have."""
+    decision = await take(hass, offline, award("bad", starts_in=5, lasts=5, loads=["ghost"]))
+    assert not decision.accepted
+    event = offline.runtime_data.runner.schedule.events["bad"]
+    assert event.outcome is Outcome.REJECTED
+    assert all(item.award_id != "bad" for item in offline.runtime_data.coordinator.data.calendar)
+
+
+async def test_direct_award_with_no_allowed_load_is_refused(
+    hass: HomeAssistant, offline: MockConfigEntry
+) -> None:
+    """A flat incentive below every load's price: nothing to shed, so the award is refused."""
+    message = award("cheap", starts_in=5, lasts=5, loads=[], kind=EventKind.DIRECT)
+    message = message.model_copy(update={"price": 0.01})
+    decision = await take(hass, offline, message)
+    assert not decision.accepted
+    assert decision.loads == []
+
+
+async def test_a_switch_that_fails_is_given_up_as_unavailable(
+    hass: HomeAssistant, offline: MockConfigEntry
+) -> None:
+    """A load whose switch-off fails is reported as an unavailable opt-out, not retried."""
+    opted = record(hass, EVENT_OPTED_OUT)
+    with patch(f"{ACTUATOR}.async_turn_off", side_effect=HomeAssistantError("stuck")):
+        await take(hass, offline, award("stuck", starts_in=-1, lasts=30, loads=["heater"]))
+    assert [(item["load_id"], item["reason"]) for item in opted] == [("heater", "unavailable")]
+    assert state(hass, "switch.water_heater") == "on"
+    assert offline.runtime_data.runner.shed_kw() == 0
+
+
+async def test_restore_failure_is_logged_and_the_event_still_ends(
+    hass: HomeAssistant, offline: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load that cannot be switched back on is logged; the event is done all the same."""
+    ended = record(hass, EVENT_ENDED)
+    await take(hass, offline, award("end", starts_in=-0.5, lasts=2, loads=["heater"]))
+    assert state(hass, "switch.water_heater") == "off"
+    with patch(f"{ACTUATOR}.async_turn_on", side_effect=HomeAssistantError("stuck")):
+        await wait_for(lambda: bool(ended), what="end")
+        event = offline.runtime_data.runner.schedule.events["end"]
+        await wait_for(lambda: event.status is HomeEventStatus.DONE, what="done")
+    assert "Could not restore load heater" in caplog.text
+
+
+async def test_homeowner_restoring_early_cancels_the_staggered_restore(
+    hass: HomeAssistant, offline: MockConfigEntry
+) -> None:
+    """Switching a load on during the restore stagger just ends Jeisson's hold on it."""
+    ended = record(hass, EVENT_ENDED)
+    opted = record(hass, EVENT_OPTED_OUT)
+    await take(hass, offline, award("slow", starts_in=-0.5, lasts=2, loads=["heater"], stagger=600))
+    await wait_for(lambda: bool(ended), what="end")
+    event = offline.runtime_data.runner.schedule.events["slow"]
+    assert event.status is HomeEventStatus.RESTORING
+    await turn(hass, "water_heater", on=True)
+    await wait_for(lambda: event.status is HomeEventStatus.DONE, what="done")
+    assert not opted
+    assert event.restore_at == {}
+
+
+async def test_telemetry_is_sampled_while_active_and_queued_offline(
+    hass: HomeAssistant, offline: MockConfigEntry
+) -> None:
+    """Samples every SAMPLE_INTERVAL while active, batched; kept in the client's outbox."""
+    client = offline.runtime_data.client
+    before = len(client.queued_messages)
+    await take(hass, offline, award("tele", starts_in=-1, lasts=300, loads=["heater", "pump"]))
+    runner = offline.runtime_data.runner
+    assert runner.shed_kw() == 4.0
+    sample = runner.sample(dt_util.utcnow())
+    assert sample.shed_kw == 4.0
+    assert sample.loads == {"heater": 0.0, "pump": 0.0, "car": 2.0}
+    for step in range(1, 4):
+        async_fire_time_changed(hass, dt_util.utcnow() + SAMPLE_INTERVAL * step)
+        await hass.async_block_till_done()
+    await wait_for(lambda: len(client.queued_messages) > before + 1, what="telemetry queued")
+    await offline.runtime_data.coordinator.async_opt_out("evt-tele")
+    await hass.async_block_till_done()
+    assert state(hass, "switch.water_heater") == "on"
+    assert state(hass, "switch.pool_pump") == "on"
