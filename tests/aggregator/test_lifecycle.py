@@ -276,7 +276,9 @@ async def test_home_connecting_during_bidding_gets_the_open_offer(
     assert [a["home_id"] for a in detail["awards"]] == [late.home_id]
 
 
-async def test_telemetry_drives_delivered_kw_until_the_home_opts_out(server: RunningServer, make_home: HomeFactory) -> None:
+async def test_telemetry_drives_delivered_kw_until_the_home_opts_out(
+    server: RunningServer, make_home: HomeFactory
+) -> None:
     home = await make_home(bids((3.0, 0.10, ["wh"])))
     event = await server.create_event(target_kw=3.0, end=utc_now() + timedelta(seconds=10))
     await event_status(server, event["id"], "active")
