@@ -8,16 +8,10 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from zeroconf import (
-    DNSAddress,
-    DNSIncoming,
-    DNSOutgoing,
-    DNSPointer,
-    DNSService,
-    DNSText,
-    ServiceInfo,
-    const,
-)
+from zeroconf import ServiceInfo, const
+from zeroconf._dns import DNSAddress, DNSPointer, DNSService, DNSText
+from zeroconf._protocol.incoming import DNSIncoming
+from zeroconf._protocol.outgoing import DNSOutgoing
 
 from actuator import mdns, protocol
 
