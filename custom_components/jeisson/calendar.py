@@ -18,6 +18,9 @@ from .entity import JeissonEntity
 
 PARALLEL_UPDATES = 0
 
+_CALLED_OFF = frozenset({"cancelled", "opted_out"})
+"""Outcomes of events that will not (or no longer) happen for this home."""
+
 EVENTS = CalendarEntityDescription(key="events", translation_key="events")
 
 
@@ -56,7 +59,11 @@ class JeissonCalendar(JeissonEntity, CalendarEntity):
     def event(self) -> CalendarEvent | None:
         """Return the active event, else the next upcoming one."""
         now = dt_util.utcnow()
-        items = [item for item in self.coordinator.data.calendar if item.end > now]
+        items = [
+            item
+            for item in self.coordinator.data.calendar
+            if item.end > now and item.outcome not in _CALLED_OFF
+        ]
         return _to_calendar_event(items[0]) if items else None
 
     async def async_get_events(

@@ -189,3 +189,33 @@ async def test_telemetry_is_sampled_while_active_and_queued_offline(
     await hass.async_block_till_done()
     assert state(hass, "switch.water_heater") == "on"
     assert state(hass, "switch.pool_pump") == "on"
+
+
+async def test_calendar_lists_upcoming_events(
+    hass: HomeAssistant, offline: MockConfigEntry
+) -> None:
+    """The calendar shows the next award and lists events in a range; opted-out ones drop
+    out of the "next event" but stay in the history."""
+    calendar = "calendar.jeisson_home_demand_response_events"
+    await take(hass, offline, award("cal", starts_in=3600, lasts=1800, loads=["heater"]))
+    current = hass.states.get(calendar)
+    assert current.state == "off"
+    assert current.attributes["message"] == "Demand response: 2 kW at 0.3 EUR/kWh"
+    response = await hass.services.async_call(
+        "calendar",
+        "get_events",
+        {
+            "entity_id": calendar,
+            "start_date_time": dt_util.utcnow(),
+            "end_date_time": dt_util.utcnow() + timedelta(hours=3),
+        },
+        blocking=True,
+        return_response=True,
+    )
+    events = response[calendar]["events"]
+    assert [event["summary"] for event in events] == ["Demand response: 2 kW at 0.3 EUR/kWh"]
+    assert "evt-cal" in events[0]["description"]
+    await offline.runtime_data.coordinator.async_opt_out("evt-cal")
+    await hass.async_block_till_done()
+    # The remaining award (the fixture's, tomorrow) is now the next one.
+    assert hass.states.get(calendar).attributes["start_time"] != current.attributes["start_time"]
