@@ -48,11 +48,24 @@ from aggregator.records import (
 ENROLMENT_CODE_LIFETIME: Final = timedelta(days=7)
 APPLICATION_NAME: Final = "jeisson-aggregator"
 """How the aggregator's connections appear in PostgreSQL's ``pg_stat_activity``."""
-_ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_ASYNC_DRIVERS: Final = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
 SQLITE_BUSY_TIMEOUT_S: Final = 15.0
 """How long a SQLite write waits for another process's write (e.g. a CLI command) to finish."""
 _SQLITE_IN_CHUNK: Final = 500
 """Home ids per query on SQLite, well under its limit of bound parameters per statement."""
+PG_DRIVER_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
+    "ssl": str,
+    "target_session_attrs": str,
+    "timeout": float,
+    "command_timeout": float,
+    "statement_cache_size": int,
+    "prepared_statement_cache_size": int,
+}
+"""PostgreSQL URL query parameters passed to asyncpg (besides the pool settings)."""
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -129,9 +142,18 @@ def _parse_url(url: str) -> URL:
 
 
 def async_database_url(url: str) -> str:
-    """Map a plain database URL (``sqlite:///x.db``) to its async driver URL."""
+    """Map a plain database URL (``sqlite:///x.db``) to its async driver URL.
+
+    ``postgres://`` (as some hosting services spell it) means ``postgresql://``. A URL naming
+    its driver must name the one the store uses (``sqlite+aiosqlite``, ``postgresql+asyncpg``).
+    """
     parsed = _parse_url(url)
     if "+" in parsed.drivername:
+        if parsed.drivername not in _ASYNC_DRIVERS.values():
+            raise ValueError(
+                f"unsupported database driver {parsed.drivername!r}; use "
+                + " or ".join(sorted(set(_ASYNC_DRIVERS.values())))
+            )
         return url
     driver = _ASYNC_DRIVERS.get(parsed.drivername)
     if driver is None:
@@ -173,6 +195,24 @@ def split_pool_settings(url: URL, defaults: PoolSettings) -> tuple[URL, PoolSett
     return url.difference_update_query(kinds), settings
 
 
+def _split_driver_options(url: URL) -> tuple[URL, dict[str, Any]]:
+    """Take the asyncpg options out of ``url``'s query, typed; refuse anything else."""
+    unknown = sorted(set(url.query) - set(PG_DRIVER_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown PostgreSQL URL parameters {unknown}; known: "
+            + ", ".join([*(item.name for item in fields(PoolSettings)), *PG_DRIVER_OPTIONS])
+        )
+    options: dict[str, Any] = {}
+    for name, kind in PG_DRIVER_OPTIONS.items():
+        given = url.normalized_query.get(name, ())
+        if len(given) > 1:
+            raise ValueError(f"database URL parameter {name} is given more than once")
+        if given:
+            options[name] = _pool_value(name, given[0], kind)
+    return url.difference_update_query(PG_DRIVER_OPTIONS), options
+
+
 def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     """Create the async engine for ``url`` (no schema work; see :meth:`Store.open`).
 
@@ -184,9 +224,10 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         parsed, settings = split_pool_settings(parsed, pool or PoolSettings())
+        parsed, options = _split_driver_options(parsed)
         return create_async_engine(
             parsed,
-            connect_args={"server_settings": {"application_name": APPLICATION_NAME}},
+            connect_args={"server_settings": {"application_name": APPLICATION_NAME}, **options},
             **settings.engine_arguments(),
         )
     if backend == "sqlite":

@@ -267,11 +267,13 @@ async def test_event_round_trip_in_aware_utc(store: Store) -> None:
         assert_utc(stored_time, given)
     assert stored.created_at.microsecond == 123456
 
+    assert stored.baseline_method is None
     cancelled = event_record(
         status=EventStatus.CANCELLED,
         clearing_price=0.21,
         current_round=2,
         cancel_reason="grid restored",
+        baseline_method="caiso_10_of_10",
     )
     await store.update_event(cancelled)
     assert await store.get_event(event.event_id) == cancelled
@@ -606,11 +608,28 @@ async def test_postgresql_stores_timestamps_with_time_zone(pg_url: str) -> None:
         await store.close()
 
 
+async def test_postgresql_url_forms_reach_the_same_database(pg_url: str) -> None:
+    store = await Store.open(pg_url)
+    try:
+        await store.add_home("seen by every form")
+    finally:
+        await store.close()
+    url = make_url(pg_url)
+    for drivername in ("postgresql+asyncpg", "postgres"):
+        same = await Store.open(url.set(drivername=drivername).render_as_string(False))
+        try:
+            assert [home.name for home in await same.list_homes()] == ["seen by every form"]
+        finally:
+            await same.close()
+
+
 async def test_postgresql_pool_settings_come_from_the_url(pg_url: str) -> None:
     defaults = make_engine(pg_url)
     assert defaults.pool.size() == PoolSettings().pool_size
     await defaults.dispose()
-    engine = make_engine(f"{pg_url}?pool_size=1&max_overflow=0&pool_timeout=0.3")
+    engine = make_engine(
+        f"{pg_url}?pool_size=1&max_overflow=0&pool_timeout=0.3&ssl=disable&command_timeout=5"
+    )
     try:
         async with engine.connect() as held:
             name = (await held.execute(text("SELECT current_setting('application_name')"))).one()
@@ -630,6 +649,8 @@ async def test_postgresql_pool_settings_come_from_the_url(pg_url: str) -> None:
         ("max_overflow=-1", "max_overflow must be 0 or more"),
         ("pool_pre_ping=maybe", "use true or false"),
         ("pool_size=2&pool_size=3", "more than once"),
+        ("sslx=require", r"unknown PostgreSQL URL parameters \['sslx'\]"),
+        ("command_timeout=soon", "command_timeout='soon' is not a number"),
     ],
 )
 def test_bad_pool_settings_are_refused(query: str, message: str) -> None:
@@ -640,6 +661,8 @@ def test_bad_pool_settings_are_refused(query: str, message: str) -> None:
 def test_bad_database_urls_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported database 'mysql'"):
         make_engine("mysql://jeisson@127.0.0.1/jeisson")
+    with pytest.raises(ValueError, match="unsupported database driver 'postgresql\\+psycopg2'"):
+        make_engine("postgresql+psycopg2://jeisson@127.0.0.1/jeisson")
     with pytest.raises(ValueError, match="not a database URL"):
         make_engine("not a url")
     with pytest.raises(ValueError, match="PostgreSQL only"):
