@@ -120,6 +120,12 @@ def _add_event(commands: Any) -> None:
     cancel = _rest_options(event_commands.add_parser("cancel", help="cancel an event"))
     cancel.add_argument("event_id")
     cancel.add_argument("--reason", default="")
+    settle = _rest_options(
+        event_commands.add_parser("settlement", help="settle an ended event (JSON or --csv)")
+    )
+    settle.add_argument("event_id")
+    settle.add_argument("--csv", action="store_true", help="print CSV instead of JSON")
+    settle.add_argument("--baseline", help="override the baseline method, e.g. caiso_10_of_10")
 
 
 def _add_simulation(commands: Any) -> None:
@@ -173,6 +179,26 @@ async def _rest(
             return payload
     except aiohttp.ClientError as err:
         raise CommandError(f"cannot reach {args.url}: {err}") from err
+
+
+async def _rest_text(args: argparse.Namespace, path: str, query: dict[str, str]) -> str:
+    """GET a path as the operator and return the body text (JSON pretty-printed)."""
+    if not args.token:
+        raise CommandError("an operator token is needed: --token or JEISSON_OPERATOR_TOKEN")
+    headers = {"Authorization": f"Bearer {args.token}"}
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(args.url.rstrip("/") + path, params=query, headers=headers) as response,
+        ):
+            text = await response.text()
+            if response.status not in _OK_STATUSES:
+                raise CommandError(f"{response.status}: {text}")
+    except aiohttp.ClientError as err:
+        raise CommandError(f"cannot reach {args.url}: {err}") from err
+    if response.content_type == "application/json":
+        return json.dumps(json.loads(text), indent=2)
+    return text.rstrip("\n")
 
 
 async def _run_serve(args: argparse.Namespace) -> None:
@@ -268,6 +294,11 @@ async def _run_event(args: argparse.Namespace) -> None:
                 f"{item['id']}  {item['status']:11}  {item['target_kw']:8.1f} kW  "
                 f"{item['start']} .. {item['end']}  {item['name']}"
             )
+    elif args.action == "settlement":
+        query = {"format": "csv"} if args.csv else {}
+        if args.baseline:
+            query["baseline"] = args.baseline
+        print(await _rest_text(args, f"/api/v1/events/{args.event_id}/settlement", query))
     elif args.action == "show":
         detail = await _rest(args, "GET", f"/api/v1/events/{args.event_id}")
         print(json.dumps(detail, indent=2))
