@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -24,9 +25,11 @@ StartSimulator = Callable[[str, str, Path], Awaitable[asyncio.subprocess.Process
 @pytest.fixture
 async def simulator(tmp_path: Path) -> AsyncIterator[StartSimulator]:
     processes: list[asyncio.subprocess.Process] = []
+    logs: list[BinaryIO] = []
 
     async def start(url: str, transport: str, state_file: Path) -> asyncio.subprocess.Process:
         log = (tmp_path / f"sim-{len(processes)}.log").open("wb")
+        logs.append(log)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -61,6 +64,8 @@ async def simulator(tmp_path: Path) -> AsyncIterator[StartSimulator]:
         if process.returncode is None:
             process.kill()
             await process.wait()
+    for log in logs:
+        log.close()
 
 
 def _hold(state_file: Path) -> object:
