@@ -70,6 +70,8 @@ MAX_POWER_W = 100_000.0
 """Largest power a device may report."""
 DEFAULT_REPORT_INTERVAL_S = 10
 """Seconds between periodic state reports unless ``welcome`` says otherwise."""
+HANDSHAKE_TIMEOUT_S = 10.0
+"""Seconds either side waits for the other's next handshake frame (challenge / hello)."""
 MIN_REPORT_INTERVAL_S = 1
 MAX_REPORT_INTERVAL_S = 300
 MAX_ID_LEN = 64

@@ -64,7 +64,7 @@ class Settings:
         *,
         tick_s: float = 0.25,
         heartbeat_s: float = 20.0,
-        handshake_timeout_s: float = 10.0,
+        handshake_timeout_s: float = protocol.HANDSHAKE_TIMEOUT_S,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
         rejected_backoff_s: float = 60.0,
