@@ -46,6 +46,7 @@ from .models import inventory_from_options
 from .options_flow import JeissonOptionsFlow
 
 _URL_SCHEMES = ("http", "https")
+DEFAULT_TITLE = "Jeisson home"
 
 
 class InvalidUrl(ValueError):
@@ -136,7 +137,7 @@ class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
                     )
                     self._abort_if_unique_id_configured()
                     return self.async_create_entry(
-                        title=f"Jeisson home {enrollment.home_id}",
+                        title=DEFAULT_TITLE,
                         data={
                             CONF_URL: url,
                             CONF_TOKEN: enrollment.token,

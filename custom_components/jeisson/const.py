@@ -46,6 +46,8 @@ SAMPLES_PER_BATCH: Final = 3
 """Telemetry samples are sent in batches of this many (and at the end of an event)."""
 STALE_AFTER: Final = timedelta(minutes=5)
 """Aggregator-fed data (next event, calendar) goes unavailable after this long disconnected."""
+OFFER_GRACE: Final = timedelta(seconds=60)
+"""An offer with no award this long after its bid deadline no longer shows as "offered"."""
 HISTORY_LIMIT: Final = 50
 """How many finished events are kept for the calendar and earnings."""
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -47,6 +48,7 @@ from .const import (
     EVENT_BID,
     EVENT_OFFERED,
     LOGGER,
+    OFFER_GRACE,
     STALE_AFTER,
 )
 from .event_runner import EventRunner, RunnerHooks
@@ -162,6 +164,7 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         self._stale = False
         self.device_id: str | None = None
         self._unsub_stale: CALLBACK_TYPE | None = None
+        self._offer_timers: dict[str, CALLBACK_TYPE] = {}
 
     # --- wiring -----------------------------------------------------------------------------
 
@@ -185,6 +188,9 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             unsub_messages()
             unsub_connection()
             self._cancel_stale_timer()
+            for cancel in self._offer_timers.values():
+                cancel()
+            self._offer_timers.clear()
 
         return _unsubscribe
 
@@ -308,6 +314,15 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
 
     async def _handle_offer(self, offer: Offer) -> None:
         self._offers[offer.event_id] = offer
+        # Without an award shortly after the deadline the offer went elsewhere: show idle again.
+        if cancel := self._offer_timers.pop(offer.event_id, None):
+            cancel()
+        self._offer_timers[offer.event_id] = async_call_later(
+            self.hass,
+            max(0.0, (offer.bid_deadline - dt_util.utcnow()).total_seconds())
+            + OFFER_GRACE.total_seconds(),
+            partial(self._on_offer_expired, offer.event_id),
+        )
         self.fire(
             EVENT_OFFERED,
             {
@@ -383,6 +398,12 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             self._start_stale_timer()
         self.async_publish()
 
+    @callback
+    def _on_offer_expired(self, event_id: str, _now: datetime) -> None:
+        self._offer_timers.pop(event_id, None)
+        self._offers.pop(event_id, None)
+        self.async_publish()
+
     def _start_stale_timer(self) -> None:
         self._unsub_stale = async_call_later(self.hass, STALE_AFTER, self._on_stale)
 
@@ -408,9 +429,6 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         now = dt_util.utcnow()
         schedule = self.runner.schedule
         open_events = schedule.open_events()
-        for event_id, offer in list(self._offers.items()):
-            if offer.window_end <= now:
-                del self._offers[event_id]
         statuses = {event.status for event in open_events}
         status = DRStatus.IDLE
         if not self.participating:

@@ -59,7 +59,7 @@ async def test_user_flow_enrols_and_creates_the_entry(
     assert entry.data[CONF_TOKEN]
     assert entry.unique_id == f"{entry.data[CONF_AGGREGATOR_ID]}-{home_id}"
     assert entry.options == {CONF_LOADS: {}, CONF_PARTICIPATING: True}
-    assert result["title"] == f"Jeisson home {home_id}"
+    assert result["title"] == "Jeisson home"
     await hass.async_block_till_done()
     await _unload_all(hass)
 

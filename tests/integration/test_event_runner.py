@@ -12,11 +12,13 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from aggregator.protocol import Award, EventKind, HomeEventStatus
+from aggregator.protocol import Award, EventKind, HomeEventStatus, Offer
 from custom_components.jeisson.const import (
     EVENT_ENDED,
+    EVENT_OFFERED,
     EVENT_OPTED_OUT,
     EVENT_STARTED,
+    OFFER_GRACE,
     SAMPLE_INTERVAL,
 )
 from custom_components.jeisson.schedule import Outcome
@@ -219,3 +221,30 @@ async def test_calendar_lists_upcoming_events(
     await hass.async_block_till_done()
     # The remaining award (the fixture's, tomorrow) is now the next one.
     assert hass.states.get(calendar).attributes["start_time"] != current.attributes["start_time"]
+
+
+async def test_offer_without_connection_is_not_bid_and_expires(
+    hass: HomeAssistant, offline: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An offer that cannot be answered is logged; "offered" clears after the deadline."""
+    coordinator = offline.runtime_data.coordinator
+    await coordinator.async_opt_out("evt-later")  # the fixture's award; status is idle now
+    now = dt_util.utcnow()
+    offer = Offer(
+        event_id="evt-o",
+        round=1,
+        window_start=now + timedelta(minutes=10),
+        window_end=now + timedelta(minutes=40),
+        price_cap=0.5,
+        bid_deadline=now + timedelta(seconds=5),
+    )
+    offered = record(hass, EVENT_OFFERED)
+    coordinator._on_message(offer)
+    await hass.async_block_till_done()
+    assert offered[0]["event_id"] == "evt-o"
+    assert "Could not bid on event evt-o" in caplog.text
+    assert state(hass, "sensor.jeisson_home_demand_response_status") == "offered"
+    assert [step.loads for step in coordinator.bid_steps(offer)] == [["car"], ["heater"], ["pump"]]
+    async_fire_time_changed(hass, now + timedelta(seconds=5) + OFFER_GRACE + timedelta(seconds=1))
+    await hass.async_block_till_done()
+    assert state(hass, "sensor.jeisson_home_demand_response_status") == "idle"
