@@ -88,6 +88,11 @@ async def test_market_event_bids_from_terms_sheds_and_restores(
     assert held.attributes["held_until"] is not None
     assert float(hass.states.get("sensor.jeisson_home_delivered_power").state) == 2.0
 
+    async def delivery_reported() -> bool:
+        return (await aggregator.event(event_id))["delivered_kw"] > 0
+
+    await wait_for(delivery_reported, timeout=3, what="telemetry reaching the aggregator")
+
     await wait_for(lambda: bool(of_type(events, EVENT_ENDED)), what="event end")
     await wait_for(lambda: is_state(hass, HEATER, "on"), timeout=5, what="heater restored")
     await wait_for(
