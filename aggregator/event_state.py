@@ -80,14 +80,19 @@ class EventState:
         """Return one home's awards in this event."""
         return [self.awards[award_id] for award_id in self.award_ids_by_home.get(home_id, ())]
 
-    def held_loads(self, home_id: str) -> set[str]:
-        """Return the loads of a home that are under a live (sent or acked) award."""
+    def unavailable_loads(self, home_id: str) -> set[str]:
+        """Return the loads of a home this event must not ask for again.
+
+        Loads under a live (sent or acknowledged) award, and loads the home gave back: opted
+        out of, overridden, or declined. A homeowner who switched a load back on is not asked to
+        switch it off again in the same event.
+        """
         return {
             load
             for award in self.awards_of(home_id)
-            if award.status in (AwardStatus.SENT, AwardStatus.ACKED)
+            if award.status
+            in (AwardStatus.SENT, AwardStatus.ACKED, AwardStatus.OPTED_OUT, AwardStatus.DECLINED)
             for load in award.loads
-            if load not in award.opted_out_loads
         }
 
     @property

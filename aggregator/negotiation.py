@@ -175,6 +175,7 @@ class EventManager:
                 state.rounds[round_record.round] = round_record
             for award in await self._store.awards_for(record.event_id):
                 state.add_award(award)
+            state.opted_out_homes = await self._store.homes_opted_out(record.event_id)
             open_round = state.open_round
             if open_round is not None:
                 for bid in await self._store.bids_for(record.event_id, open_round.round):
@@ -442,6 +443,7 @@ class EventManager:
                 return
             if opt_out.load_id is None:
                 state.opted_out_homes.add(home_id)
+                state.open_bids.pop(home_id, None)  # its bid in an open round no longer stands
                 state.delivery.pop(home_id, None)  # it restores now: stop counting its shed
             for award in live:
                 await self._apply_opt_out(state, award, opt_out.load_id)
@@ -570,7 +572,7 @@ class EventManager:
             return False
         if not self._link.is_connected(home.home_id):
             return False
-        return bool(home.curtailable - state.held_loads(home.home_id))
+        return bool(home.curtailable - state.unavailable_loads(home.home_id))
 
     async def _open_round(self, state: EventState, number: int, target_kw: float) -> None:
         """Persist a new round and send its offer to every eligible connected home."""
@@ -793,7 +795,7 @@ class EventManager:
     def _check_bid_loads(self, state: EventState, home_id: str, bid: Bid) -> None:
         view = self._homes.get(home_id)
         curtailable = view.curtailable if view is not None else set()
-        held = state.held_loads(home_id)
+        unavailable = state.unavailable_loads(home_id)
         for step in bid.steps:
             for load in step.loads:
                 if load not in curtailable:
@@ -802,10 +804,10 @@ class EventManager:
                         f"load {load!r} is not a curtailable load of this home",
                         bid.id,
                     )
-                if load in held:
+                if load in unavailable:
                     raise ProtocolError(
                         ErrorCode.INVALID_STATE,
-                        f"load {load!r} is already awarded in this event",
+                        f"load {load!r} was already awarded or given back in this event",
                         bid.id,
                     )
 

@@ -162,11 +162,26 @@ class VirtualHome:
 
     # --- the rules ------------------------------------------------------------------------
 
-    def _available(self, price: float, start: datetime, end: datetime) -> list[SimulatedLoad]:
-        """Return the loads the owner's terms allow at ``price`` for the window, not yet held."""
+    def given_back(self, event_id: str) -> set[str]:
+        """Return the loads the owner took back (opted out of) in an event."""
+        return {
+            load
+            for holding in self.holdings.values()
+            if holding.award.event_id == event_id
+            for load in holding.released
+        }
+
+    def _available(
+        self, price: float, start: datetime, end: datetime, event_id: str
+    ) -> list[SimulatedLoad]:
+        """Return the loads the owner's terms allow at ``price`` for the window.
+
+        Loads already held, and loads the owner took back in this event (the aggregator does
+        not ask for those again), are left out.
+        """
         window_s = (end - start).total_seconds()
         hours = window_hours(start, end)
-        held = self.held_loads()
+        held = self.held_loads() | self.given_back(event_id)
         return [
             load
             for load in self.loads.values()
@@ -185,7 +200,7 @@ class VirtualHome:
         highest price among them.
         """
         loads = sorted(
-            self._available(offer.price_cap, offer.window_start, offer.window_end),
+            self._available(offer.price_cap, offer.window_start, offer.window_end, offer.event_id),
             key=lambda load: (load.terms.min_price, load.load_id),
         )
         groups = [
@@ -213,7 +228,9 @@ class VirtualHome:
         if existing is not None:
             return AckPlan(True, existing.loads, existing.kw)
         if award.kind is EventKind.DIRECT:
-            loads = self._available(award.price, award.window_start, award.window_end)
+            loads = self._available(
+                award.price, award.window_start, award.window_end, award.event_id
+            )
             if not loads:
                 return AckPlan(False)
             kw = round(sum(load.rated_kw for load in loads), KW_DECIMALS)

@@ -563,6 +563,15 @@ class Store:
         async with self._engine.connect() as conn:
             return [_award(row) for row in await conn.execute(query)]
 
+    async def homes_opted_out(self, event_id: str) -> set[str]:
+        """Return the homes that opted out of a whole event."""
+        opt_outs = tables.opt_outs
+        query = select(opt_outs.c.home_id).where(
+            opt_outs.c.event_id == event_id, opt_outs.c.load_id == ""
+        )
+        async with self._engine.connect() as conn:
+            return {str(row.home_id) for row in await conn.execute(query)}
+
     async def record_opt_out(
         self, event_id: str, home_id: str, load_id: str | None, reason: str, message_id: str
     ) -> bool:

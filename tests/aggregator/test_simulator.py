@@ -161,6 +161,17 @@ def test_loads_already_held_under_an_award_are_excluded() -> None:
     ]
 
 
+def test_loads_taken_back_are_not_bid_again_in_the_same_event() -> None:
+    home = home_of(load("wh", 4.0, 0.1), load("ev", 7.4, 0.2, kind=LoadKind.EV_CHARGER))
+    held = award(["wh", "ev"], 11.4)
+    home.take(held, home.plan_ack(held))
+    home.release("evt-1", "ev")
+
+    assert bid_loads(home, offer(round_=2)) == []  # wh held, ev taken back
+    other_event = offer().model_copy(update={"event_id": "evt-2"})
+    assert bid_loads(home, other_event) == [["ev"]]
+
+
 def test_steps_group_equal_prices_and_rise_in_price() -> None:
     home = home_of(
         load("c", 1.0, 0.30),
