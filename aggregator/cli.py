@@ -309,17 +309,26 @@ async def _run_event(args: argparse.Namespace) -> None:
 
 
 async def _run_simulate(args: argparse.Namespace) -> None:
-    from aggregator.simulator import run_fleet  # noqa: PLC0415
+    from aggregator.simulator import SimulatorError, run_fleet  # noqa: PLC0415
 
     if not args.token:
         raise CommandError("an operator token is needed to enrol homes: --token")
-    await run_fleet(args.url, args.token, homes=args.homes, seed=args.seed, duration=args.duration)
+    try:
+        await run_fleet(
+            args.url, args.token, homes=args.homes, seed=args.seed, duration=args.duration
+        )
+    except SimulatorError as err:
+        raise CommandError(str(err)) from err
 
 
 async def _run_demo(args: argparse.Namespace) -> None:
     from aggregator.demo import run_demo  # noqa: PLC0415
+    from aggregator.simulator import SimulatorError  # noqa: PLC0415
 
-    await run_demo(homes=args.homes, seed=args.seed, as_json=args.json)
+    try:
+        await run_demo(homes=args.homes, seed=args.seed, as_json=args.json)
+    except SimulatorError as err:
+        raise CommandError(str(err)) from err
 
 
 _COMMANDS: Final = {

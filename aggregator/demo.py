@@ -28,7 +28,7 @@ from aggregator.negotiation import NegotiationSettings
 from aggregator.protocol import HomeEventStatus, utc_now
 from aggregator.server import ServerConfig, create_app
 from aggregator.sim_home import HomeTiming, VirtualHome
-from aggregator.simulator import Fleet, FleetConfig
+from aggregator.simulator import Fleet, FleetConfig, SimulatorError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -322,12 +322,10 @@ async def run_demo(
     """Run the demo scenario, print its summary on stdout and return it.
 
     Logs go to stderr (through :mod:`logging`); stdout holds only the summary. Raises
-    :class:`aggregator.cli.CommandError` for fewer than 2 homes.
+    :class:`~aggregator.simulator.SimulatorError` for fewer than 2 homes.
     """
-    from aggregator.cli import CommandError  # noqa: PLC0415 - the CLI imports this module lazily
-
     if homes < 2:
-        raise CommandError("the demo needs at least 2 homes (one of them drops out)")
+        raise SimulatorError("the demo needs at least 2 homes (one of them drops out)")
     config = config or DemoConfig()
     loop = asyncio.get_running_loop()
     began = loop.time()

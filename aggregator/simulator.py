@@ -314,19 +314,14 @@ async def run_fleet(
 ) -> None:
     """Run ``homes`` virtual homes against the aggregator at ``url`` until ``duration`` or Ctrl-C.
 
-    Raises :class:`aggregator.cli.CommandError` when the homes cannot be set up.
+    Raises :class:`SimulatorError` when the homes cannot be set up.
     """
-    from aggregator.cli import CommandError  # noqa: PLC0415 - the CLI imports this module lazily
-
     if homes < 1:
-        raise CommandError("--homes must be at least 1")
+        raise SimulatorError("--homes must be at least 1")
     loop = asyncio.get_running_loop()
     async with Fleet(url, operator_token, seed=seed) as fleet:
         began = loop.time()
-        try:
-            await fleet.start(homes)
-        except SimulatorError as err:
-            raise CommandError(str(err)) from err
+        await fleet.start(homes)
         flexible = sum(home.flexible_kw for home in fleet.homes)
         _LOGGER.info(
             "%d homes enrolled and connected in %.1f s; %.1f kW flexible; running %s",

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.cli import CommandError
 from aggregator.demo import run_demo
 from aggregator.demo_report import render_text
+from aggregator.simulator import SimulatorError
 
 KW_TOLERANCE = 0.01
 
@@ -108,5 +108,5 @@ def test_text_summary_names_rounds_drop_and_timeline(report: dict[str, Any]) -> 
 
 
 async def test_demo_needs_two_homes() -> None:
-    with pytest.raises(CommandError, match="at least 2 homes"):
+    with pytest.raises(SimulatorError, match="at least 2 homes"):
         await run_demo(homes=1)
