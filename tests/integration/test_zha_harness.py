@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 
 import pytest
+import zigpy.exceptions
 from homeassistant.components.zha.helpers import get_zha_gateway
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, UnitOfPower
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import device_registry as dr
+from zigpy.zcl import foundation
+from zigpy.zcl.clusters.general import Identify
+from zigpy.zcl.clusters.hvac import Thermostat
 
 from .zha_harness import (
     COORDINATOR_IEEE,
@@ -28,6 +32,7 @@ from .zha_harness import (
     OFF_COMMAND_ID,
     ON_COMMAND_ID,
     ON_OFF_CLUSTER_ID,
+    PLUG_AC_POWER_DIVISOR,
     PLUG_ENDPOINT_ID,
     SMART_PLUG,
     JoinedDevice,
@@ -262,3 +267,31 @@ async def test_power_read_through_zha_helpers(hass: HomeAssistant, zha_harness: 
     assert active_power_w(hass, "not-a-device") is None
     assert await hass.config_entries.async_unload(zha_harness.config_entry.entry_id)
     assert active_power_w(hass, plug.device_id) is None
+
+
+async def test_simulated_plug_answers_real_zigpy_cluster_calls(
+    hass: HomeAssistant, zha_harness: ZhaHarness
+) -> None:
+    """Reads, writes and errors travel as ZCL frames and come back as a device answers them."""
+    plug = await zha_harness.async_join(SMART_PLUG)
+    endpoint = plug.zigpy_device.endpoints[PLUG_ENDPOINT_ID]
+
+    success, failure = await endpoint.electrical_measurement.read_attributes(
+        ["ac_power_divisor", "rms_voltage"], allow_cache=False
+    )
+    assert success == {"ac_power_divisor": PLUG_AC_POWER_DIVISOR}
+    assert failure == {"rms_voltage": foundation.Status.UNSUPPORTED_ATTRIBUTE}
+
+    [records] = await endpoint.identify.write_attributes({"identify_time": 5})
+    assert [record.status for record in records] == [foundation.Status.SUCCESS]
+    assert plug.simulated.get_attribute(PLUG_ENDPOINT_ID, Identify.cluster_id, "identify_time") == 5
+
+    discover = await endpoint.on_off.discover_attributes(0, 10)
+    assert discover.status == foundation.Status.UNSUP_GENERAL_COMMAND
+    missing = endpoint.add_input_cluster(Thermostat.cluster_id)
+    unsupported = await missing.read_attributes_raw([Thermostat.AttributeDefs.local_temperature.id])
+    assert unsupported.status == foundation.Status.UNSUPPORTED_CLUSTER
+
+    plug.simulated.online = False
+    with pytest.raises(zigpy.exceptions.DeliveryError):
+        await endpoint.on_off.read_attributes(["on_off"], allow_cache=False)

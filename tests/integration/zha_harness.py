@@ -53,6 +53,7 @@ Fixtures:
   Report Attributes frame, exactly as a plug does when its power changes.
 - ``await async_set_available(joined, False/True)``: the device drops off the network (the radio
   can no longer deliver to it) and ZHA marks it unavailable, or it comes back.
+- ``await async_block_till_done()``: wait for Home Assistant, ZHA's own tasks and frames in flight.
 - ``app`` (the :class:`SimulatedRadio` ZHA is using), ``config_entry``.
 
 Helpers: :func:`zha_entity_ids` (ZHA's own switch and power sensor entity ids for a device, from
@@ -207,7 +208,6 @@ class DeviceSignature:
     attributes: Mapping[tuple[int, int], Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
-    mains_powered: bool = True
 
     def with_address(self, ieee: str, nwk: int) -> DeviceSignature:
         """Return the same device at other addresses (to join several of them)."""
@@ -299,7 +299,9 @@ class SimulatedDevice:
     It holds its own attribute values (what a read returns), obeys On/Off commands, reports
     ``on_off`` after a change (as plugs with configured reporting do), and can drop off the
     network (``online = False``: the radio reports a delivery failure for every frame to it).
-    Frames it does not understand are kept in :attr:`unanswered` and logged.
+    ZDO requests it does not know are kept in :attr:`unanswered` and logged (they time out in
+    zigpy, as with a real device); ZCL frames it cannot serve get the Default Response a device
+    sends (``UNSUPPORTED_CLUSTER``, ``UNSUP_GENERAL_COMMAND``).
     """
 
     def __init__(self, signature: DeviceSignature) -> None:
@@ -335,19 +337,15 @@ class SimulatedDevice:
 
     @property
     def node_descriptor(self) -> zdo_t.NodeDescriptor:
-        """The node descriptor: a router when mains powered, else a sleepy end device."""
-        flags = zdo_t.MACCapabilityFlags.AllocateAddress
-        if self.signature.mains_powered:
-            logical_type = zdo_t.LogicalType.Router
-            flags |= (
-                zdo_t.MACCapabilityFlags.FullFunctionDevice
-                | zdo_t.MACCapabilityFlags.MainsPowered
-                | zdo_t.MACCapabilityFlags.RxOnWhenIdle
-            )
-        else:
-            logical_type = zdo_t.LogicalType.EndDevice
+        """The node descriptor of a mains-powered router (what a smart plug is)."""
+        flags = (
+            zdo_t.MACCapabilityFlags.AllocateAddress
+            | zdo_t.MACCapabilityFlags.FullFunctionDevice
+            | zdo_t.MACCapabilityFlags.MainsPowered
+            | zdo_t.MACCapabilityFlags.RxOnWhenIdle
+        )
         return zdo_t.NodeDescriptor(
-            logical_type=logical_type,
+            logical_type=zdo_t.LogicalType.Router,
             complex_descriptor_available=0,
             user_descriptor_available=0,
             reserved=0,
@@ -407,24 +405,20 @@ class SimulatedDevice:
         elif command == zdo_t.ZDOCmd.Active_EP_req:
             answer = [success, self.nwk, [ep.endpoint_id for ep in self.signature.endpoints]]
         elif command == zdo_t.ZDOCmd.Simple_Desc_req:
-            endpoint = next(
-                (ep for ep in self.signature.endpoints if ep.endpoint_id == args[1]), None
-            )
-            if endpoint is None:
-                answer = [zdo_t.Status.NOT_ACTIVE, self.nwk, None]
-            else:
-                answer = [
-                    success,
-                    self.nwk,
-                    zdo_t.SizePrefixedSimpleDescriptor(
-                        endpoint=endpoint.endpoint_id,
-                        profile=endpoint.profile_id,
-                        device_type=endpoint.device_type,
-                        device_version=0,
-                        input_clusters=list(endpoint.in_clusters),
-                        output_clusters=list(endpoint.out_clusters),
-                    ),
-                ]
+            # zigpy asks only for the endpoints Active_EP_rsp listed.
+            endpoint = next(ep for ep in self.signature.endpoints if ep.endpoint_id == args[1])
+            answer = [
+                success,
+                self.nwk,
+                zdo_t.SizePrefixedSimpleDescriptor(
+                    endpoint=endpoint.endpoint_id,
+                    profile=endpoint.profile_id,
+                    device_type=endpoint.device_type,
+                    device_version=0,
+                    input_clusters=list(endpoint.in_clusters),
+                    output_clusters=list(endpoint.out_clusters),
+                ),
+            ]
         elif command in (zdo_t.ZDOCmd.Bind_req, zdo_t.ZDOCmd.Unbind_req):
             answer = [success]
         else:
@@ -440,14 +434,14 @@ class SimulatedDevice:
         hdr, payload = foundation.ZCLHeader.deserialize(packet.data.serialize())
         assert packet.dst_ep is not None
         key = (int(packet.dst_ep), int(packet.cluster_id))
-        if packet.cluster_id not in CLUSTERS_BY_ID or not any(
+        if not any(
             ep.endpoint_id == packet.dst_ep and packet.cluster_id in ep.in_clusters
             for ep in self.signature.endpoints
         ):
-            return self._not_understood(packet)
+            return self._default_response(packet, hdr, foundation.Status.UNSUPPORTED_CLUSTER)
         if hdr.frame_control.is_general:
             return self._handle_general(packet, hdr, payload, key)
-        return self._handle_cluster_command(packet, hdr, payload, key)
+        return self._handle_cluster_command(packet, hdr, key)
 
     def _general_reply(
         self,
@@ -546,13 +540,9 @@ class SimulatedDevice:
         self,
         packet: t.ZigbeePacket,
         hdr: foundation.ZCLHeader,
-        payload: bytes,
         key: tuple[int, int],
     ) -> list[t.ZigbeePacket]:
         endpoint_id, cluster_id = key
-        cluster_cls = CLUSTERS_BY_ID[cluster_id]
-        if hdr.command_id not in cluster_cls.server_commands:
-            return self._default_response(packet, hdr, foundation.Status.UNSUP_CLUSTER_COMMAND)
         frames: list[t.ZigbeePacket] = []
         if cluster_id == ON_OFF_CLUSTER_ID and hdr.command_id in (
             OFF_COMMAND_ID,
@@ -566,6 +556,7 @@ class SimulatedDevice:
             if is_on != was_on:
                 frames.append(self.report_frame(endpoint_id, cluster_id, {"on_off": is_on}))
             return frames
+        # Identify, Groups, Scenes...: accepted, with no state the harness needs.
         return self._default_response(packet, hdr, foundation.Status.SUCCESS)
 
     def report_frame(
@@ -708,7 +699,14 @@ class SimulatedRadio(ControllerApplication):
         assert packet.dst is not None
         if packet.dst.addr_mode not in (t.AddrMode.NWK, t.AddrMode.IEEE):
             return  # broadcast or group: nobody on this network answers those
-        device = self._simulated_device_at(packet.dst)
+        device = next(
+            (
+                dev
+                for dev in self.simulated_devices.values()
+                if packet.dst.address in (dev.nwk, dev.ieee)
+            ),
+            None,
+        )
         if device is None or not device.online:
             raise zigpy.exceptions.DeliveryError(
                 f"No route to {packet.dst!r}", status=t.MACStatus.MAC_NO_ACK
@@ -716,14 +714,6 @@ class SimulatedRadio(ControllerApplication):
         loop = asyncio.get_running_loop()
         for frame in device.handle(packet):
             self._schedule_delivery(loop, frame)
-
-    def _simulated_device_at(self, address: t.AddrModeAddress) -> SimulatedDevice | None:
-        if address.addr_mode == t.AddrMode.NWK:
-            return self.simulated_devices.get(t.NWK(address.address))
-        return next(
-            (dev for dev in self.simulated_devices.values() if dev.ieee == address.address),
-            None,
-        )
 
     def _schedule_delivery(self, loop: asyncio.AbstractEventLoop, frame: t.ZigbeePacket) -> None:
         def deliver() -> None:
@@ -870,7 +860,6 @@ class ZhaHarness:
                 zha_const.CONF_RADIO_TYPE: FAKE_RADIO_TYPE.name,
             },
         )
-        self.radios: list[SimulatedRadio] = []
         self._patches = contextlib.ExitStack()
 
     @property
@@ -882,13 +871,14 @@ class ZhaHarness:
 
     async def _new_radio(self, *args: Any, **kwargs: Any) -> SimulatedRadio:
         """Stand-in for the radio library's ``ControllerApplication.new``."""
-        config = dict(kwargs.pop("config") if "config" in kwargs else args[0])
-        args = args[1:] if "config" not in kwargs and args else args
+        if "config" in kwargs:
+            config = dict(kwargs.pop("config"))
+        else:
+            config, args = dict(args[0]), args[1:]
         # No zigbee.db: the simulated network lives in memory for one test.
         config[zigpy.config.CONF_DATABASE] = None
         radio = await SimulatedRadio.new(config, *args, **kwargs)
         assert isinstance(radio, SimulatedRadio)
-        self.radios.append(radio)
         return radio
 
     def _start_patches(self) -> None:
@@ -944,37 +934,39 @@ class ZhaHarness:
         app = self.app
         app.attach(simulated)
         app.handle_join(nwk=simulated.nwk, ieee=simulated.ieee, parent_nwk=COORDINATOR_NWK)
-        gateway = get_zha_gateway(self.hass)
-        device_registry = dr.async_get(self.hass)
-        entity_registry = er.async_get(self.hass)
-        async with asyncio.timeout(JOIN_TIMEOUT_S):
-            while True:
-                await self.async_block_till_done()
-                zha_device = gateway.get_device(simulated.ieee)
-                entry = device_registry.async_get_device_by_identifier(
-                    (zha_const.DOMAIN, str(simulated.ieee)), self.config_entry.entry_id
-                )
-                if (
-                    zha_device is not None
-                    and zha_device.status is DeviceStatus.INITIALIZED
-                    and entry is not None
-                    and er.async_entries_for_device(entity_registry, entry.id)
-                    and all(
-                        self.hass.states.get(e.entity_id) is not None
-                        for e in er.async_entries_for_device(entity_registry, entry.id)
-                        if e.disabled_by is None
-                    )
-                ):
-                    break
-                await asyncio.sleep(JOIN_POLL_S)
+        try:
+            async with asyncio.timeout(JOIN_TIMEOUT_S):
+                while (device_id := self._ready_device_id(simulated)) is None:
+                    await self.async_block_till_done()
+                    await asyncio.sleep(JOIN_POLL_S)
+        except TimeoutError as err:
+            raise AssertionError(
+                f"{signature.model} did not join within {JOIN_TIMEOUT_S} s; frames it did "
+                f"not answer: {simulated.unanswered}"
+            ) from err
         await self.async_block_till_done()
         zigpy_device = app.get_device(ieee=simulated.ieee)
         assert isinstance(zigpy_device, zigpy.device.Device)
-        return JoinedDevice(
-            zigpy_device=zigpy_device,
-            device_id=entry.id,
-            simulated=simulated,
+        return JoinedDevice(zigpy_device=zigpy_device, device_id=device_id, simulated=simulated)
+
+    def _ready_device_id(self, simulated: SimulatedDevice) -> str | None:
+        """The device's HA id once ZHA initialized it and all its entities have a state."""
+        zha_device = get_zha_gateway(self.hass).get_device(simulated.ieee)
+        if zha_device is None or zha_device.status is not DeviceStatus.INITIALIZED:
+            return None
+        device = dr.async_get(self.hass).async_get_device_by_identifier(
+            (zha_const.DOMAIN, str(simulated.ieee)), self.config_entry.entry_id
         )
+        if device is None:
+            return None
+        entities = [
+            entry
+            for entry in er.async_entries_for_device(er.async_get(self.hass), device.id)
+            if entry.disabled_by is None
+        ]
+        if not entities or any(self.hass.states.get(e.entity_id) is None for e in entities):
+            return None
+        return device.id
 
     async def async_report(
         self,
