@@ -59,7 +59,9 @@ Fixtures:
 Helpers: :func:`zha_entity_ids` (ZHA's own switch and power sensor entity ids for a device, from
 the entity registry), :func:`zha_cluster` (a device's zigpy cluster, reached the way the
 integration does it: through ``homeassistant.components.zha.helpers``), :data:`SMART_PLUG` (the
-default smart plug signature) and its cluster/command id constants.
+default smart plug signature; ``SMART_PLUG.with_address(...)`` for a second plug,
+``.with_attributes({(endpoint, cluster): {name: value}})`` for other values, e.g. a plug that
+is off or scales power differently) and its cluster/command id constants.
 
 Shortcuts taken, each because nothing real can run here: no serial port (``usb_device_from_path``
 answers "not a USB device"), no zigpy SQLite database (the network lives in memory), no radio
