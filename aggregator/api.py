@@ -15,11 +15,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
 from aggregator.auth import bearer_token
-from aggregator.baselines import BaselineMethod
 from aggregator.negotiation import EventNotFoundError, EventRequest, InvalidTransitionError
 from aggregator.protocol import EventKind, utc_now
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
-from aggregator.settlement_service import SettlementUnavailableError, settle_stored_event
+from aggregator.settlement.baselines import BaselineMethod
+from aggregator.settlement.service import SettlementUnavailableError, settle_stored_event
 from aggregator.store import EnrolmentRejected
 
 MAX_EVENT_DURATION: Final = timedelta(hours=24)

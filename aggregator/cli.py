@@ -309,7 +309,7 @@ async def _run_event(args: argparse.Namespace) -> None:
 
 
 async def _run_simulate(args: argparse.Namespace) -> None:
-    from aggregator.simulator import SimulatorError, run_fleet  # noqa: PLC0415
+    from aggregator.simulation.fleet import SimulatorError, run_fleet  # noqa: PLC0415
 
     if not args.token:
         raise CommandError("an operator token is needed to enrol homes: --token")
@@ -322,8 +322,8 @@ async def _run_simulate(args: argparse.Namespace) -> None:
 
 
 async def _run_demo(args: argparse.Namespace) -> None:
-    from aggregator.demo import run_demo  # noqa: PLC0415
-    from aggregator.simulator import SimulatorError  # noqa: PLC0415
+    from aggregator.simulation.demo import run_demo  # noqa: PLC0415
+    from aggregator.simulation.fleet import SimulatorError  # noqa: PLC0415
 
     try:
         await run_demo(homes=args.homes, seed=args.seed, as_json=args.json)

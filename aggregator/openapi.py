@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from aggregator import __version__
 from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
-from aggregator.baselines import BaselineMethod
+from aggregator.settlement.baselines import BaselineMethod
 
 _BEARER: Final[list[dict[str, list[str]]]] = [{"operatorToken": []}]
 _ERROR: Final = {

@@ -101,7 +101,7 @@ class EventRecord:
     current_round: int = 0
     cancel_reason: str | None = None
     baseline_method: str | None = None
-    """How settlement computes baselines (an ``aggregator.baselines.BaselineMethod`` value)."""
+    """How settlement computes baselines (a ``settlement.baselines.BaselineMethod`` value)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ is paid ``delivered kWh x its award price`` (homes may have been awarded in diff
 different prices). Nothing is paid by guesswork: a home without a baseline delivers 0 kWh, and an
 interval without a measurement is credited 0 kWh (and counted as missing).
 
-:func:`settle_event` turns a :class:`~aggregator.baselines.BaselineResult` plus the measured
-window into an :class:`EventSettlement` report with per-home rows and event totals, which
-serialises to JSON (:meth:`EventSettlement.to_json_dict`) and CSV
+:func:`settle_event` turns a :class:`~aggregator.settlement.baselines.BaselineResult` plus
+the measured window into an :class:`EventSettlement` report with per-home rows and event
+totals, which serialises to JSON (:meth:`EventSettlement.to_json_dict`) and CSV
 (:meth:`EventSettlement.write_csv`: a header, one row per home and a totals row).
 ``docs/settlement.md`` documents the numbers.
 """
@@ -26,7 +26,7 @@ from typing import Any, Final, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.baselines import BaselineMethod, BaselineOutcome, BaselineResult
+from aggregator.settlement.baselines import BaselineMethod, BaselineOutcome, BaselineResult
 
 DEFAULT_CURRENCY: Final = "EUR"
 TOTALS_ROW_ID: Final = "TOTAL"
@@ -314,7 +314,7 @@ def settle_event(
     Args:
         event_id: the event settled.
         home_ids: one id per home, in the order of the baseline arrays.
-        baselines: the result of :func:`aggregator.baselines.compute_baselines`.
+        baselines: the result of :func:`aggregator.settlement.baselines.compute_baselines`.
         measured_kw: ``(homes, window intervals)`` measured kW during the event, NaN where
             missing (e.g. ``event_day_kw[:, baselines.window.slice]``).
         prices: each home's award price per kWh, or one price for every home.

@@ -1,7 +1,7 @@
 """Settling a stored event: load telemetry onto the interval grid, compute baselines, pay homes.
 
-Bridges the store and the pure math of :mod:`aggregator.baselines` and
-:mod:`aggregator.settlement`. Choices (see docs/settlement.md):
+Bridges the store and the pure math of :mod:`aggregator.settlement.baselines` and
+:mod:`aggregator.settlement.report`. Choices (see docs/settlement.md):
 
 * The grid is UTC calendar days of 15-minute intervals; a sample counts in the interval it falls
   in, and an interval's power is the mean of its samples (NaN when it has none).
@@ -22,15 +22,15 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.baselines import (
+from aggregator.records import AwardRecord, AwardStatus, EventRecord
+from aggregator.settlement.baselines import (
     BaselineConfig,
     BaselineMethod,
     EventWindow,
     compute_baselines,
     day_type_of,
 )
-from aggregator.records import AwardRecord, AwardStatus, EventRecord
-from aggregator.settlement import EventSettlement, settle_event
+from aggregator.settlement.report import EventSettlement, settle_event
 from aggregator.store import Store
 
 HISTORY_DAYS: Final = 20

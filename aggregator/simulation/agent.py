@@ -1,6 +1,6 @@
 """Connects a simulated home to an aggregator: answers offers and awards, streams telemetry.
 
-:class:`HomeAgent` drives one :class:`~aggregator.sim_home.VirtualHome` through a
+:class:`HomeAgent` drives one :class:`~aggregator.simulation.home.VirtualHome` through a
 :class:`~aggregator.client.HomeClient` (the same client the Home Assistant integration uses):
 each offer gets a bid after a short think time, each award an ack, and accepted awards are carried
 out on the home's own clock -- relays open at window start and close, staggered, at window end
@@ -29,7 +29,7 @@ from aggregator.protocol import (
     ServerMessage,
     utc_now,
 )
-from aggregator.sim_home import Holding, VirtualHome
+from aggregator.simulation.home import Holding, VirtualHome
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ import aiohttp
 from aiohttp import web
 
 from aggregator.app_keys import STORE
-from aggregator.demo_report import render_text
 from aggregator.negotiation import NegotiationSettings
 from aggregator.protocol import HomeEventStatus, utc_now
 from aggregator.server import ServerConfig, create_app
-from aggregator.sim_home import HomeTiming, VirtualHome
-from aggregator.simulator import Fleet, FleetConfig, SimulatorError
+from aggregator.simulation.fleet import Fleet, FleetConfig, SimulatorError
+from aggregator.simulation.home import HomeTiming, VirtualHome
+from aggregator.simulation.report import render_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ async def run_demo(
     """Run the demo scenario, print its summary on stdout and return it.
 
     Logs go to stderr (through :mod:`logging`); stdout holds only the summary. Raises
-    :class:`~aggregator.simulator.SimulatorError` for fewer than 2 homes.
+    :class:`~aggregator.simulation.fleet.SimulatorError` for fewer than 2 homes.
     """
     if homes < 2:
         raise SimulatorError("the demo needs at least 2 homes (one of them drops out)")

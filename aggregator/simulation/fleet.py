@@ -3,7 +3,7 @@
 :class:`Fleet` adds homes through the operator REST API, enrols each with its one-time code
 (:func:`aggregator.client.enroll`), and connects each with its own
 :class:`~aggregator.client.HomeClient` on one shared aiohttp session; a
-:class:`~aggregator.sim_agent.HomeAgent` then answers offers and awards for it. Tests and the
+:class:`~aggregator.simulation.agent.HomeAgent` then answers offers and awards for it. Tests and the
 demo use :meth:`Fleet.drop` (a home falls off the network), :meth:`Fleet.reconnect` and
 :meth:`Fleet.opt_out`. :func:`run_fleet` is ``jeisson-aggregator simulate``.
 """
@@ -23,9 +23,9 @@ import aiohttp
 from aggregator import __version__
 from aggregator.client import HomeClient, enroll
 from aggregator.errors import AuthenticationFailed, CannotConnect, JeissonError
-from aggregator.sim_agent import HomeAgent
-from aggregator.sim_home import HomeTiming, VirtualHome
-from aggregator.sim_loads import random_loads
+from aggregator.simulation.agent import HomeAgent
+from aggregator.simulation.home import HomeTiming, VirtualHome
+from aggregator.simulation.loads import random_loads
 
 _LOGGER = logging.getLogger(__name__)
 

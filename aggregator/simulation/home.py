@@ -4,8 +4,8 @@
 step curve it bids from its loads and the owner's terms (:meth:`VirtualHome.bid_steps`), how it
 answers an award (:meth:`VirtualHome.plan_ack`), which relays it opens at window start
 (:meth:`VirtualHome.switch_off`), and the staggered restore of only those loads
-(:meth:`VirtualHome.restore`). It has no network code: :mod:`aggregator.sim_agent` connects it to
-an aggregator through :class:`~aggregator.client.HomeClient`.
+(:meth:`VirtualHome.restore`). It has no network code: :mod:`aggregator.simulation.agent`
+connects it to an aggregator through :class:`~aggregator.client.HomeClient`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from aggregator.protocol import (
     Sample,
     utc_now,
 )
-from aggregator.sim_loads import KW_DECIMALS, SimulatedLoad
+from aggregator.simulation.loads import KW_DECIMALS, SimulatedLoad
 
 HOURS_PER_DAY: Final = 24
 _LIVE: Final = frozenset({HomeEventStatus.AWARDED, HomeEventStatus.ACTIVE})

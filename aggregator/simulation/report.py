@@ -1,4 +1,4 @@
-"""Renders the demo's report (the dict :func:`aggregator.demo.run_demo` returns) as plain text."""
+"""Renders the demo's report (what :func:`aggregator.simulation.demo.run_demo` returns) as text."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from aggregator.baselines import (
+from aggregator.settlement.baselines import (
     DEFAULT_CONFIG,
     AdjustmentStatus,
     BaselineConfig,
@@ -31,7 +31,7 @@ from aggregator.baselines import (
     compute_baselines,
     day_type_of,
 )
-from aggregator.settlement import delivered_kwh
+from aggregator.settlement.report import delivered_kwh
 
 WD, WE = DayType.WEEKDAY, DayType.WEEKEND
 HOURLY = BaselineConfig(interval_minutes=60)

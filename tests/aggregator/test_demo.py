@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.demo import run_demo
-from aggregator.demo_report import render_text
-from aggregator.simulator import SimulatorError
+from aggregator.simulation.demo import run_demo
+from aggregator.simulation.fleet import SimulatorError
+from aggregator.simulation.report import render_text
 
 KW_TOLERANCE = 0.01
 

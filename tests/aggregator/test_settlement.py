@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from aggregator.baselines import (
+from aggregator.settlement.baselines import (
     BaselineConfig,
     BaselineMethod,
     BaselineOutcome,
@@ -27,7 +27,7 @@ from aggregator.baselines import (
     EventWindow,
     compute_baselines,
 )
-from aggregator.settlement import (
+from aggregator.settlement.report import (
     CSV_COLUMNS,
     TOTALS_ROW_ID,
     EventSettlement,

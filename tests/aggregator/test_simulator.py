@@ -23,8 +23,9 @@ from aggregator.protocol import (
     Offer,
     utc_now,
 )
-from aggregator.sim_home import AckPlan, HomeTiming, VirtualHome, window_hours
-from aggregator.sim_loads import (
+from aggregator.simulation.fleet import Fleet, FleetConfig, SimulatorError
+from aggregator.simulation.home import AckPlan, HomeTiming, VirtualHome, window_hours
+from aggregator.simulation.loads import (
     EV_CHARGER,
     PROFILES,
     WATER_HEATER,
@@ -32,7 +33,6 @@ from aggregator.sim_loads import (
     SimulatedLoad,
     random_loads,
 )
-from aggregator.simulator import Fleet, FleetConfig, SimulatorError
 
 from .conftest import RunningServer, wait_for
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from aggregator.baselines import (
+from aggregator.settlement.baselines import (
     BaselineConfig,
     BaselineMethod,
     BaselineOutcome,
@@ -29,7 +29,7 @@ from aggregator.baselines import (
     EventWindow,
     compute_baselines,
 )
-from aggregator.settlement import settle_event
+from aggregator.settlement.report import settle_event
 
 SEED = 20_240_715
 HOMES = 100_000

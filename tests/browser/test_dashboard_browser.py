@@ -18,8 +18,8 @@ from typing import Any, Final
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
-from aggregator.sim_home import HomeTiming
-from aggregator.simulator import Fleet, FleetConfig
+from aggregator.simulation.fleet import Fleet, FleetConfig
+from aggregator.simulation.home import HomeTiming
 from tests.aggregator.conftest import RunningServer, wait_for
 
 HOMES: Final = 4

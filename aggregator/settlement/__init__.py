@@ -1,0 +1,1 @@
+"""Settlement: baselines from telemetry history, delivered energy and payments per home."""

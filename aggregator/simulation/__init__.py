@@ -1,0 +1,1 @@
+"""Simulated homes: appliances and owners' terms, virtual homes, fleets, and the demo."""
