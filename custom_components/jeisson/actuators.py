@@ -2,8 +2,8 @@
 
 An :class:`Actuator` is all the event runner and the entities know about a load's hardware. This
 module provides :class:`SwitchEntityActuator` (any existing HA ``switch`` entity, optionally with
-a power sensor); the ZHA (zigpy On/Off cluster) and Jeisson WiFi actuators implement the same
-interface in their own modules.
+a power sensor); the ZHA actuator (:mod:`.zigbee`) and the Jeisson WiFi actuators implement the
+same interface in their own modules.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant
 from homeassistant.util.unit_conversion import PowerConverter
 
+from . import zigbee
 from .models import LoadConfig
 
 SWITCH_DOMAIN = "switch"
@@ -54,6 +55,23 @@ class Actuator(Protocol):
 
     async def async_turn_on(self) -> None:
         """Switch the load on (raises HomeAssistantError when it cannot)."""
+
+
+def power_sensor_kw(hass: HomeAssistant, entity_id: str) -> float | None:
+    """Return a power sensor's value in kW (None when absent, unavailable or not a power)."""
+    state = hass.states.get(entity_id)
+    if state is None or state.state in _NOT_A_VALUE:
+        return None
+    try:
+        value = float(state.state)
+    except ValueError:
+        return None
+    unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT, UnitOfPower.WATT)
+    if state.attributes.get(ATTR_DEVICE_CLASS) not in (None, SensorDeviceClass.POWER):
+        return None
+    if unit not in PowerConverter.VALID_UNITS:
+        return None
+    return max(0.0, PowerConverter.convert(value, unit, UnitOfPower.KILO_WATT))
 
 
 class SwitchEntityActuator:
@@ -90,19 +108,7 @@ class SwitchEntityActuator:
         """Return the power sensor's value in kW (None when absent or not a number)."""
         if not self._power_sensor:
             return None
-        state = self._hass.states.get(self._power_sensor)
-        if state is None or state.state in _NOT_A_VALUE:
-            return None
-        try:
-            value = float(state.state)
-        except ValueError:
-            return None
-        unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT, UnitOfPower.WATT)
-        if state.attributes.get(ATTR_DEVICE_CLASS) not in (None, SensorDeviceClass.POWER):
-            return None
-        if unit not in PowerConverter.VALID_UNITS:
-            return None
-        return max(0.0, PowerConverter.convert(value, unit, UnitOfPower.KILO_WATT))
+        return power_sensor_kw(self._hass, self._power_sensor)
 
     async def async_turn_off(self) -> None:
         """Call ``switch.turn_off`` and wait for it."""
@@ -120,6 +126,8 @@ class SwitchEntityActuator:
 
 def actuator_for(hass: HomeAssistant, load: LoadConfig) -> Actuator:
     """Return the actuator that drives ``load``."""
+    if zigbee.is_zha_load(load):
+        return zigbee.ZigbeeActuator.for_load(hass, load)
     return SwitchEntityActuator(hass, load.actuator, load.power_sensor)
 
 

@@ -27,6 +27,8 @@ from .const import (
 )
 
 LOAD_ID_HEX_CHARS = 12
+CONF_ZHA_IEEE = "zha_ieee"
+"""Load option: the IEEE address of the ZHA device that powers the load (beside its device id)."""
 
 
 def new_load_id() -> str:
@@ -73,8 +75,10 @@ class LoadConfig:
     kind: LoadKind
     rated_kw: float
     actuator: str
-    """The entity id of the HA switch that powers the load."""
+    """The entity id of the HA switch that powers the load (or ``zha:<device id>``)."""
     power_sensor: str | None = None
+    zha_ieee: str | None = None
+    """For a ZHA load: the device's IEEE address, to find it again if it was re-paired."""
     terms: Terms = Terms()
 
     @classmethod
@@ -87,6 +91,7 @@ class LoadConfig:
             rated_kw=float(raw[CONF_RATED_KW]),
             actuator=str(raw[CONF_ACTUATOR]),
             power_sensor=raw.get(CONF_POWER_SENSOR) or None,
+            zha_ieee=raw.get(CONF_ZHA_IEEE) or None,
             terms=Terms(
                 min_price=float(raw.get(CONF_MIN_PRICE, DEFAULT_MIN_PRICE)),
                 max_off_minutes=int(raw.get(CONF_MAX_OFF_MINUTES, DEFAULT_MAX_OFF_MINUTES)),

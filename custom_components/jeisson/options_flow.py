@@ -1,4 +1,9 @@
-"""Options flow: add, edit and remove loads with their terms, and switch participation."""
+"""Options flow: add, edit and remove loads with their terms, and switch participation.
+
+A load is switched by an existing HA ``switch`` entity or, where ZHA has devices with an On/Off
+cluster, by one of them (stored as ``zha:<device id>`` with its IEEE address, see
+:mod:`.zigbee`).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +50,8 @@ from .const import (
     MAX_PRICE_PER_KWH,
     MAX_RATED_KW,
 )
-from .models import new_load_id
+from .models import CONF_ZHA_IEEE, new_load_id
+from .zigbee import CONF_ZHA_DEVICE, form_values, stored_zha_ieee, with_zha_devices, zha_choice
 
 _KW_STEP = 0.01
 _PRICE_STEP = 0.001
@@ -104,6 +110,7 @@ def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
         CONF_RATED_KW: float(user_input[CONF_RATED_KW]),
         CONF_ACTUATOR: user_input[CONF_ACTUATOR],
         CONF_POWER_SENSOR: user_input.get(CONF_POWER_SENSOR) or None,
+        CONF_ZHA_IEEE: user_input.get(CONF_ZHA_IEEE) or None,
         CONF_MIN_PRICE: float(user_input[CONF_MIN_PRICE]),
         CONF_MAX_OFF_MINUTES: int(user_input[CONF_MAX_OFF_MINUTES]),
         CONF_OFF_LIMITS_START: user_input.get(CONF_OFF_LIMITS_START) or None,
@@ -121,6 +128,21 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
     def _loads(self) -> dict[str, dict[str, Any]]:
         return dict(self.config_entry.options.get(CONF_LOADS, {}))
 
+    def _schema(self) -> probatio.Schema:
+        return with_zha_devices(self.hass, LOAD_SCHEMA)
+
+    def _actuator(self, user_input: dict[str, Any]) -> tuple[str | None, str | None]:
+        """Return the chosen actuator's stored value, or the error that prevents it."""
+        entity_id = user_input.get(CONF_ACTUATOR)
+        if zha_device := user_input.get(CONF_ZHA_DEVICE):
+            if entity_id:
+                return None, "actuator_conflict"
+            zha_actuator = zha_choice(self.hass, zha_device)
+            return zha_actuator, (None if zha_actuator else "zha_device_unavailable")
+        if not entity_id:
+            return None, "actuator_required"
+        return entity_id, None
+
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be done."""
         menu = ["add_load"]
@@ -133,18 +155,29 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         errors: dict[str, str] = {}
         if not str(user_input[CONF_NAME]).strip():
             errors[CONF_NAME] = "name_required"
-        if any(
-            other_id != load_id and other[CONF_ACTUATOR] == user_input[CONF_ACTUATOR]
+        actuator, problem = self._actuator(user_input)
+        if problem:
+            errors["base"] = problem
+        elif any(
+            other_id != load_id and other[CONF_ACTUATOR] == actuator
             for other_id, other in self._loads.items()
         ):
-            errors[CONF_ACTUATOR] = "actuator_in_use"
+            field = CONF_ZHA_DEVICE if user_input.get(CONF_ZHA_DEVICE) else CONF_ACTUATOR
+            errors[field] = "actuator_in_use"
         if bool(user_input.get(CONF_OFF_LIMITS_START)) != bool(user_input.get(CONF_OFF_LIMITS_END)):
             errors["base"] = "off_limits_incomplete"
         return errors
 
     def _save_load(self, load_id: str, user_input: dict[str, Any]) -> ConfigFlowResult:
         loads = self._loads
-        loads[load_id] = _load_options(user_input)
+        actuator, _ = self._actuator(user_input)
+        loads[load_id] = _load_options(
+            {
+                **user_input,
+                CONF_ACTUATOR: actuator,
+                CONF_ZHA_IEEE: stored_zha_ieee(self.hass, actuator),
+            }
+        )
         return self.async_create_entry(data={**self.config_entry.options, CONF_LOADS: loads})
 
     async def async_step_add_load(
@@ -158,7 +191,7 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
                 return self._save_load(new_load_id(), user_input)
         return self.async_show_form(
             step_id="add_load",
-            data_schema=self.add_suggested_values_to_schema(LOAD_SCHEMA, user_input),
+            data_schema=self.add_suggested_values_to_schema(self._schema(), user_input),
             errors=errors,
         )
 
@@ -202,9 +235,10 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         current = {
             key: value for key, value in self._loads[self._editing].items() if value is not None
         }
+        current = form_values(self.hass, current)
         return self.async_show_form(
             step_id="load_details",
-            data_schema=self.add_suggested_values_to_schema(LOAD_SCHEMA, user_input or current),
+            data_schema=self.add_suggested_values_to_schema(self._schema(), user_input or current),
             description_placeholders={CONF_NAME: self._loads[self._editing][CONF_NAME]},
             errors=errors,
         )

@@ -17,6 +17,7 @@ from .const import ATTR_HELD_BY_JEISSON, ATTR_HELD_UNTIL, DOMAIN
 from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonState
 from .entity import JeissonEntity
 from .models import LoadConfig
+from .zigbee import linked_zha_device
 
 PARALLEL_UPDATES = 1
 
@@ -80,6 +81,11 @@ class JeissonLoadSwitch(JeissonEntity, SwitchEntity):
         self._load = load
         self._actuator = coordinator.actuator(load)
         self._attr_name = load.name
+        if (zha_device := linked_zha_device(coordinator.hass, load)) is not None:
+            # Shown on the ZHA plug's device: HA's way to link an entity to another
+            # integration's device (the entity registry's device_id), no ZHA identifiers.
+            self._attr_device_info = None
+            self.device_entry = zha_device
 
     async def async_added_to_hass(self) -> None:
         """Follow the actuator's state as well as the coordinator."""
