@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from homeassistant.const import CONF_TOKEN, CONF_URL, Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.const import CONF_TOKEN, CONF_URL, EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
     ConfigEntryError,
@@ -38,6 +38,7 @@ from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonRuntimeD
 from .entity import async_register_device
 from .issues import async_clear_protocol_issue, async_raise_protocol_issue
 from .models import inventory_from_options
+from .outbox import OutboxStore
 from .services import async_setup_services
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -62,7 +63,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
     store: Store[dict[str, Any]] = Store(
         hass, STORAGE_VERSION, f"{STORAGE_KEY_PREFIX}.{entry.entry_id}"
     )
-    coordinator = JeissonCoordinator(hass, entry, store)
+    outbox = OutboxStore(hass, entry.entry_id)
+    coordinator = JeissonCoordinator(hass, entry, store, outbox)
     runner = coordinator.runner
     await runner.async_load()
 
@@ -73,6 +75,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
         software_version=SOFTWARE_VERSION,
         inventory_provider=lambda: inventory_from_options(entry.options),
         held_awards_provider=runner.held_awards,
+        # What the previous run could not deliver (acks, opt-outs, telemetry) is re-sent.
+        outbox=await outbox.async_load(),
     )
     # Subscribe before connecting: the server sends pending offers and awards right after the
     # handshake, and the client delivers each message once.
@@ -85,6 +89,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
         runner.async_shutdown()
         unsubscribe()
         await client.close()
+        await outbox.async_save()
 
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -112,9 +117,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
         async_clear_protocol_issue(hass)
     coordinator.async_publish()
 
-    entry.runtime_data = JeissonRuntimeData(client=client, coordinator=coordinator, runner=runner)
+    entry.runtime_data = JeissonRuntimeData(
+        client=client, coordinator=coordinator, runner=runner, outbox=outbox
+    )
     entry.async_on_unload(unsubscribe)
     entry.async_on_unload(runner.async_shutdown)
+
+    @callback
+    def _on_stop(_event: Event) -> None:
+        """Queue the buffered telemetry and save the outbox at Home Assistant's final write."""
+        runner.telemetry.async_flush()
+        outbox.async_schedule_save()
+
+    entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, _on_stop))
     if not coordinator.participating:
         await runner.async_opt_out(None, OptOutReason.USER)
 
@@ -155,16 +170,19 @@ async def _async_listen(hass: HomeAssistant, entry: JeissonConfigEntry) -> None:
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> bool:
-    """Stop the entities, the timers and the connection (the saved schedule is kept)."""
+    """Stop the entities, the timers and the connection (schedule and outbox are kept)."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
-        entry.runtime_data.runner.async_shutdown()
-        await entry.runtime_data.client.close()
+        data = entry.runtime_data
+        data.runner.async_shutdown()  # queues the buffered telemetry in the client's outbox
+        await data.client.close()
+        await data.outbox.async_save()
     return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> None:
-    """Delete the saved schedule when the entry is removed."""
+    """Delete the saved schedule and outbox when the entry is removed."""
     await Store[dict[str, Any]](
         hass, STORAGE_VERSION, f"{STORAGE_KEY_PREFIX}.{entry.entry_id}"
     ).async_remove()
+    await OutboxStore(hass, entry.entry_id).async_remove()

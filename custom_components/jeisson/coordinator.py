@@ -3,7 +3,9 @@
 The :class:`JeissonCoordinator` subscribes to the :class:`~aggregator.client.HomeClient` (the only
 way this integration talks to the aggregator), answers offers with bids built from the
 homeowner's terms, hands awards to the :class:`~.event_runner.EventRunner`, fires a bus event
-for every lifecycle step and publishes a :class:`JeissonState` snapshot to the entities.
+for every lifecycle step and publishes a :class:`JeissonState` snapshot to the entities. What it
+sends through the client's outbox (award acks, opt-outs, telemetry) is saved by the
+:class:`~.outbox.OutboxStore` whenever it changes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
 from aggregator.client import HomeClient
-from aggregator.errors import JeissonError
+from aggregator.errors import CannotConnect, JeissonError, RequestTimeout
 from aggregator.protocol import (
     Award,
     BidStep,
@@ -53,6 +55,7 @@ from .const import (
 )
 from .event_runner import EventRunner, RunnerHooks
 from .models import LoadConfig, loads_from_options, participating_from_options
+from .outbox import OutboxStore
 from .schedule import HeldEvent, Outcome
 
 type JeissonConfigEntry = ConfigEntry[JeissonRuntimeData]
@@ -113,6 +116,7 @@ class JeissonRuntimeData:
     client: HomeClient
     coordinator: JeissonCoordinator
     runner: EventRunner
+    outbox: OutboxStore
 
 
 def _calendar_item(event: HeldEvent) -> CalendarItem:
@@ -143,9 +147,11 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         hass: HomeAssistant,
         entry: JeissonConfigEntry,
         store: Store[dict[str, Any]],
+        outbox: OutboxStore,
     ) -> None:
         """Create the coordinator and its event runner (no polling: every update is pushed)."""
         super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN)
+        self.outbox = outbox
         self.runner = EventRunner(
             hass,
             store,
@@ -172,6 +178,7 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
     def async_attach(self, client: HomeClient) -> Callable[[], None]:
         """Use ``client`` (connected) and subscribe to it; return a function that unsubscribes."""
         self.client = client
+        self.outbox.async_bind(lambda: client.queued_messages)
         self._connected = client.connected
         if not self._connected:
             self._start_stale_timer()
@@ -235,20 +242,37 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         except JeissonError as err:
             LOGGER.warning("Could not %s: %s", what, err)
 
+    async def _queued(self, what: str, request: Coroutine[Any, Any, object]) -> None:
+        """Run a request the client keeps in its outbox until acknowledged; save the outbox."""
+        try:
+            await request
+        except (CannotConnect, RequestTimeout) as err:
+            # Still in the outbox: re-sent after the next connect (or the next start).
+            LOGGER.debug("%s is queued for the aggregator: %s", what.capitalize(), err)
+        except JeissonError as err:
+            LOGGER.warning("The aggregator refused %s: %s", what, err)
+        finally:
+            self.outbox.async_schedule_save()
+
+    def _send_queued(self, what: str, request: Coroutine[Any, Any, object], name: str) -> None:
+        """Start a queued request (the client queues it at once) and save the outbox soon."""
+        self._spawn(self._queued(what, request), name)
+        self.outbox.async_schedule_save()
+
     @callback
     def send_opt_out(self, event_id: str, load_id: str | None, reason: OptOutReason) -> None:
         """Report an opt-out (queued by the client while disconnected)."""
-        self._spawn(
-            self._guard("report the opt-out", self.client.opt_out(event_id, load_id, reason)),
+        self._send_queued(
+            "the opt-out",
+            self.client.opt_out(event_id, load_id, reason),
             f"jeisson opt-out {event_id}",
         )
 
     @callback
     def send_telemetry(self, samples: Sequence[Sample], event_id: str | None) -> None:
         """Send a telemetry batch (queued by the client while disconnected)."""
-        self._spawn(
-            self._guard("send telemetry", self.client.send_telemetry(samples, event_id)),
-            "jeisson telemetry",
+        self._send_queued(
+            "telemetry", self.client.send_telemetry(samples, event_id), "jeisson telemetry"
         )
 
     @callback
@@ -302,7 +326,9 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         """Return the step curve this home bids for ``offer``."""
         if not self.participating:
             return []
-        committed = self.runner.committed_loads(offer.window_start, offer.window_end)
+        committed = self.runner.committed_loads(
+            offer.window_start, offer.window_end, offer.event_id
+        )
         return build_steps(
             self.loads.values(),
             window_start=offer.window_start,
@@ -356,16 +382,16 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
     async def _handle_award(self, award: Award) -> None:
         self._offers.pop(award.event_id, None)
         decision = await self.runner.async_take_award(award, is_available=self.is_available)
-        self._spawn(
-            self._guard(
-                "acknowledge the award",
-                self.client.ack_award(
-                    award, accepted=decision.accepted, loads=decision.loads, kw=decision.kw
-                ),
+        self._send_queued(
+            "the award acknowledgement",
+            self.client.ack_award(
+                award, accepted=decision.accepted, loads=decision.loads, kw=decision.kw
             ),
             f"jeisson award ack {award.award_id}",
         )
-        if decision.accepted:
+        # A re-sent award (after a reconnect, or one taken before a restart) is acknowledged
+        # again but announced once.
+        if decision.accepted and decision.new:
             self.fire(
                 EVENT_AWARDED,
                 {
@@ -390,6 +416,8 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             return
         self._connected = connected
         self._cancel_stale_timer()
+        # The client re-sent its outbox on connecting; save what is left once the acks are in.
+        self.outbox.async_schedule_save()
         if connected:
             self._stale = False
             LOGGER.debug("Aggregator connection restored")

@@ -4,7 +4,9 @@ The :class:`EventRunner` is autonomous once an award is taken: its timers (start
 staggered restore) run in Home Assistant whether or not the aggregator is reachable, and every
 decision is saved to the :class:`~.schedule.Schedule` store *before* it is carried out, so a
 restart resumes it. It restores only the loads it switched off itself, and treats a homeowner
-switching a held load back on as an opt-out for that load — reported, never fought.
+switching a held load back on as an opt-out for that load — reported, never fought. Its
+:class:`~.telemetry.TelemetryReporter` reports the home's power all the time (slowly outside
+events, for baselines; fast with the event's id while one is active).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.event import (
     async_track_point_in_utc_time,
     async_track_state_change_event,
-    async_track_time_interval,
 )
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
@@ -44,11 +45,10 @@ from .const import (
     EVENT_OPTED_OUT,
     EVENT_STARTED,
     LOGGER,
-    SAMPLE_INTERVAL,
-    SAMPLES_PER_BATCH,
 )
 from .models import LoadConfig
 from .schedule import HeldEvent, Outcome, Schedule
+from .telemetry import TelemetryReporter
 
 type Loads = Mapping[str, LoadConfig]
 
@@ -60,6 +60,8 @@ class AwardDecision:
     accepted: bool
     loads: list[str]
     kw: float
+    new: bool = True
+    """False when the award was taken before (a re-sent award, or one seen before a restart)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -98,8 +100,7 @@ class EventRunner:
         self.schedule = Schedule()
         self._timers: dict[tuple[str, str], CALLBACK_TYPE] = {}
         self._unsub_state: CALLBACK_TYPE | None = None
-        self._unsub_telemetry: CALLBACK_TYPE | None = None
-        self._samples: list[Sample] = []
+        self.telemetry = TelemetryReporter(hass, sample=self.sample, send=hooks.send_telemetry)
         self._closed = False
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -118,30 +119,33 @@ class EventRunner:
 
     @callback
     def async_shutdown(self) -> None:
-        """Cancel every timer and listener (the saved schedule stays for the next start)."""
+        """Cancel every timer and listener; queue the buffered telemetry (the schedule stays)."""
         self._closed = True
+        self.telemetry.async_stop()
         for cancel in self._timers.values():
             cancel()
         self._timers.clear()
         if self._unsub_state:
             self._unsub_state()
             self._unsub_state = None
-        if self._unsub_telemetry:
-            self._unsub_telemetry()
-            self._unsub_telemetry = None
 
     def held_awards(self) -> list[HeldAward]:
         """Return the awards still being executed (reported in the home's hello)."""
         return [event.to_held_award() for event in self.schedule.open_events()]
 
-    def committed_loads(self, start: datetime, end: datetime) -> set[str]:
-        """Return loads already committed to an open award overlapping ``[start, end)``."""
+    def committed_loads(self, start: datetime, end: datetime, event_id: str) -> set[str]:
+        """Return the loads that must not bid for ``event_id`` in ``[start, end)``.
+
+        Loads committed to an open award of another event overlapping the window, and every
+        load named in any award of ``event_id`` itself — held, given back (opted out,
+        overridden) or declined: the aggregator refuses a whole bid naming one of them.
+        """
         return {
             load_id
             for event in self.schedule.open_events()
             if event.window_start < end and start < event.window_end
             for load_id in event.loads
-        }
+        } | self.schedule.loads_named_in(event_id)
 
     # --- awards -----------------------------------------------------------------------------
 
@@ -157,6 +161,7 @@ class EventRunner:
                     accepted=known.outcome is not Outcome.REJECTED,
                     loads=list(known.loads),
                     kw=known.committed_kw,
+                    new=False,
                 )
             if award.kind is EventKind.DIRECT:
                 chosen = [
@@ -190,6 +195,7 @@ class EventRunner:
                 restore_stagger_s=award.restore_stagger_s,
                 loads=chosen if accepted else [],
                 committed_kw=kw if accepted else 0.0,
+                declined=[] if accepted else list(award.loads),
             )
             if not accepted:
                 event.status = HomeEventStatus.DONE
@@ -344,8 +350,8 @@ class EventRunner:
             event.restore_at[load_id] = now + timedelta(seconds=delay)
         event.status = HomeEventStatus.RESTORING if held else HomeEventStatus.DONE
         await self._save()
-        if was_active:
-            self._take_sample(now, force_flush=True, event_id=event.event_id)
+        if was_active and self.telemetry.event_id == event.event_id:
+            self.telemetry.async_report_now(now)
         for load_id, when in event.restore_at.items():
             self._at(event, f"restore:{load_id}", when, self._on_restore_time, load_id)
         payload: dict[str, Any] = {
@@ -515,19 +521,9 @@ class EventRunner:
         ]
 
     def _refresh_telemetry(self) -> None:
-        active = bool(self._active_events())
-        if active and self._unsub_telemetry is None:
-            self._take_sample(dt_util.utcnow(), force_flush=True)
-            self._unsub_telemetry = async_track_time_interval(
-                self._hass, self._on_sample_time, SAMPLE_INTERVAL, name="jeisson telemetry"
-            )
-        elif not active and self._unsub_telemetry is not None:
-            self._unsub_telemetry()
-            self._unsub_telemetry = None
-
-    @callback
-    def _on_sample_time(self, now: datetime) -> None:
-        self._take_sample(now)
+        """Report fast for the first active event, or slowly outside events."""
+        active = self._active_events()
+        self.telemetry.async_set_event(active[0].event_id if active else None)
 
     def sample(self, now: datetime) -> Sample:
         """Return a telemetry sample of the home's declared loads right now."""
@@ -547,14 +543,3 @@ class EventRunner:
     def shed_kw(self) -> float:
         """Return the power Jeisson holds off right now."""
         return sum(event.shed_kw() for event in self.schedule.open_events())
-
-    def _take_sample(
-        self, now: datetime, *, force_flush: bool = False, event_id: str | None = None
-    ) -> None:
-        active = self._active_events()
-        if event_id is None and active:
-            event_id = active[0].event_id
-        self._samples.append(self.sample(now))
-        if force_flush or len(self._samples) >= SAMPLES_PER_BATCH:
-            samples, self._samples = self._samples, []
-            self._hooks.send_telemetry(samples, event_id)

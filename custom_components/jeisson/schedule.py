@@ -54,6 +54,8 @@ class HeldEvent:
     released: list[str] = field(default_factory=list)
     """Loads given back (restored, or switched on by the homeowner)."""
     opted_out: list[str] = field(default_factory=list)
+    declined: list[str] = field(default_factory=list)
+    """Loads of an award the home refused (``loads`` is then empty)."""
     delivered_kwh: float = 0.0
     earnings: float = 0.0
 
@@ -119,6 +121,7 @@ class HeldEvent:
             "restore_at": {key: value.isoformat() for key, value in self.restore_at.items()},
             "released": list(self.released),
             "opted_out": list(self.opted_out),
+            "declined": list(self.declined),
             "delivered_kwh": self.delivered_kwh,
             "earnings": self.earnings,
         }
@@ -148,6 +151,7 @@ class HeldEvent:
             restore_at={key: datetime.fromisoformat(v) for key, v in raw["restore_at"].items()},
             released=list(raw["released"]),
             opted_out=list(raw["opted_out"]),
+            declined=list(raw.get("declined", [])),
             delivered_kwh=float(raw["delivered_kwh"]),
             earnings=float(raw["earnings"]),
         )
@@ -172,6 +176,19 @@ class Schedule:
     def for_event(self, event_id: str) -> list[HeldEvent]:
         """Return the open awards of one event."""
         return [event for event in self.open_events() if event.event_id == event_id]
+
+    def loads_named_in(self, event_id: str) -> set[str]:
+        """Return every load named in any award of ``event_id``, finished or not.
+
+        Held, given back (opted out of, overridden) or declined: in one event the aggregator
+        does not ask for a load twice, and refuses a whole bid that names one of them.
+        """
+        return {
+            load_id
+            for event in self.events.values()
+            if event.event_id == event_id
+            for load_id in (*event.loads, *event.declined)
+        }
 
     def prune(self) -> None:
         """Keep at most ``HISTORY_LIMIT`` finished awards (the oldest go first)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -106,6 +107,20 @@ class AggregatorProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def telemetry_count(self, home_id: str, event_id: str | None) -> int:
+        """Return how many samples of a home the server stored for an event (None: outside).
+
+        Reads the server's SQLite file directly (blocking: call it from an executor job).
+        """
+        with sqlite3.connect(self.workdir / "aggregator.db") as conn:
+            if event_id is None:
+                query = "SELECT count(*) FROM telemetry WHERE home_id = ? AND event_id IS NULL"
+                (count,) = conn.execute(query, (home_id,)).fetchone()
+            else:
+                query = "SELECT count(*) FROM telemetry WHERE home_id = ? AND event_id = ?"
+                (count,) = conn.execute(query, (home_id, event_id)).fetchone()
+        return int(count)
 
     def log_tail(self, chars: int = 4000) -> str:
         """Return the end of the server log (for failure messages)."""
