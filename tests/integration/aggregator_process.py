@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,7 +114,7 @@ class AggregatorProcess:
 
         Reads the server's SQLite file directly (blocking: call it from an executor job).
         """
-        with sqlite3.connect(self.workdir / "aggregator.db") as conn:
+        with closing(sqlite3.connect(self.workdir / "aggregator.db")) as conn:
             if event_id is None:
                 query = "SELECT count(*) FROM telemetry WHERE home_id = ? AND event_id IS NULL"
                 (count,) = conn.execute(query, (home_id,)).fetchone()
