@@ -40,6 +40,8 @@ from .issues import async_clear_protocol_issue, async_raise_protocol_issue
 from .models import inventory_from_options
 from .outbox import OutboxStore
 from .services import async_setup_services
+from .wifi import async_remove_config_entry_device as async_remove_config_entry_device
+from .wifi import async_remove_wifi_store
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
@@ -186,3 +188,4 @@ async def async_remove_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> 
         hass, STORAGE_VERSION, f"{STORAGE_KEY_PREFIX}.{entry.entry_id}"
     ).async_remove()
     await OutboxStore(hass, entry.entry_id).async_remove()
+    await async_remove_wifi_store(hass, entry)

@@ -1,4 +1,11 @@
-"""Config flow: enrol the home with an aggregator, re-authenticate, reconfigure, manage loads."""
+"""Config flow: enrol the home with an aggregator, re-authenticate, reconfigure, manage loads.
+
+It also pairs Jeisson WiFi actuators: when an unknown device connects to the endpoint, a
+discovered flow asks the user for the key printed on it, checks the typed key against the
+device's ``hello`` proof right away (a typo is shown as an error, the user retries), then pairs
+the device with the loaded home (its store, not a config entry of its own) and welcomes it. The
+flow then ends with the ``wifi_paired`` message: the device is part of the home entry.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +27,10 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.typing import DiscoveryInfoType
 from yarl import URL
 
+from actuator import protocol
 from aggregator.client import Enrollment, HomeClient, enroll
 from aggregator.errors import (
     AuthenticationFailed,
@@ -44,9 +53,21 @@ from .const import (
 )
 from .models import inventory_from_options
 from .options_flow import JeissonOptionsFlow
+from .wifi_endpoint import (
+    DISCOVERY_DEVICE_ID,
+    DISCOVERY_MODEL,
+    DISCOVERY_NAME,
+    DISCOVERY_RATED_KW,
+    NotPendingError,
+    WrongKeyError,
+    async_pair_with_key,
+    pairing_unique_id,
+)
 
 _URL_SCHEMES = ("http", "https")
 DEFAULT_TITLE = "Jeisson home"
+CONF_KEY = "key"
+DEFAULT_ACTUATOR_MODEL = "Jeisson WiFi actuator"
 
 
 class InvalidUrl(ValueError):
@@ -93,6 +114,8 @@ class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
 
     VERSION = 1
     MINOR_VERSION = 1
+
+    _wifi_device: dict[str, Any]
 
     @staticmethod
     @callback
@@ -220,5 +243,45 @@ class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
                 probatio.Schema({probatio.Required(CONF_URL): URL_SELECTOR}),
                 user_input or {CONF_URL: entry.data[CONF_URL]},
             ),
+            errors=errors,
+        )
+
+    async def async_step_integration_discovery(
+        self, discovery_info: DiscoveryInfoType
+    ) -> ConfigFlowResult:
+        """Pair a new Jeisson WiFi actuator: ask the user for the key printed on it."""
+        await self.async_set_unique_id(pairing_unique_id(discovery_info[DISCOVERY_DEVICE_ID]))
+        self._abort_if_unique_id_configured(error="wifi_ignored")
+        self._wifi_device = dict(discovery_info)
+        self.context["title_placeholders"] = {CONF_NAME: discovery_info[DISCOVERY_NAME]}
+        return await self.async_step_wifi_confirm()
+
+    async def async_step_wifi_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Pair the device once the user typed its key; a wrong key can be typed again."""
+        device = self._wifi_device
+        placeholders = {
+            CONF_NAME: str(device[DISCOVERY_NAME]),
+            "model": str(device.get(DISCOVERY_MODEL) or DEFAULT_ACTUATOR_MODEL),
+            "rated_kw": str(device[DISCOVERY_RATED_KW]),
+        }
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                key = protocol.parse_key(user_input[CONF_KEY])
+                await async_pair_with_key(self.hass, device[DISCOVERY_DEVICE_ID], key)
+            except WrongKeyError:
+                errors[CONF_KEY] = "wrong_key"
+            except ValueError:
+                errors[CONF_KEY] = "invalid_key_format"
+            except NotPendingError:
+                return self.async_abort(reason="wifi_not_pending")
+            else:
+                return self.async_abort(reason="wifi_paired", description_placeholders=placeholders)
+        return self.async_show_form(
+            step_id="wifi_confirm",
+            data_schema=probatio.Schema({probatio.Required(CONF_KEY): CODE_SELECTOR}),
+            description_placeholders=placeholders,
             errors=errors,
         )

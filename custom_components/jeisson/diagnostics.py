@@ -1,4 +1,4 @@
-"""Diagnostics: the entry (token and URL redacted), the loads, the connection and the schedule."""
+"""Diagnostics: entry (token, URL redacted), connection, schedule, WiFi devices (keys redacted)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from homeassistant.const import CONF_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
 
 from .coordinator import JeissonConfigEntry
+from .wifi_endpoint import get_router
 
 TO_REDACT = {CONF_TOKEN, CONF_URL}
+WIFI_TO_REDACT = {"key"}
 
 
 async def async_get_config_entry_diagnostics(
@@ -38,4 +40,14 @@ async def async_get_config_entry_diagnostics(
             "currency": state.currency,
         },
         "schedule": data.runner.schedule.as_dict(),
+        "wifi_devices": _wifi_devices(hass, entry),
     }
+
+
+def _wifi_devices(hass: HomeAssistant, entry: JeissonConfigEntry) -> list[Any]:
+    """Return the home's paired WiFi actuators and their live state, keys redacted."""
+    router = get_router(hass)
+    hub = router.hub(entry.entry_id) if router is not None else None
+    if hub is None:
+        return []
+    return [async_redact_data(device, WIFI_TO_REDACT) for device in hub.diagnostics()]

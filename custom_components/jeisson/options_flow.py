@@ -1,12 +1,15 @@
 """Options flow: add, edit and remove loads with their terms, and switch participation.
 
-A load is switched by an existing HA ``switch`` entity or, where ZHA has devices with an On/Off
-cluster, by one of them (stored as ``zha:<device id>`` with its IEEE address, see
-:mod:`.zigbee`).
+A load is switched by an existing HA ``switch`` entity or, once one is paired, by a Jeisson WiFi
+actuator (stored as ``jeisson_wifi:<device id>``; picking a WiFi actuator's own relay switch
+entity means the same, so its off commands carry their end for the device's fail-safe).
+Where ZHA has devices with an On/Off cluster, one may be picked instead (stored as
+``zha:<device id>`` with its IEEE address, see :mod:`.zigbee`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import probatio
@@ -51,7 +54,11 @@ from .const import (
     MAX_RATED_KW,
 )
 from .models import CONF_ZHA_IEEE, new_load_id
+from .wifi_devices import actuator_ref, device_id_for_relay_entity, device_id_from_actuator
+from .wifi_endpoint import get_router
 from .zigbee import CONF_ZHA_DEVICE, form_values, stored_zha_ieee, with_zha_devices, zha_choice
+
+CONF_WIFI_DEVICE = "wifi_device"
 
 _KW_STEP = 0.01
 _PRICE_STEP = 0.001
@@ -102,6 +109,28 @@ LOAD_SCHEMA = probatio.Schema(
 )
 
 
+def load_schema(wifi_devices: Mapping[str, str]) -> probatio.Schema:
+    """Return the load form; with paired WiFi actuators (id → name) one may be picked instead."""
+    if not wifi_devices:
+        return LOAD_SCHEMA
+    fields: dict[Any, Any] = {}
+    for marker, selector in LOAD_SCHEMA.schema.items():
+        if marker != CONF_ACTUATOR:
+            fields[marker] = selector
+            continue
+        fields[probatio.Optional(CONF_ACTUATOR)] = selector
+        fields[probatio.Optional(CONF_WIFI_DEVICE)] = SelectSelector(
+            SelectSelectorConfig(
+                options=[
+                    SelectOptionDict(value=device_id, label=name)
+                    for device_id, name in wifi_devices.items()
+                ],
+                mode=SelectSelectorMode.DROPDOWN,
+            )
+        )
+    return probatio.Schema(fields)
+
+
 def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
     """Return the stored form of a load from the form's input."""
     return {
@@ -129,19 +158,28 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         return dict(self.config_entry.options.get(CONF_LOADS, {}))
 
     def _schema(self) -> probatio.Schema:
-        return with_zha_devices(self.hass, LOAD_SCHEMA)
+        router = get_router(self.hass)
+        hub = router.hub(self.config_entry.entry_id) if router is not None else None
+        devices = {device.device_id: device.name for device in hub.devices} if hub else {}
+        return with_zha_devices(self.hass, load_schema(devices))
 
     def _actuator(self, user_input: dict[str, Any]) -> tuple[str | None, str | None]:
         """Return the chosen actuator's stored value, or the error that prevents it."""
         entity_id = user_input.get(CONF_ACTUATOR)
+        wifi_device = user_input.get(CONF_WIFI_DEVICE)
         if zha_device := user_input.get(CONF_ZHA_DEVICE):
-            if entity_id:
+            if entity_id or wifi_device:
                 return None, "actuator_conflict"
             zha_actuator = zha_choice(self.hass, zha_device)
             return zha_actuator, (None if zha_actuator else "zha_device_unavailable")
+        if entity_id and wifi_device:
+            return None, "actuator_conflict"
+        if wifi_device:
+            return actuator_ref(wifi_device), None
         if not entity_id:
             return None, "actuator_required"
-        return entity_id, None
+        relay_of = device_id_for_relay_entity(self.hass, entity_id)
+        return (actuator_ref(relay_of) if relay_of else entity_id), None
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be done."""
@@ -162,7 +200,10 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
             other_id != load_id and other[CONF_ACTUATOR] == actuator
             for other_id, other in self._loads.items()
         ):
-            field = CONF_ZHA_DEVICE if user_input.get(CONF_ZHA_DEVICE) else CONF_ACTUATOR
+            field = next(
+                (key for key in (CONF_WIFI_DEVICE, CONF_ZHA_DEVICE) if user_input.get(key)),
+                CONF_ACTUATOR,
+            )
             errors[field] = "actuator_in_use"
         if bool(user_input.get(CONF_OFF_LIMITS_START)) != bool(user_input.get(CONF_OFF_LIMITS_END)):
             errors["base"] = "off_limits_incomplete"
@@ -235,6 +276,9 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         current = {
             key: value for key, value in self._loads[self._editing].items() if value is not None
         }
+        if (device_id := device_id_from_actuator(current[CONF_ACTUATOR])) is not None:
+            current[CONF_WIFI_DEVICE] = device_id
+            del current[CONF_ACTUATOR]
         current = form_values(self.hass, current)
         return self.async_show_form(
             step_id="load_details",

@@ -1,4 +1,4 @@
-"""Sensors of the home's demand-response state: status, committed/delivered kW, earnings."""
+"""Sensors of the home's demand-response state (status, kW, earnings) and WiFi actuator power."""
 
 from __future__ import annotations
 
@@ -18,9 +18,19 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import DRStatus, JeissonConfigEntry, JeissonState
 from .entity import JeissonEntity
+from .wifi_devices import POWER_KEY, PairedDevice, WifiHub
+from .wifi_entity import WifiDeviceEntity, async_setup_wifi_platform
 
 PARALLEL_UPDATES = 0
 DEFAULT_CURRENCY = "EUR"
+WIFI_POWER = SensorEntityDescription(
+    key=POWER_KEY,
+    translation_key="wifi_power",
+    device_class=SensorDeviceClass.POWER,
+    state_class=SensorStateClass.MEASUREMENT,
+    native_unit_of_measurement=UnitOfPower.WATT,
+    suggested_display_precision=0,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +94,7 @@ async def async_setup_entry(
     """Create the home's sensors."""
     coordinator = entry.runtime_data.coordinator
     async_add_entities(JeissonSensor(coordinator, description) for description in SENSORS)
+    await async_setup_wifi_platform(hass, entry, async_add_entities, WifiPowerSensor)
 
 
 class JeissonSensor(JeissonEntity, SensorEntity):
@@ -109,3 +120,17 @@ class JeissonSensor(JeissonEntity, SensorEntity):
         if self.entity_description.device_class is SensorDeviceClass.MONETARY:
             return self.coordinator.data.currency or DEFAULT_CURRENCY
         return super().native_unit_of_measurement
+
+
+class WifiPowerSensor(WifiDeviceEntity, SensorEntity):
+    """The power a WiFi actuator reports (measured, or its rated power while on)."""
+
+    def __init__(self, hub: WifiHub, device: PairedDevice) -> None:
+        """Describe the power sensor of ``device``."""
+        super().__init__(hub, device, WIFI_POWER)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the reported power in W."""
+        state = self.device_state
+        return None if state is None else state.power_w

@@ -1,4 +1,4 @@
-"""Switches: one per declared load (its state and control) and the home's participation."""
+"""Switches: one per declared load, the home's participation, and each WiFi actuator's relay."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_track_state_change_event
 
+from .actuators import WifiActuator
 from .const import ATTR_HELD_BY_JEISSON, ATTR_HELD_UNTIL, DOMAIN
 from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonState
 from .entity import JeissonEntity
 from .models import LoadConfig
+from .wifi_devices import RELAY_KEY, PairedDevice, WifiHub
+from .wifi_entity import WifiDeviceEntity, async_setup_wifi_platform
 from .zigbee import linked_zha_device
 
 PARALLEL_UPDATES = 1
@@ -39,6 +42,9 @@ PARTICIPATION = JeissonSwitchDescription(
 )
 
 LOAD = SwitchEntityDescription(key="load", translation_key="load")
+WIFI_RELAY = SwitchEntityDescription(key=RELAY_KEY, translation_key="wifi_relay")
+ATTR_CAUSE = "cause"
+ATTR_HOLD_UNTIL = "hold_until"
 
 
 async def async_setup_entry(
@@ -48,6 +54,8 @@ async def async_setup_entry(
 ) -> None:
     """Create the participation switch and a switch per configured load."""
     coordinator = entry.runtime_data.coordinator
+    # WiFi actuators first: the load switches of WiFi loads follow their device's hub.
+    await async_setup_wifi_platform(hass, entry, async_add_entities, WifiRelaySwitch)
     entities: list[SwitchEntity] = [JeissonSwitch(coordinator, PARTICIPATION)]
     entities.extend(JeissonLoadSwitch(coordinator, load) for load in coordinator.loads.values())
     async_add_entities(entities)
@@ -95,6 +103,8 @@ class JeissonLoadSwitch(JeissonEntity, SwitchEntity):
                 self.hass, self._actuator.watched_entity_ids, self._on_actuator_change
             )
         )
+        if isinstance(self._actuator, WifiActuator):  # its entities may not be registered yet
+            self.async_on_remove(self._actuator.async_listen(self.async_write_ha_state))
 
     @callback
     def _on_actuator_change(self, _event: Event[EventStateChangedData]) -> None:
@@ -136,3 +146,36 @@ class JeissonLoadSwitch(JeissonEntity, SwitchEntity):
                 translation_key="actuator_failed",
                 translation_placeholders={"load": self._load.name, "error": str(err)},
             ) from err
+
+
+class WifiRelaySwitch(WifiDeviceEntity, SwitchEntity):
+    """A WiFi actuator's relay: on powers the load; off holds it off (renewed, at most a day)."""
+
+    def __init__(self, hub: WifiHub, device: PairedDevice) -> None:
+        """Describe the relay of ``device``."""
+        super().__init__(hub, device, WIFI_RELAY)
+
+    @property
+    def is_on(self) -> bool | None:
+        """Return the relay state the device reported."""
+        state = self.device_state
+        return None if state is None else state.relay_on
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return why the relay is as it is and when the device ends its hold by itself."""
+        state = self.device_state
+        if state is None:
+            return {}
+        return {
+            ATTR_CAUSE: state.cause,
+            ATTR_HOLD_UNTIL: state.hold_until.isoformat() if state.hold_until else None,
+        }
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Release any hold and power the load."""
+        await self._hub.async_turn_on(self._device_id)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Hold the load off (until its event ends, or a renewed day outside events)."""
+        await self._hub.async_turn_off(self._device_id)

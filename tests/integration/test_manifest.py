@@ -29,7 +29,8 @@ def test_manifest_has_every_key_hassfest_needs_in_its_order() -> None:
     assert manifest["documentation"].startswith("https://")
     assert manifest["integration_type"] == "hub"
     assert manifest["iot_class"] == "cloud_push"
-    assert manifest["after_dependencies"] == ["zha"]
+    assert manifest["after_dependencies"] == ["zeroconf", "zha"]
+    assert manifest["dependencies"] == ["http"]
     assert manifest["requirements"] == [f"jeisson=={version('jeisson')}"]
     assert manifest["version"] == SOFTWARE_VERSION
 
