@@ -10,8 +10,9 @@ the event's window end plus a fixed share of the award's restore stagger (so dev
 do not all come back at once), or the restore time once the runner chose it; the schedule saved
 by the event runner is the source of truth, so this survives restarts. A manual ``off`` (outside
 an event) is a 24 h hold that the hub renews every hour while it lasts. When a device (re)connects
-the hub brings it in line: it re-sends the hold it should be in (unless the homeowner pressed the
-device's button: a ``local`` override is never fought) or releases a hold nobody wants anymore.
+the hub brings it in line before showing it: it re-sends the hold it should be in (a device that
+rebooted reconnects before the old link is seen dead, so the load is not taken for an override),
+unless the homeowner pressed the device's button: a ``local`` override is never fought.
 """
 
 from __future__ import annotations
@@ -427,18 +428,21 @@ class WifiHub:
             self._notify(device_id)
 
     async def _async_reconcile(self, device_id: str, conn: DeviceConnection) -> None:
-        """Re-send the hold the device should be in, or release one nobody wants."""
+        """Re-send the hold the device should be in (it lost it, or it ends too early).
+
+        A hold Home Assistant no longer wants is left to end by itself (it always has an end):
+        restoring loads is the event runner's job, which knows whether and when it owes one.
+        """
         state = self._states[device_id]
         device = self._paired[device_id]
         if state.overridden:
             await self._async_set_manual(device, False)
             return
         wanted = self._wanted_end(device)
-        if wanted is not None:
-            if state.hold_until is None or state.hold_until < wanted - RENEW_SLACK:
-                await self._async_send_off(conn, device, wanted)
-        elif state.hold_until is not None:
-            await self._async_send_on(conn, device)
+        if wanted is not None and (
+            state.hold_until is None or state.hold_until < wanted - RENEW_SLACK
+        ):
+            await self._async_send_off(conn, device, wanted)
 
     @callback
     def _on_renew_time(self, _now: datetime) -> None:

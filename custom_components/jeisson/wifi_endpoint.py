@@ -178,10 +178,6 @@ class WifiRouter:
 
     # --- pairing --------------------------------------------------------------------------
 
-    def pending(self, device_id: str) -> PendingDevice | None:
-        """Return the device waiting for the user, if it is."""
-        return self._pending.get(device_id)
-
     def check_key(self, device_id: str, key: bytes) -> bool:
         """Return True when ``key`` is the key of the pending device (its ``hello`` proof)."""
         pending = self._pending.get(device_id)

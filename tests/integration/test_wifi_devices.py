@@ -163,17 +163,23 @@ async def test_the_button_ends_a_manual_hold_for_good(
 async def test_reconnecting_devices_are_put_in_the_hold_they_should_be_in(
     hass: HomeAssistant, hass_storage: dict[str, Any], endpoint_url: str, raw_device: Any
 ) -> None:
-    """A hold nobody wants is released; a manual hold is re-sent; an override is respected."""
+    """A hold nobody wants ends by itself; a manual hold is re-sent; an override is respected."""
     raw = await raw_device(endpoint_url)
-    stale_hold = protocol.hold_payload("old", 1_800_000_000.0, 100.0)
-    await raw.send(raw.hello(RAW, state={**ON_STATE, "relay": "off", "hold": stale_hold}))
+    until = dt_util.utcnow().timestamp() + 100
+    stale_hold = protocol.hold_payload("old", until, 100.0)
+    held = {**ON_STATE, "relay": "off", "power_w": 0.0, "hold": stale_hold}
+    await raw.send(raw.hello(RAW, state=held))
     assert (await raw.next())["type"] == "welcome"
-    command = await raw.next()
-    assert command is not None
-    assert command["command"] == "on"
-    assert state_of(hass, RAW_RELAY) == "unavailable"  # shown once it is in line
-    await raw.send(protocol.ack(command["id"], False, ON_STATE))
-    await wait_for(lambda: state_of(hass, RAW_RELAY) == "on", what="released")
+    await wait_for(lambda: state_of(hass, RAW_RELAY) == "off", what="shown as it is")
+    relay = hass.states.get(RAW_RELAY)
+    assert relay is not None
+    assert dt_util.parse_datetime(relay.attributes["hold_until"]).timestamp() == pytest.approx(
+        until, abs=1e-3
+    )
+    with pytest.raises(TimeoutError):
+        await raw.next(timeout=0.3)  # no command: the runner restores loads, or the device
+    await raw.send({"type": "state", "state": ON_STATE})
+    await wait_for(lambda: state_of(hass, RAW_RELAY) == "on", what="report")
 
     # Held off by hand, then reconnected without its hold: the hold is sent again.
     await _switch_off_raw(hass, raw)

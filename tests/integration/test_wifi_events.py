@@ -2,7 +2,7 @@
 
 The award switches the device off with the hold's end; Home Assistant gives the load back at
 the end; when Home Assistant goes away mid-event the device restores the load on time by itself;
-a device that lost its hold is put back in it on reconnect; its button is an opt-out.
+a device that rebooted without its hold is put back in it; its button is an opt-out.
 """
 
 # ruff: noqa: F811 - the fixtures imported from wifi_support are parameters of the tests
@@ -19,6 +19,7 @@ from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
+from actuator import protocol
 from custom_components.jeisson.const import EVENT_AWARDED, EVENT_ENDED, EVENT_OPTED_OUT
 from custom_components.jeisson.wifi_devices import RENEW_INTERVAL, actuator_ref, stagger_share
 
@@ -28,6 +29,7 @@ from .test_e2e import of_type, record_events
 from .wifi_support import (
     endpoint_url,  # noqa: F401 - fixture
     paired_record,
+    raw_device,  # noqa: F401 - fixture
     simulator,  # noqa: F401 - fixture
     start_device,  # noqa: F401 - fixture
     state_of,
@@ -38,6 +40,14 @@ DEVICE = "sim-heater"
 RELAY = "switch.water_heater_relay"
 LOAD_SWITCH = "switch.jeisson_home_water_heater"
 STAGGER_S = 1.0
+OFF_STATE = {
+    "relay": "off",
+    "power_w": 0.0,
+    "power_measured": True,
+    "hold": None,
+    "cause": "command",
+    "uptime_s": 5.0,
+}
 RESTORE_TOLERANCE_S = 0.6
 """The device's fail-safe loop runs every 0.25 s; the test polls every 0.05 s."""
 
@@ -53,6 +63,11 @@ def default_loads(hass_storage: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _end(created: dict[str, Any]) -> float:
     return datetime.fromisoformat(created["end"]).timestamp()
+
+
+def _share(events: list[Event]) -> float:
+    """Return this device's share of the stagger for the (first) award."""
+    return stagger_share(DEVICE, of_type(events, EVENT_AWARDED)[0]["award_id"])
 
 
 async def _event(aggregator: AggregatorProcess, duration: float) -> dict[str, Any]:
@@ -85,10 +100,12 @@ async def test_an_award_holds_the_device_off_until_the_event_gives_it_back(
     assert datetime.fromisoformat(relay.attributes["hold_until"]).timestamp() == pytest.approx(
         expected_until, abs=0.01
     )
-    load = hass.states.get(LOAD_SWITCH)
-    assert load is not None
-    assert load.state == "off"
-    assert load.attributes["held_by_jeisson"] is True
+
+    def held() -> bool:
+        load = hass.states.get(LOAD_SWITCH)
+        return load is not None and load.state == "off" and load.attributes["held_by_jeisson"]
+
+    await wait_for(held, what="the load switch shows the hold")
     assert float(state_of(hass, "sensor.water_heater_power") or -1) == 0.0
 
     await wait_for(lambda: bool(of_type(events, EVENT_ENDED)), what="event end")
@@ -126,42 +143,51 @@ async def test_home_assistant_going_away_mid_event_leaves_the_device_to_restore_
     assert await sim.stop() == 0
 
 
-async def test_a_device_that_lost_its_hold_is_put_back_in_it_when_it_reconnects(
-    hass: HomeAssistant, aggregator: AggregatorProcess, endpoint_url: str, simulator: Any
+async def test_a_device_that_rebooted_without_its_hold_is_put_back_in_it(
+    hass: HomeAssistant,
+    aggregator: AggregatorProcess,
+    endpoint_url: str,
+    simulator: Any,
+    raw_device: Any,
 ) -> None:
-    """It rebooted without its state file: Home Assistant re-sends the event's off at once,
-    before showing the device again, so the load is not taken for an override."""
+    """A power blip: the old link is half-open (no FIN) when the rebooted device, its hold
+    lost, connects again. Home Assistant re-sends the event's off before showing the new link,
+    so the load is never seen on (no override) and ends with the event."""
     events = record_events(hass)
-    first = await simulator(endpoint_url, DEVICE, name="Water heater", rated_kw=2.0)
+    before = await raw_device(endpoint_url)  # the device before the blip, driven by hand
+    await before.send(before.hello(DEVICE, name="Water heater"))
+    assert (await before.next())["type"] == "welcome"
     await wait_for(lambda: state_of(hass, RELAY) == "on", what="device connected")
     created = await _event(aggregator, duration=4.0)
+    command = await before.next(timeout=10)
+    assert command is not None
+    assert command["command"] == "off"
+    until = command["until"]
+    assert until == pytest.approx(_end(created) + STAGGER_S * _share(events), abs=0.01)
+    hold = protocol.hold_payload(command["id"], until, command["duration_s"])
+    off = {**OFF_STATE, "hold": hold}
+    await before.send(protocol.ack(command["id"], False, off))
     await wait_for(lambda: state_of(hass, RELAY) == "off", what="relay off")
-    until = first.hold()["until"]
-    first.process.kill()  # power cut: no goodbye, and the new process has a fresh state file
-    await first.process.wait()
-    await wait_for(lambda: state_of(hass, RELAY) == "unavailable", what="link lost")
 
-    seen: list[str] = []
+    seen: list[tuple[str, bool]] = []  # (relay state, whether the event had ended)
 
     @callback
     def _record(event: Event[EventStateChangedData]) -> None:
         if (new := event.data["new_state"]) is not None:
-            seen.append(new.state)
+            seen.append((new.state, bool(of_type(events, EVENT_ENDED))))
 
     unsub = async_track_state_change_event(hass, [RELAY], _record)
-    second = await simulator(endpoint_url, DEVICE, name="Water heater", rated_kw=2.0)
-    await wait_for(lambda: state_of(hass, RELAY) == "off", what="back in its hold")
-    hold = second.hold()
-    assert hold["until"] == pytest.approx(until, abs=0.01)
-    relay = hass.states.get(RELAY)
-    assert relay is not None
-    assert relay.attributes["cause"] == "command"
+    rebooted = await simulator(endpoint_url, DEVICE, name="Water heater", rated_kw=2.0)
+    await wait_for(lambda: rebooted.hold() not in (None, "unreadable"), what="back in its hold")
+    assert rebooted.hold()["until"] == pytest.approx(until, abs=0.01)
+    assert (await before.next())["code"] == "replaced"
     await wait_for(lambda: bool(of_type(events, EVENT_ENDED)), what="event end")
     await wait_for(lambda: state_of(hass, RELAY) == "on", timeout=5, what="restored")
+    await wait_for(lambda: rebooted.hold() is None, timeout=2, what="hold released")
     unsub()
-    assert seen[0] == "off"  # never "on" while the event held it
+    assert {state for state, ended in seen if not ended} <= {"off"}  # never on while held
     assert not of_type(events, EVENT_OPTED_OUT)
-    assert time.time() >= _end(created)
+    assert await rebooted.stop() == 0
 
 
 async def test_the_device_button_mid_event_is_an_opt_out_and_is_not_fought(
