@@ -4,7 +4,15 @@ The :class:`EventRunner` is autonomous once an award is taken: its timers (start
 staggered restore) run in Home Assistant whether or not the aggregator is reachable, and every
 decision is saved to the :class:`~.schedule.Schedule` store *before* it is carried out, so a
 restart resumes it. It restores only the loads it switched off itself, and treats a homeowner
-switching a held load back on as an opt-out for that load — reported, never fought. Its
+switching a held load back on as an opt-out for that load — reported, never fought.
+
+A load whose actuator cannot be reached is reported as an ``unavailable`` opt-out (at the start,
+or the first time it drops off mid-event), so the aggregator re-negotiates what is missing; one
+Jeisson switched off is still restored at the end if it is found off. Every restore is recorded
+as owed (``Schedule.to_restore``, saved) before it is tried; one that fails is retried when the
+actuator is reachable again and every :data:`RETRY_INTERVAL`, for :data:`RETRY_FOR`, until the
+load is on — and dropped as soon as the load is seen on, so a homeowner switching it off again
+afterwards is never fought. Its
 :class:`~.telemetry.TelemetryReporter` reports the home's power all the time (slowly outside
 events, for baselines; fast with the event's id while one is active).
 """
@@ -18,12 +26,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from homeassistant.const import STATE_ON
-from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.const import STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import (
+    CALLBACK_TYPE,
+    CoreState,
+    Event,
+    EventStateChangedData,
+    HomeAssistant,
+    State,
+    callback,
+)
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.event import (
     async_track_point_in_utc_time,
     async_track_state_change_event,
+    async_track_time_interval,
 )
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
@@ -47,10 +64,16 @@ from .const import (
     LOGGER,
 )
 from .models import LoadConfig
-from .schedule import HeldEvent, Outcome, Schedule
+from .schedule import HeldEvent, Outcome, PendingRestore, Schedule
 from .telemetry import TelemetryReporter
 
 type Loads = Mapping[str, LoadConfig]
+
+RETRY_INTERVAL = timedelta(minutes=1)
+"""How often a failed restore is retried (and held loads' reachability checked)."""
+RETRY_FOR = timedelta(hours=24)
+"""How long after it fell due a restore that keeps failing is retried before giving up."""
+_UNREACHABLE_STATES = (STATE_UNAVAILABLE, STATE_UNKNOWN)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -100,6 +123,7 @@ class EventRunner:
         self.schedule = Schedule()
         self._timers: dict[tuple[str, str], CALLBACK_TYPE] = {}
         self._unsub_state: CALLBACK_TYPE | None = None
+        self._unsub_retry: CALLBACK_TYPE | None = None
         self.telemetry = TelemetryReporter(hass, sample=self.sample, send=hooks.send_telemetry)
         self._closed = False
 
@@ -110,10 +134,18 @@ class EventRunner:
         self.schedule = Schedule.from_dict(await self._store.async_load())
 
     async def async_resume(self) -> None:
-        """Pick up every open award where it was (after a restart or a reload)."""
+        """Pick up every open award and every owed restore where it was (restart or reload)."""
         async with self._lock:
             for event in self.schedule.open_events():
                 await self._resume_event(event)
+            await self._save()
+            # Loads whose actuator is not back yet (its integration may still be loading) are
+            # retried when it comes back, or by the periodic retry.
+            loads = self._hooks.loads()
+            now = dt_util.utcnow()
+            for load_id in list(self.schedule.to_restore):
+                if load_id not in loads or self._hooks.actuator(loads[load_id]).available:
+                    await self._try_restore(load_id, now)
             await self._save()
         self._after_change()
 
@@ -128,6 +160,9 @@ class EventRunner:
         if self._unsub_state:
             self._unsub_state()
             self._unsub_state = None
+        if self._unsub_retry:
+            self._unsub_retry()
+            self._unsub_retry = None
 
     def held_awards(self) -> list[HeldAward]:
         """Return the awards still being executed (reported in the home's hello)."""
@@ -225,21 +260,24 @@ class EventRunner:
                 if event_id is not None
                 else self.schedule.open_events()
             )
-            to_restore: list[tuple[HeldEvent, str]] = []
+            to_restore: list[str] = []
             now = dt_util.utcnow()
             for event in events:
-                given_back = event.held_loads() + list(event.restore_at)
+                given_back = [*event.held_loads(), *event.restore_at, *event.unreachable]
+                event.unreachable.clear()
                 for load_id in given_back:
                     self._release(event, load_id, now)
-                to_restore.extend((event, load_id) for load_id in given_back)
+                    self._owe_restore(event, load_id, now)
+                to_restore.extend(given_back)
                 self._cancel_timers(event.award_id)
                 event.status = HomeEventStatus.DONE
                 event.outcome = Outcome.OPTED_OUT
                 if event.event_id not in opted:
                     opted.append(event.event_id)
             await self._save()
-            for event, load_id in to_restore:
-                await self._switch_on(event, load_id)
+            for load_id in to_restore:
+                await self._try_restore(load_id, now)
+            await self._save()
         for opted_event in opted:
             self._hooks.send_opt_out(opted_event, None, reason)
             self._hooks.fire(
@@ -259,6 +297,7 @@ class EventRunner:
         if self._closed:
             return
         self._refresh_state_listener()
+        self._refresh_retry_timer()
         self._refresh_telemetry()
         self._hooks.changed()
 
@@ -296,16 +335,31 @@ class EventRunner:
                 await self._switch_off(event, load_id, actuator, now)
             elif actuator.is_on:
                 self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
+        for load_id in list(event.unreachable):
+            if load_id not in loads or self._hooks.actuator(loads[load_id]).is_on:
+                event.unreachable.remove(load_id)  # on again: nothing left to restore
 
     async def _start(self, event: HeldEvent) -> None:
-        """Switch off the awarded loads that are on now (lock held)."""
+        """Switch off the awarded loads that are on now; give back unreachable ones (lock held).
+
+        A load an earlier award left off (still held, waiting for its staggered restore, or
+        owed a restore) is taken over by this one: it stays off and this award restores it.
+        """
         now = dt_util.utcnow()
         loads = self._hooks.loads()
+        unreachable: list[str] = []
         for load_id in event.loads:
             if load_id not in loads or load_id in event.opted_out:
                 continue
             actuator = self._hooks.actuator(loads[load_id])
-            if actuator.available and actuator.is_on:
+            if not actuator.available:
+                self._release(event, load_id, now)
+                event.opted_out.append(load_id)
+                unreachable.append(load_id)
+            elif actuator.is_on is False and self._take_over(event, load_id, now):
+                event.switched_off[load_id] = loads[load_id].rated_kw
+            elif actuator.is_on:
+                self.schedule.to_restore.pop(load_id, None)  # on: nothing owed any more
                 event.switched_off[load_id] = load_power_kw(loads[load_id], actuator)
         event.status = HomeEventStatus.ACTIVE
         await self._save()
@@ -323,6 +377,28 @@ class EventRunner:
                 "window_end": event.window_end.isoformat(),
             },
         )
+        for load_id in unreachable:
+            LOGGER.warning(
+                "Load %s is unreachable at the start of event %s; reported as unavailable",
+                load_id,
+                event.event_id,
+            )
+            self._report_opt_out(event, load_id, OptOutReason.UNAVAILABLE)
+
+    def _take_over(self, event: HeldEvent, load_id: str, now: datetime) -> bool:
+        """Take ``load_id`` (off) over from the awards that would restore it; True if any."""
+        earlier = [
+            other
+            for other in self.schedule.open_events()
+            if other is not event and (load_id in other.held_loads() or load_id in other.restore_at)
+        ]
+        owed = self.schedule.to_restore.pop(load_id, None) is not None
+        for other in earlier:
+            self._release(other, load_id, now)
+            self._cancel_timer(other.award_id, f"restore:{load_id}")
+            if other.status is HomeEventStatus.RESTORING and not other.restore_at:
+                other.status = HomeEventStatus.DONE
+        return owed or bool(earlier)
 
     async def _switch_off(
         self, event: HeldEvent, load_id: str, actuator: Actuator, now: datetime
@@ -332,6 +408,8 @@ class EventRunner:
         except HomeAssistantError as err:
             LOGGER.warning("Could not switch off load %s: %s", load_id, err)
             self._stop_holding(event, load_id, now, OptOutReason.UNAVAILABLE)
+            if actuator.is_on is not True:  # it may be off all the same: restore it at the end
+                event.unreachable.append(load_id)
             return
         event.confirmed_off.append(load_id)
         event.off_since[load_id] = now
@@ -344,7 +422,8 @@ class EventRunner:
         was_active = event.status is HomeEventStatus.ACTIVE
         now = dt_util.utcnow()
         event.outcome = outcome
-        held = event.held_loads()
+        held = [*event.held_loads(), *event.unreachable]
+        event.unreachable.clear()
         for load_id in held:
             delay = self._rng.uniform(0, event.restore_stagger_s)
             event.restore_at[load_id] = now + timedelta(seconds=delay)
@@ -372,26 +451,83 @@ class EventRunner:
             if event is None or load_id not in event.restore_at:
                 return
             self._timers.pop((award_id, f"restore:{load_id}"), None)
-            self._release(event, load_id, dt_util.utcnow())
+            now = dt_util.utcnow()
+            self._release(event, load_id, now)
             if not event.restore_at:
                 event.status = HomeEventStatus.DONE
+            self._owe_restore(event, load_id, now)
             await self._save()
-            await self._switch_on(event, load_id)
+            await self._try_restore(load_id, now)
+            await self._save()
         self._after_change()
 
-    async def _switch_on(self, event: HeldEvent, load_id: str) -> None:
+    def _owe_restore(self, event: HeldEvent, load_id: str, now: datetime) -> None:
+        """Record that ``load_id`` must be switched back on (saved before it is tried)."""
+        self.schedule.to_restore.setdefault(
+            load_id, PendingRestore(event_id=event.event_id, since=now)
+        )
+
+    def _held_now(self, load_id: str) -> bool:
+        """Return True when an open award holds ``load_id`` off (it must stay off)."""
+        return any(load_id in event.held_loads() for event in self.schedule.open_events())
+
+    async def _try_restore(self, load_id: str, now: datetime) -> None:
+        """Switch an owed load back on if it is off and reachable (lock held; caller saves).
+
+        The debt is settled once the load is on — switched on here, or found on (by the
+        homeowner, or by the device itself): what anyone does with it afterwards is theirs.
+        """
+        pending = self.schedule.to_restore.get(load_id)
         loads = self._hooks.loads()
+        if pending is None or self._held_now(load_id):
+            return
         if load_id not in loads:
+            del self.schedule.to_restore[load_id]  # the load was removed from the home
             return
         actuator = self._hooks.actuator(loads[load_id])
-        if actuator.is_on:
+        if actuator.available and actuator.is_on:
+            del self.schedule.to_restore[load_id]
+            if pending.failed:
+                LOGGER.info("Load %s is on again; nothing left to restore", load_id)
+            return
+        if now >= pending.since + RETRY_FOR:
+            del self.schedule.to_restore[load_id]
+            LOGGER.warning(
+                "Gave up restoring load %s after event %s: it could not be switched on for "
+                "%s; switch it on yourself",
+                load_id,
+                pending.event_id,
+                RETRY_FOR,
+            )
+            return
+        if not actuator.available:
+            self._restore_failed(pending, load_id, "unreachable")
             return
         try:
             await actuator.async_turn_on()
         except HomeAssistantError as err:
-            LOGGER.warning(
-                "Could not restore load %s after event %s: %s", load_id, event.event_id, err
-            )
+            self._restore_failed(pending, load_id, str(err))
+            return
+        del self.schedule.to_restore[load_id]
+        if pending.failed:
+            LOGGER.info("Restored load %s after event %s on a retry", load_id, pending.event_id)
+
+    @staticmethod
+    def _restore_failed(pending: PendingRestore, load_id: str, why: str) -> None:
+        """Warn about the first failed restore of a load; later failures are debug only."""
+        if pending.failed:
+            LOGGER.debug("Restore of load %s is still failing: %s", load_id, why)
+            return
+        pending.failed = True
+        LOGGER.warning(
+            "Could not restore load %s after event %s: %s; retrying when it is reachable "
+            "again and every %s for %s",
+            load_id,
+            pending.event_id,
+            why,
+            RETRY_INTERVAL,
+            RETRY_FOR,
+        )
 
     def _release(self, event: HeldEvent, load_id: str, now: datetime) -> None:
         before = event.earnings
@@ -404,6 +540,10 @@ class EventRunner:
         """Stop holding one load (switched on by hand, or unreachable) and report it."""
         self._release(event, load_id, now)
         event.opted_out.append(load_id)
+        self._report_opt_out(event, load_id, reason)
+
+    def _report_opt_out(self, event: HeldEvent, load_id: str, reason: OptOutReason) -> None:
+        """Tell the aggregator (queued while disconnected) and the bus that a load is out."""
         self._hooks.send_opt_out(event.event_id, load_id, reason)
         self._hooks.fire(
             EVENT_OPTED_OUT,
@@ -416,12 +556,14 @@ class EventRunner:
             now = dt_util.utcnow()
             changed = False
             for event in self.schedule.open_events():
-                for load_id in event.held_loads() + list(event.restore_at):
+                for load_id in [*event.held_loads(), *event.restore_at, *event.unreachable]:
                     if load_id not in loads:
                         continue
                     if entity_id not in self._hooks.actuator(loads[load_id]).watched_entity_ids:
                         continue
-                    if load_id in event.restore_at:
+                    if load_id in event.unreachable:
+                        event.unreachable.remove(load_id)  # back and on: nothing to restore
+                    elif load_id in event.restore_at:
                         self._release(event, load_id, now)  # restored by hand, a bit early
                         self._cancel_timer(event.award_id, f"restore:{load_id}")
                         if not event.restore_at:
@@ -429,6 +571,39 @@ class EventRunner:
                     else:
                         self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
                     changed = True
+            for load_id in list(self.schedule.to_restore):
+                if load_id in loads and (
+                    entity_id in self._hooks.actuator(loads[load_id]).watched_entity_ids
+                ):
+                    await self._try_restore(load_id, now)  # found on: settled
+                    changed = True
+            if changed:
+                await self._save()
+        if changed:
+            self._after_change()
+
+    async def _check_reachability(self) -> None:
+        """Give back held loads whose actuator is unreachable; retry the owed restores."""
+        async with self._lock:
+            loads = self._hooks.loads()
+            now = dt_util.utcnow()
+            before = self.schedule.as_dict()
+            # While Home Assistant starts, other integrations' entities may not be there yet.
+            if self._hass.state is CoreState.running:
+                for event in self._active_events():
+                    for load_id in event.held_loads():
+                        if load_id in loads and not self._hooks.actuator(loads[load_id]).available:
+                            LOGGER.warning(
+                                "Load %s became unreachable during event %s; reported as "
+                                "unavailable, and restored at the end if it is off",
+                                load_id,
+                                event.event_id,
+                            )
+                            self._stop_holding(event, load_id, now, OptOutReason.UNAVAILABLE)
+                            event.unreachable.append(load_id)
+            for load_id in list(self.schedule.to_restore):
+                await self._try_restore(load_id, now)
+            changed = self.schedule.as_dict() != before
             if changed:
                 await self._save()
         if changed:
@@ -491,10 +666,14 @@ class EventRunner:
             self._unsub_state()
             self._unsub_state = None
         loads = self._hooks.loads()
+        tracked = {
+            load_id
+            for event in self.schedule.open_events()
+            for load_id in [*event.held_loads(), *event.restore_at, *event.unreachable]
+        } | set(self.schedule.to_restore)
         watched = {
             entity_id
-            for event in self.schedule.open_events()
-            for load_id in event.held_loads() + list(event.restore_at)
+            for load_id in tracked
             if load_id in loads
             for entity_id in self._hooks.actuator(loads[load_id]).watched_entity_ids[:1]
         }
@@ -503,11 +682,33 @@ class EventRunner:
                 self._hass, sorted(watched), self._on_state_change
             )
 
+    def _refresh_retry_timer(self) -> None:
+        """Tick every RETRY_INTERVAL while a restore is owed or an event holds loads."""
+        needed = bool(self.schedule.to_restore) or any(
+            event.held_loads() for event in self._active_events()
+        )
+        if needed and self._unsub_retry is None:
+            self._unsub_retry = async_track_time_interval(
+                self._hass, self._on_retry_tick, RETRY_INTERVAL, name="jeisson restore retry"
+            )
+        elif not needed and self._unsub_retry is not None:
+            self._unsub_retry()
+            self._unsub_retry = None
+
+    @callback
+    def _on_retry_tick(self, _now: datetime) -> None:
+        self._create_task(self._check_reachability(), "jeisson restore retry")
+
     @callback
     def _on_state_change(self, event: Event[EventStateChangedData]) -> None:
         new_state = event.data["new_state"]
         old_state = event.data["old_state"]
-        if new_state is None or new_state.state != STATE_ON:
+        if new_state is None:
+            return
+        if _reachable(new_state) != _reachable(old_state):
+            # Dropped off (a held load is given back) or back (an owed restore is retried).
+            self._create_task(self._check_reachability(), "jeisson reachability")
+        if new_state.state != STATE_ON:
             return
         if old_state is not None and old_state.state == STATE_ON:
             return
@@ -543,3 +744,8 @@ class EventRunner:
     def shed_kw(self) -> float:
         """Return the power Jeisson holds off right now."""
         return sum(event.shed_kw() for event in self.schedule.open_events())
+
+
+def _reachable(state: State | None) -> bool:
+    """Return True when an entity state says its device can be reached."""
+    return state is not None and state.state not in _UNREACHABLE_STATES

@@ -1,7 +1,9 @@
 """The home's event schedule: the awards it holds, what it switched off, and its history.
 
 Everything here is plain data that is saved with HA's ``Store`` *before* the home acts on it, so
-a restart or reload of Home Assistant mid-event resumes exactly where it was.
+a restart or reload of Home Assistant mid-event resumes exactly where it was. That includes the
+loads Jeisson still owes a switch-on (:class:`PendingRestore`): recorded before each restore is
+attempted, kept while the actuator cannot be reached, cleared once the load is on.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class HeldEvent:
     released: list[str] = field(default_factory=list)
     """Loads given back (restored, or switched on by the homeowner)."""
     opted_out: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+    """Loads given back because their actuator could not be reached after Jeisson switched them
+    off (reported as ``unavailable``): not held any more, but restored with the others at the end
+    unless they are seen on meanwhile."""
     declined: list[str] = field(default_factory=list)
     """Loads of an award the home refused (``loads`` is then empty)."""
     delivered_kwh: float = 0.0
@@ -77,11 +83,15 @@ class HeldEvent:
         return sum(self.switched_off[load_id] for load_id in self.held_loads())
 
     def release(self, load_id: str, when: datetime) -> None:
-        """Mark ``load_id`` given back at ``when`` and book the energy it delivered."""
+        """Mark ``load_id`` given back at ``when`` and book the energy it delivered.
+
+        A load already given back (an unreachable one being restored at the end) only leaves
+        ``restore_at``; its energy was booked the first time.
+        """
+        self.restore_at.pop(load_id, None)
         if load_id in self.released:
             return
         self.released.append(load_id)
-        self.restore_at.pop(load_id, None)
         since = self.off_since.get(load_id)
         if since is None:
             return
@@ -121,6 +131,7 @@ class HeldEvent:
             "restore_at": {key: value.isoformat() for key, value in self.restore_at.items()},
             "released": list(self.released),
             "opted_out": list(self.opted_out),
+            "unreachable": list(self.unreachable),
             "declined": list(self.declined),
             "delivered_kwh": self.delivered_kwh,
             "earnings": self.earnings,
@@ -151,9 +162,35 @@ class HeldEvent:
             restore_at={key: datetime.fromisoformat(v) for key, v in raw["restore_at"].items()},
             released=list(raw["released"]),
             opted_out=list(raw["opted_out"]),
+            unreachable=list(raw.get("unreachable", [])),
             declined=list(raw.get("declined", [])),
             delivered_kwh=float(raw["delivered_kwh"]),
             earnings=float(raw["earnings"]),
+        )
+
+
+@dataclass(kw_only=True)
+class PendingRestore:
+    """A load Jeisson switched off and still has to switch back on (one per load)."""
+
+    event_id: str
+    """The event it was switched off for (for the logs)."""
+    since: datetime
+    """When the restore fell due; retries stop some time after this."""
+    failed: bool = False
+    """An attempt failed (the warning was logged; a later success is logged at info)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable form for the Store."""
+        return {"event_id": self.event_id, "since": self.since.isoformat(), "failed": self.failed}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PendingRestore:
+        """Rebuild a pending restore saved by :meth:`as_dict`."""
+        return cls(
+            event_id=raw["event_id"],
+            since=datetime.fromisoformat(raw["since"]),
+            failed=bool(raw.get("failed", False)),
         )
 
 
@@ -165,6 +202,8 @@ class Schedule:
     """By award id."""
     earnings_total: float = 0.0
     currency: str | None = None
+    to_restore: dict[str, PendingRestore] = field(default_factory=dict)
+    """Loads still to switch back on (their restore is under way or failed) → what is owed."""
 
     def open_events(self) -> list[HeldEvent]:
         """Return the awards not finished yet, earliest window first."""
@@ -200,12 +239,15 @@ class Schedule:
             del self.events[event.award_id]
 
     def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable form for the Store."""
-        return {
+        """Return a JSON-serialisable form for the Store (``to_restore`` only when not empty)."""
+        raw: dict[str, Any] = {
             "events": [event.as_dict() for event in self.events.values()],
             "earnings_total": self.earnings_total,
             "currency": self.currency,
         }
+        if self.to_restore:
+            raw["to_restore"] = {key: item.as_dict() for key, item in self.to_restore.items()}
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Schedule:
@@ -217,4 +259,8 @@ class Schedule:
             events={event.award_id: event for event in events},
             earnings_total=float(raw.get("earnings_total", 0.0)),
             currency=raw.get("currency"),
+            to_restore={
+                key: PendingRestore.from_dict(item)
+                for key, item in raw.get("to_restore", {}).items()
+            },
         )
