@@ -19,11 +19,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from actuator import mdns, protocol
+from actuator import mdns
 from actuator.device import Device, DeviceInfo
 from actuator.hal import JsonFileStore, SimulatedLoad, SimulatedRelay, SystemClock
 from actuator.session import ActuatorClient, Settings
 from actuator.transport import AiohttpConnection, MiniWebSocket, TransportError
+from jeisson.actuator import protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,8 +16,9 @@ No networking here: ``actuator.session`` feeds commands in and reports the state
 methods are synchronous and quick, so the same code runs on MicroPython.
 """
 
-from actuator import FIRMWARE_VERSION, protocol
+from actuator import FIRMWARE_VERSION
 from actuator.log import get_logger
+from jeisson.actuator import protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -15,12 +15,13 @@ import asyncio
 import json
 import os
 
-from actuator import mdns, protocol
+from actuator import mdns
 from actuator.device import Device, DeviceInfo
 from actuator.hal import Hlw8012, JsonFileStore, PinButton, PinRelay, Pzem004t, TicksClock
 from actuator.log import get_logger
 from actuator.session import ActuatorClient
 from actuator.transport import MiniWebSocket, TransportError
+from jeisson.actuator import protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ is non-blocking and polled with ``asyncio.sleep`` so the device's ticker keeps r
 import asyncio
 import socket
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 MDNS_GROUP = "224.0.0.251"
 MDNS_PORT = 5353

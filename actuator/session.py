@@ -20,9 +20,9 @@ so the same loop runs on the ESP32 and in the simulator.
 import asyncio
 import os
 
-from actuator import protocol
 from actuator.log import get_logger
 from actuator.transport import MalformedFrame, TransportError
+from jeisson.actuator import protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ import binascii
 import hashlib
 import os
 
-from actuator import FIRMWARE_VERSION, protocol
+from actuator import FIRMWARE_VERSION
+from jeisson.actuator import protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

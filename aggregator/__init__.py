@@ -1,10 +1,10 @@
-"""Jeisson: residential demand response — wire protocol, home client and aggregator server."""
+"""Jeisson's aggregator: the server that negotiates demand response with many homes.
 
-from importlib.metadata import PackageNotFoundError, version
+Sessions, negotiation, storage, the operator API and dashboard, settlement, the CLI and the
+fleet simulator. Published as ``jeisson-aggregator``; it speaks the protocol of the home-side
+library ``jeisson`` (``jeisson.common``), which is all Home Assistant installs.
+"""
 
-try:
-    __version__ = version("jeisson")
-except PackageNotFoundError:  # running from a checkout that was not installed
-    __version__ = "0.0.0"
+from jeisson import __version__
 
 __all__ = ["__version__"]

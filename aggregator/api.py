@@ -16,11 +16,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
 from aggregator.auth import bearer_token
 from aggregator.negotiation import EventNotFoundError, EventRequest, InvalidTransitionError
-from aggregator.protocol import EventKind, utc_now
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
 from aggregator.settlement.baselines import BaselineMethod
 from aggregator.settlement.service import SettlementUnavailableError, settle_stored_event
 from aggregator.store import EnrolmentRejected
+from jeisson.common.protocol import EventKind, utc_now
 
 MAX_EVENT_DURATION: Final = timedelta(hours=24)
 MAX_LIST: Final = 500

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aggregator.clearing import ClearingResult, StepTable, clear
-from aggregator.protocol import BidStep, Load
 from aggregator.records import AwardRecord, AwardStatus, BidRecord
 from aggregator.store import new_id
+from jeisson.common.protocol import BidStep, Load
 
 
 @dataclass(frozen=True, slots=True)

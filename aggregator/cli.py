@@ -33,7 +33,7 @@ class CommandError(Exception):
 
 def parse_when(text: str) -> datetime:
     """Parse ``+90`` (seconds from now), ``+15m``, ``+2h`` or an ISO 8601 time into aware UTC."""
-    from aggregator.protocol import utc_now  # noqa: PLC0415 - keep start-up light
+    from jeisson.common.protocol import utc_now  # noqa: PLC0415 - keep start-up light
 
     if text.startswith("+"):
         units = {"s": 1, "m": 60, "h": 3600}

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from aggregator.protocol import EventKind
 from aggregator.records import (
     AwardRecord,
     AwardStatus,
@@ -22,6 +21,7 @@ from aggregator.records import (
     RoundRecord,
     RoundStatus,
 )
+from jeisson.common.protocol import EventKind
 
 KW_EPSILON: Final = 1e-6
 """kW differences smaller than this are treated as zero."""

@@ -23,10 +23,10 @@ from typing import Any, Final
 
 from aggregator.api import award_view, event_summary, round_view
 from aggregator.negotiation import EventManager
-from aggregator.protocol import utc_now
 from aggregator.records import EventRecord, EventStatus
 from aggregator.sessions import SessionRegistry
 from aggregator.store import Store
+from jeisson.common.protocol import utc_now
 
 _LOGGER = logging.getLogger(__name__)
 

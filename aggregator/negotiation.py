@@ -21,7 +21,18 @@ from typing import Protocol
 from aggregator.awarding import clear_round, split_kw_by_rating
 from aggregator.event_state import KW_EPSILON, DeliverySample, EventState
 from aggregator.metrics import EventFigures, Metrics
-from aggregator.protocol import (
+from aggregator.records import (
+    AwardRecord,
+    AwardStatus,
+    BidRecord,
+    EventRecord,
+    EventStatus,
+    HomeRecord,
+    RoundRecord,
+    RoundStatus,
+)
+from aggregator.store import Store, new_id
+from jeisson.common.protocol import (
     Award,
     AwardAck,
     Bid,
@@ -38,17 +49,6 @@ from aggregator.protocol import (
     Telemetry,
     utc_now,
 )
-from aggregator.records import (
-    AwardRecord,
-    AwardStatus,
-    BidRecord,
-    EventRecord,
-    EventStatus,
-    HomeRecord,
-    RoundRecord,
-    RoundStatus,
-)
-from aggregator.store import Store, new_id
 
 _LOGGER = logging.getLogger(__name__)
 

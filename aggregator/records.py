@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from aggregator.protocol import BidStep, EventKind, Load
+from jeisson.common.protocol import BidStep, EventKind, Load
 
 
 class EventStatus(StrEnum):

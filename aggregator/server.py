@@ -25,14 +25,14 @@ from aggregator.auth import bearer_token
 from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
 from aggregator.openapi import openapi_document
-from aggregator.protocol import MAX_FRAME_BYTES
 from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
 from aggregator.store import Store
+from jeisson.common.const import WS_PATH
+from jeisson.common.protocol import MAX_FRAME_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_DB_URL: Final = "sqlite:///jeisson.db"
-WS_PATH: Final = "/api/v1/ws"
 
 
 @dataclass(frozen=True, slots=True)

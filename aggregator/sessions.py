@@ -1,6 +1,6 @@
 """Home websocket sessions: one :class:`HomeSession` per connection, and the registry of them.
 
-A session validates every frame with :func:`aggregator.protocol.parse_message`, answers invalid
+A session validates every frame with :func:`jeisson.common.protocol.parse_message`, answers invalid
 ones with an ``error`` (the session goes on), and hands valid messages to small handlers named
 after the message. Outgoing frames go through a per-session writer queue, so one slow home never
 blocks the negotiation or other homes.
@@ -20,7 +20,15 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aggregator import __version__
 from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
-from aggregator.protocol import (
+from aggregator.records import HomeRecord
+from aggregator.store import Store
+from jeisson.common.const import (
+    CLOSE_REPLACED,
+    CLOSE_SILENT,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNSUPPORTED_VERSION,
+)
+from jeisson.common.protocol import (
     HOME_MESSAGE_TYPES,
     MIN_SUPPORTED_SCHEMA_VERSION,
     SCHEMA_VERSION,
@@ -43,15 +51,9 @@ from aggregator.protocol import (
     parse_message,
     utc_now,
 )
-from aggregator.records import HomeRecord
-from aggregator.store import Store
 
 _LOGGER = logging.getLogger(__name__)
 
-CLOSE_UNSUPPORTED_VERSION: Final = 4001
-CLOSE_REPLACED: Final = 4002
-CLOSE_SILENT: Final = 4003
-CLOSE_TOO_SLOW: Final = 4004
 SILENT_INTERVALS: Final = 3
 """A home silent (not even a ping) for this many heartbeat intervals is dropped."""
 WRITER_QUEUE_SIZE: Final = 1000

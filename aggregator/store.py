@@ -33,7 +33,6 @@ from aggregator.auth import (
     new_token,
     normalise_enrolment_code,
 )
-from aggregator.protocol import BidStep, EventKind, Load, Sample, utc_now
 from aggregator.records import (
     AwardRecord,
     AwardStatus,
@@ -44,6 +43,7 @@ from aggregator.records import (
     RoundRecord,
     RoundStatus,
 )
+from jeisson.common.protocol import BidStep, EventKind, Load, Sample, utc_now
 
 ENROLMENT_CODE_LIFETIME: Final = timedelta(days=7)
 APPLICATION_NAME: Final = "jeisson-aggregator"

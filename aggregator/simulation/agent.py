@@ -1,7 +1,7 @@
 """Connects a simulated home to an aggregator: answers offers and awards, streams telemetry.
 
 :class:`HomeAgent` drives one :class:`~aggregator.simulation.home.VirtualHome` through a
-:class:`~aggregator.client.HomeClient` (the same client the Home Assistant integration uses):
+:class:`~jeisson.client.HomeClient` (the same client the Home Assistant integration uses):
 each offer gets a bid after a short think time, each award an ack, and accepted awards are carried
 out on the home's own clock -- relays open at window start and close, staggered, at window end
 even if the aggregator is gone; ``cancel``/``event_end`` restore at once (staggered).
@@ -15,9 +15,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from typing import Any, Final
 
-from aggregator.client import HomeClient
-from aggregator.errors import JeissonError
-from aggregator.protocol import (
+from aggregator.simulation.home import Holding, VirtualHome
+from jeisson.client import HomeClient
+from jeisson.common.errors import JeissonError
+from jeisson.common.protocol import (
     MAX_SAMPLES_PER_TELEMETRY,
     Award,
     Cancel,
@@ -29,7 +30,6 @@ from aggregator.protocol import (
     ServerMessage,
     utc_now,
 )
-from aggregator.simulation.home import Holding, VirtualHome
 
 _LOGGER = logging.getLogger(__name__)
 

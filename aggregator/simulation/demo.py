@@ -24,11 +24,11 @@ from aiohttp import web
 
 from aggregator.app_keys import STORE
 from aggregator.negotiation import NegotiationSettings
-from aggregator.protocol import HomeEventStatus, utc_now
 from aggregator.server import ServerConfig, create_app
 from aggregator.simulation.fleet import Fleet, FleetConfig, SimulatorError
 from aggregator.simulation.home import HomeTiming, VirtualHome
 from aggregator.simulation.report import render_text
+from jeisson.common.protocol import HomeEventStatus, utc_now
 
 _LOGGER = logging.getLogger(__name__)
 

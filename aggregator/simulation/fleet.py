@@ -1,8 +1,8 @@
 """The fleet simulator: many virtual homes, enrolled and connected like real ones, in one process.
 
 :class:`Fleet` adds homes through the operator REST API, enrols each with its one-time code
-(:func:`aggregator.client.enroll`), and connects each with its own
-:class:`~aggregator.client.HomeClient` on one shared aiohttp session; a
+(:func:`jeisson.client.enroll`), and connects each with its own
+:class:`~jeisson.client.HomeClient` on one shared aiohttp session; a
 :class:`~aggregator.simulation.agent.HomeAgent` then answers offers and awards for it. Tests and the
 demo use :meth:`Fleet.drop` (a home falls off the network), :meth:`Fleet.reconnect` and
 :meth:`Fleet.opt_out`. :func:`run_fleet` is ``jeisson-aggregator simulate``.
@@ -21,11 +21,11 @@ from typing import Final, Self
 import aiohttp
 
 from aggregator import __version__
-from aggregator.client import HomeClient, enroll
-from aggregator.errors import AuthenticationFailed, CannotConnect, JeissonError
 from aggregator.simulation.agent import HomeAgent
 from aggregator.simulation.home import HomeTiming, VirtualHome
 from aggregator.simulation.loads import random_loads
+from jeisson.client import HomeClient, enroll
+from jeisson.common.errors import AuthenticationFailed, CannotConnect, JeissonError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ step curve it bids from its loads and the owner's terms (:meth:`VirtualHome.bid_
 answers an award (:meth:`VirtualHome.plan_ack`), which relays it opens at window start
 (:meth:`VirtualHome.switch_off`), and the staggered restore of only those loads
 (:meth:`VirtualHome.restore`). It has no network code: :mod:`aggregator.simulation.agent`
-connects it to an aggregator through :class:`~aggregator.client.HomeClient`.
+connects it to an aggregator through :class:`~jeisson.client.HomeClient`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Final
 
-from aggregator.protocol import (
+from aggregator.simulation.loads import KW_DECIMALS, SimulatedLoad
+from jeisson.common.protocol import (
     MAX_STEPS_PER_BID,
     Award,
     BidStep,
@@ -30,7 +31,6 @@ from aggregator.protocol import (
     Sample,
     utc_now,
 )
-from aggregator.simulation.loads import KW_DECIMALS, SimulatedLoad
 
 HOURS_PER_DAY: Final = 24
 _LIVE: Final = frozenset({HomeEventStatus.AWARDED, HomeEventStatus.ACTIVE})

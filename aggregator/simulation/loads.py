@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from aggregator.protocol import Load, LoadKind
+from jeisson.common.protocol import Load, LoadKind
 
 NOISE_SIGMA: Final = 0.03
 """Relative standard deviation of a running load's measured power."""

@@ -18,13 +18,13 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
-from aggregator.client import HomeClient
-from aggregator.errors import (
+from jeisson.client import HomeClient
+from jeisson.common.errors import (
     AuthenticationFailed,
     CannotConnect,
     UnsupportedSchemaVersion,
 )
-from aggregator.protocol import OptOutReason
+from jeisson.common.protocol import OptOutReason
 
 from .const import (
     CONNECT_TIMEOUT,

@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from itertools import groupby
 
-from aggregator.protocol import MAX_STEPS_PER_BID, BidStep
+from jeisson.common.protocol import MAX_STEPS_PER_BID, BidStep
 
 from .models import LoadConfig, Terms
 

@@ -30,15 +30,15 @@ from homeassistant.helpers.selector import (
 from homeassistant.helpers.typing import DiscoveryInfoType
 from yarl import URL
 
-from actuator import protocol
-from aggregator.client import Enrollment, HomeClient, enroll
-from aggregator.errors import (
+from jeisson.actuator import protocol
+from jeisson.client import Enrollment, HomeClient, enroll
+from jeisson.common.errors import (
     AuthenticationFailed,
     CannotConnect,
     InvalidEnrollmentCode,
     UnsupportedSchemaVersion,
 )
-from aggregator.protocol import ServerHello
+from jeisson.common.protocol import ServerHello
 
 from .const import (
     CONF_AGGREGATOR_ID,

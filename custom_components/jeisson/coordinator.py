@@ -1,6 +1,6 @@
 """Push coordinator: turns aggregator messages into bids, awards and entity state.
 
-The :class:`JeissonCoordinator` subscribes to the :class:`~aggregator.client.HomeClient` (the only
+The :class:`JeissonCoordinator` subscribes to the :class:`~jeisson.client.HomeClient` (the only
 way this integration talks to the aggregator), answers offers with bids built from the
 homeowner's terms, hands awards to the :class:`~.event_runner.EventRunner`, fires a bus event
 for every lifecycle step and publishes a :class:`JeissonState` snapshot to the entities. What it
@@ -25,9 +25,9 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from aggregator.client import HomeClient
-from aggregator.errors import CannotConnect, JeissonError, RequestTimeout
-from aggregator.protocol import (
+from jeisson.client import HomeClient
+from jeisson.common.errors import CannotConnect, JeissonError, RequestTimeout
+from jeisson.common.protocol import (
     Award,
     BidStep,
     Cancel,

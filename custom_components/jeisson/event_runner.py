@@ -45,7 +45,7 @@ from homeassistant.helpers.event import (
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from aggregator.protocol import (
+from jeisson.common.protocol import (
     Award,
     EventKind,
     HeldAward,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from aggregator.errors import UnsupportedSchemaVersion
+from jeisson.common.errors import UnsupportedSchemaVersion
 
 from .const import DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import time
 from typing import Any
 
-from aggregator.protocol import Inventory, Load, LoadKind
+from jeisson.common.protocol import Inventory, Load, LoadKind
 
 from .const import (
     CONF_ACTUATOR,

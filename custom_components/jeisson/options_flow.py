@@ -31,7 +31,7 @@ from homeassistant.helpers.selector import (
     TimeSelector,
 )
 
-from aggregator.protocol import LoadKind
+from jeisson.common.protocol import LoadKind
 
 from .actuators import SWITCH_DOMAIN
 from .const import (

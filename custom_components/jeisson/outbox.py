@@ -1,7 +1,7 @@
 """Keep the client's outbox across Home Assistant restarts (HA ``Store``).
 
 Award acknowledgements, opt-outs and telemetry made while the aggregator is unreachable wait
-in :attr:`aggregator.client.HomeClient.queued_messages` until the aggregator acknowledges them.
+in :attr:`jeisson.client.HomeClient.queued_messages` until the aggregator acknowledges them.
 :class:`OutboxStore` saves them shortly after they change, on Home Assistant's stop and on
 unload, and gives them back at setup (``HomeClient(outbox=...)``), where the client re-sends
 them with their original ids (the aggregator applies each id once).
@@ -15,8 +15,8 @@ from typing import Any, Final
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.storage import Store
 
-from aggregator.client import QueuedMessage
-from aggregator.protocol import (
+from jeisson.client import QueuedMessage
+from jeisson.common.protocol import (
     AwardAck,
     OptOut,
     ProtocolError,

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from aggregator.protocol import EventKind, HeldAward, HomeEventStatus
+from jeisson.common.protocol import EventKind, HeldAward, HomeEventStatus
 
 from .const import HISTORY_LIMIT
 

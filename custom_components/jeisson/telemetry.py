@@ -23,7 +23,7 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
-from aggregator.protocol import MAX_SAMPLES_PER_TELEMETRY, Sample
+from jeisson.common.protocol import MAX_SAMPLES_PER_TELEMETRY, Sample
 
 from .const import SAMPLE_INTERVAL, SAMPLES_PER_BATCH
 

@@ -1,11 +1,11 @@
 """One Jeisson WiFi actuator's websocket as Home Assistant sees it: frames, refusals, acks.
 
 A :class:`DeviceConnection` wraps the ``aiohttp`` websocket a device opened on the endpoint. It
-decodes every frame with :func:`actuator.protocol.decode_from_device`, refuses bad ones the way
-the protocol says (``error`` frame, then the matching close code), sends commands and matches
-their ``ack`` (or ``error``) by ``reply_to``. Whoever owns the device right now (the endpoint
-while it waits for the user, the home's :class:`~.wifi_devices.WifiHub` once paired) receives
-its messages through the :class:`ConnectionOwner` interface.
+decodes every frame with :func:`jeisson.actuator.protocol.decode_from_device`, refuses bad ones the
+way the protocol says (``error`` frame, then the matching close code), sends commands and matches
+their ``ack`` (or ``error``) by ``reply_to``. Whoever owns the device right now (the endpoint while
+it waits for the user, the home's :class:`~.wifi_devices.WifiHub` once paired) receives its messages
+through the :class:`ConnectionOwner` interface.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 type Message = dict[str, Any]
 
@@ -102,7 +102,7 @@ class DeviceConnection:
         """Return the next valid message; None once the connection closed.
 
         Raises ``TimeoutError`` after ``wait_s`` seconds without a frame and
-        :class:`~actuator.protocol.ProtocolError` for a frame the protocol refuses.
+        :class:`~jeisson.actuator.protocol.ProtocolError` for a frame the protocol refuses.
         """
         frame = await self.ws.receive(timeout=wait_s)
         if frame.type is WSMsgType.TEXT:

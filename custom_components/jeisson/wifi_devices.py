@@ -36,8 +36,8 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from actuator import protocol
-from aggregator.protocol import HomeEventStatus
+from jeisson.actuator import protocol
+from jeisson.common.protocol import HomeEventStatus
 
 from .const import DOMAIN, LOGGER
 from .models import loads_from_options

@@ -23,7 +23,7 @@ from homeassistant.helpers import instance_id
 from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 from .const import LOGGER
 

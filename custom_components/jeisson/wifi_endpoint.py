@@ -1,16 +1,17 @@
 """The WiFi actuator endpoint on Home Assistant's HTTP server: handshake, routing and pairing.
 
-``ActuatorView`` serves ``actuator.protocol.WS_PATH`` without HTTP authentication (devices have
-no HA account; they prove their key inside the websocket). The :class:`WifiRouter` (one per Home
-Assistant) runs each connection: ``challenge`` first, ``hello`` within the handshake timeout, then
+``ActuatorView`` serves ``jeisson.actuator.protocol.WS_PATH`` without HTTP authentication (devices
+have no HA account; they prove their key inside the websocket). The :class:`WifiRouter` (one per
+Home Assistant) runs each connection: ``challenge`` first, ``hello`` within the handshake timeout,
+then
 
 * a device paired with a loaded home goes to that home's :class:`~.wifi_devices.WifiHub`, which
   checks its proof (``auth_failed``, close 4003, on a wrong key) and welcomes it;
 * an unknown device is told ``pending`` and a discovered config flow asks the user for the key
   printed on it; the flow checks the typed key against that ``hello`` and pairs it here.
 
-Every frame is decoded with :func:`actuator.protocol.decode_from_device`; a refused one gets an
-``error`` frame and the matching close code, and ends only that connection. While no Jeisson home
+Every frame is decoded with :func:`jeisson.actuator.protocol.decode_from_device`; a refused one gets
+an ``error`` frame and the matching close code, and ends only that connection. While no Jeisson home
 is loaded the endpoint answers HTTP 503 (the device retries with backoff).
 """
 
@@ -30,7 +31,7 @@ from homeassistant.helpers import discovery_flow
 from homeassistant.helpers.http import HomeAssistantView
 from homeassistant.util.hass_dict import HassKey
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 from .const import DOMAIN, LOGGER
 from .wifi_connection import (

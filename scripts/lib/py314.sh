@@ -8,8 +8,8 @@
 # Source this file from bash, then call:
 #   py314_root          print the root's path
 #   py314_ensure        build the root if missing or half-built; recreate the venv when
-#                       requirements/ha-test.txt changed, re-run `pip install -e /src[aggregator,test]`
-#                       when only pyproject.toml changed
+#                       requirements/ha-test.txt changed, re-install the checkout (-e /src -e /src/aggregator)
+#                       when only a pyproject.toml or requirements/dev.txt changed
 #   py314_run CMD...    ensure, then run CMD inside the root (cwd /src = the checkout, venv on
 #                       PATH); returns CMD's exit status
 #   py314_exec CMD...   like py314_run but replaces the current shell (signals reach CMD directly)
@@ -169,7 +169,8 @@ _py314_expected_stamp() {
         printf 'recipe %s\n' "$_PY314_INSTALL_RECIPE"
         cat -- "$checkout/$_PY314_REQUIREMENTS"
     } | sha256sum | cut -d' ' -f1)" || return
-    project="$(sha256sum <"$checkout/pyproject.toml" | cut -d' ' -f1)" || return
+    project="$(cat -- "$checkout/pyproject.toml" "$checkout/aggregator/pyproject.toml" \
+        "$checkout/requirements/dev.txt" | sha256sum | cut -d' ' -f1)" || return
     printf 'venv %s\nproject %s\n' "$venv" "$project"
 }
 
@@ -316,13 +317,15 @@ _py314_install_venv() {
     }
 }
 
-# (Re)install the checkout, editable with its aggregator and test extras (the HA end-to-end
-# tests run a real aggregator server inside the root), within the HA stack's versions.
+# (Re)install the checkout's two distributions, editable -- jeisson (what the integration
+# requires) and jeisson-aggregator (the HA end-to-end tests run a real aggregator server inside
+# the root) -- with the dev tools, within the HA stack's versions.
 _py314_install_project() {
     local root=$1 checkout=$2
-    _py314_log "pip install -e /src[aggregator,test]"
-    _py314_build_cmd "$root" "$checkout" python -m pip install -q \
-        -c "$_PY314_HA_CONSTRAINTS" -e "${_PY314_MOUNT_POINT}[aggregator,test]" &&
+    _py314_log "pip install -e /src -e /src/aggregator -r /src/requirements/dev.txt"
+    _py314_build_cmd "$root" "$checkout" python -m pip install -q -c "$_PY314_HA_CONSTRAINTS" \
+        -e "$_PY314_MOUNT_POINT" -e "$_PY314_MOUNT_POINT/aggregator" \
+        -r "$_PY314_MOUNT_POINT/requirements/dev.txt" &&
         _py314_build_cmd "$root" "$checkout" python -m pip check || {
         _py314_die "installing the project failed (see above); it will be retried on the next run"
         return

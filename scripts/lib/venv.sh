@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The host virtual environment (.venv) for the aggregator side: Python >= 3.12, the project
-# installed editable with its aggregator and test extras. Sourced by scripts/test and scripts/demo.
+# installed editable (jeisson and jeisson-aggregator) with the dev tools. Sourced by scripts/test, demo, bench.
 #
-#   venv_ensure [EXTRAS]   create .venv if missing and (re)install when pyproject.toml changed
+#   venv_ensure [dev|run]   create .venv if missing and (re)install when a pyproject or requirements/dev.txt changed
 #
 # Python: JEISSON_PYTHON if set, else pyenv's 3.12 (this machine kind ships it), else python3.12 /
 # python3.13 / python3 from PATH when it is >= 3.12.
@@ -23,20 +23,28 @@ _venv_python() {
 }
 
 venv_ensure() {
-    local extras="${1:-aggregator,test}" top stamp want python
+    # The two distributions of this repository, editable: jeisson (the home-side library, `.`)
+    # and jeisson-aggregator (`./aggregator`); "dev" adds requirements/dev.txt. An install for
+    # "dev" also serves "run" (scripts/demo), so the two never take turns reinstalling.
+    local what="${1:-dev}" top stamp project have python
     top="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-    stamp="$top/.venv/.jeisson-install.sha256"
-    want="$(cat "$top/pyproject.toml" <(echo "$extras") | sha256sum | cut -d' ' -f1)"
+    stamp="$top/.venv/.jeisson-install"
+    project="$(cat "$top/pyproject.toml" "$top/aggregator/pyproject.toml" "$top/requirements/dev.txt" |
+        sha256sum | cut -d' ' -f1)"
+    have="$(cat "$stamp" 2>/dev/null || true)"
+    if [[ "$have" == "$project dev" || "$have" == "$project $what" ]]; then
+        return 0
+    fi
     if [[ ! -x "$top/.venv/bin/python" ]]; then
         python="$(_venv_python)" || return 1
         echo "venv: creating .venv with $python" >&2
         "$python" -m venv "$top/.venv"
     fi
-    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-        echo "venv: installing jeisson[$extras] (editable)" >&2
-        "$top/.venv/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-        "$top/.venv/bin/python" -m pip install --quiet -e "$top[$extras]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-        "$top/.venv/bin/python" -c 'import aggregator, sqlalchemy, numpy, pytest' || return 1
-        echo "$want" >"$stamp"
-    fi
+    local args=(-e "$top" -e "$top/aggregator")
+    [[ "$what" == dev ]] && args+=(-r "$top/requirements/dev.txt")
+    echo "venv: installing jeisson and jeisson-aggregator (editable, $what)" >&2
+    "$top/.venv/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    "$top/.venv/bin/python" -m pip install --quiet "${args[@]}" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    "$top/.venv/bin/python" -c 'import jeisson, aggregator, sqlalchemy, numpy' || return 1
+    echo "$project $what" >"$stamp"
 }

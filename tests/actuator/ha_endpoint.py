@@ -1,6 +1,6 @@
 """A small real aiohttp server standing in for Home Assistant's actuator endpoint.
 
-It speaks the HA side of the protocol with ``actuator.protocol`` (challenge, proof check,
+It speaks the HA side of the protocol with ``jeisson.actuator.protocol`` (challenge, proof check,
 welcome / pending / auth_failed, commands) on 127.0.0.1, and lets tests see every frame a device
 sends, send commands or raw frames, confirm a pending device with a typed key, and kill
 connections abruptly or shut the whole server down.
@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 
 def free_port() -> int:

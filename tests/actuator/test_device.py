@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from actuator import protocol
 from actuator.device import RECENT_COMMAND_IDS, DeviceInfo
 from actuator.hal import JsonFileStore
+from jeisson.actuator import protocol
 
 from .conftest import KEY, ManualClock, make_device
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wifi-actuator.md"
 FROM_DEVICE = {protocol.HELLO, protocol.STATE, protocol.ACK}

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from actuator import protocol
 from actuator.session import ActuatorClient
+from jeisson.actuator import protocol
 
 from .conftest import KEY, make_device
 from .ha_endpoint import DeviceLink, HAEndpoint, wait_for

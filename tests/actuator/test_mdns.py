@@ -13,7 +13,8 @@ from zeroconf._dns import DNSAddress, DNSPointer, DNSService, DNSText
 from zeroconf._protocol.incoming import DNSIncoming
 from zeroconf._protocol.outgoing import DNSOutgoing
 
-from actuator import mdns, protocol
+from actuator import mdns
+from jeisson.actuator import protocol
 
 SERVICE = protocol.MDNS_SERVICE_TYPE
 INSTANCE = "Home Assistant." + SERVICE

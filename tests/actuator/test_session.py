@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from actuator import protocol
 from actuator.session import OUTCOME_REJECTED, ActuatorClient, Settings
+from jeisson.actuator import protocol
 
 from .conftest import FAST, KEY, OTHER_KEY, make_device
 from .ha_endpoint import HAEndpoint, wait_for

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import pytest
 
-from actuator import protocol
+from jeisson.actuator import protocol
 
 from .conftest import KEY
 from .ha_endpoint import HAEndpoint, wait_for

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import WSMsgType, web
 
-from actuator import protocol
 from actuator.transport import (
     OP_CONTINUATION,
     OP_PING,
@@ -23,6 +22,7 @@ from actuator.transport import (
     mask_payload,
     parse_ws_url,
 )
+from jeisson.actuator import protocol
 
 from .ha_endpoint import free_port
 

@@ -19,9 +19,11 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from aggregator.app_keys import STORE
-from aggregator.client import HomeClient, enroll
 from aggregator.negotiation import NegotiationSettings
-from aggregator.protocol import (
+from aggregator.server import ServerConfig, create_app
+from aggregator.store import Store
+from jeisson.client import HomeClient, enroll
+from jeisson.common.protocol import (
     Award,
     BidStep,
     Cancel,
@@ -33,8 +35,6 @@ from aggregator.protocol import (
     ServerMessage,
     utc_now,
 )
-from aggregator.server import ServerConfig, create_app
-from aggregator.store import Store
 
 FAST = NegotiationSettings(
     ack_timeout_s=2.0,

@@ -1,7 +1,7 @@
 """A minimal protocol peer for the home client tests: a real aiohttp server on 127.0.0.1.
 
 It speaks the documented websocket session (``docs/protocol.md``) with the models of
-``aggregator.protocol`` and serves the enrolment endpoint, so ``aggregator.client`` can be tested
+``jeisson.common.protocol`` and serves the enrolment endpoint, so ``jeisson.client`` can be tested
 against real sockets before the aggregator exists. It is not the aggregator: no storage, no
 negotiation — just the session sequence, acks, errors and close codes, plus knobs that let a test
 hold acks, refuse requests, send server messages and drop connections.
@@ -16,7 +16,7 @@ from typing import cast
 
 from aiohttp import WSMsgType, hdrs, web
 
-from aggregator.protocol import (
+from jeisson.common.protocol import (
     HOME_MESSAGE_TYPES,
     MAX_FRAME_BYTES,
     MIN_SUPPORTED_SCHEMA_VERSION,

@@ -7,9 +7,9 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
-from aggregator.client import enroll
-from aggregator.errors import AuthenticationFailed, InvalidEnrollmentCode
-from aggregator.protocol import utc_now
+from jeisson.client import enroll
+from jeisson.common.errors import AuthenticationFailed, InvalidEnrollmentCode
+from jeisson.common.protocol import utc_now
 
 from .conftest import RunningServer
 
@@ -76,8 +76,8 @@ async def test_tokens_are_stored_only_as_hashes(
 async def test_new_code_reenrols_and_revokes_the_old_token(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    from aggregator.client import HomeClient
-    from aggregator.protocol import Inventory
+    from jeisson.client import HomeClient
+    from jeisson.common.protocol import Inventory
 
     home_id, code = await server.add_home()
     old = await enroll(http, server.url, code)

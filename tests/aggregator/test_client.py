@@ -15,14 +15,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from aggregator.client import (
+from jeisson.client.client import (
     DEDUP_WINDOW,
     Enrollment,
     HomeClient,
     backoff_delay,
     enroll,
 )
-from aggregator.errors import (
+from jeisson.common.errors import (
     AuthenticationFailed,
     CannotConnect,
     InvalidEnrollmentCode,
@@ -31,7 +31,7 @@ from aggregator.errors import (
     RequestTimeout,
     UnsupportedSchemaVersion,
 )
-from aggregator.protocol import (
+from jeisson.common.protocol import (
     MAX_FRAME_BYTES,
     MAX_LOADS_PER_HOME,
     MAX_SAMPLES_PER_TELEMETRY,
@@ -762,7 +762,7 @@ async def test_reconnects_after_the_server_closes(
     running: Callable[[HomeClient], asyncio.Task[None]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="aggregator.client")
+    caplog.set_level(logging.INFO, logger="jeisson.client")
     client = make_client(**FAST_BACKOFF)
     states = States(client)
     running(client)
@@ -789,7 +789,7 @@ async def test_replaced_connection_reconnects(
     running: Callable[[HomeClient], asyncio.Task[None]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="aggregator.client")
+    caplog.set_level(logging.INFO, logger="jeisson.client")
     client = make_client(**FAST_BACKOFF)
     states = States(client)
     running(client)
@@ -808,7 +808,7 @@ async def test_oversized_server_frame_closes_with_1009_and_reconnects(
     running: Callable[[HomeClient], asyncio.Task[None]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="aggregator.client")
+    caplog.set_level(logging.INFO, logger="jeisson.client")
     client = make_client(**FAST_BACKOFF)
     states = States(client)
     running(client)

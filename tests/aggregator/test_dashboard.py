@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import update
 
 from aggregator import dashboard, tables
-from aggregator.client import enroll
 from aggregator.live_feed import FeedSettings, LiveFeed
-from aggregator.protocol import BidStep, Offer, Sample, utc_now
+from jeisson.client import enroll
+from jeisson.common.protocol import BidStep, Offer, Sample, utc_now
 from tests.aggregator.conftest import HomeFactory, RunningServer, wait_for
 
 STREAM = "/api/v1/stream"

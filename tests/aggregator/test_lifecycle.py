@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from aggregator.protocol import (
+from jeisson.common.protocol import (
     Award,
     BidStep,
     Cancel,

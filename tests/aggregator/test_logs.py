@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from aggregator.logs import JsonFormatter
-from aggregator.protocol import BidStep
+from jeisson.common.protocol import BidStep
 
 from .conftest import HomeFactory, RunningServer, wait_for
 

@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggregator.errors import RequestRejected
-from aggregator.protocol import BidStep
+from jeisson.common.errors import RequestRejected
+from jeisson.common.protocol import BidStep
 
 from .conftest import HomeFactory, RunningServer, wait_for
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
-from aggregator.client import enroll
-from aggregator.errors import RequestRejected
-from aggregator.protocol import (
+from jeisson.client import enroll
+from jeisson.common.errors import RequestRejected
+from jeisson.common.protocol import (
     SCHEMA_VERSION,
     Award,
     AwardAck,

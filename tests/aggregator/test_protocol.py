@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from aggregator.protocol import (
+from jeisson.common.protocol import (
     HOME_MESSAGE_TYPES,
     MAX_FRAME_BYTES,
     MAX_STEPS_PER_BID,

@@ -10,8 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from aggregator.client import enroll
-from aggregator.protocol import (
+from jeisson.client import enroll
+from jeisson.common.const import CLOSE_REPLACED, CLOSE_UNSUPPORTED_VERSION
+from jeisson.common.protocol import (
     MAX_FRAME_BYTES,
     SCHEMA_VERSION,
     Bid,
@@ -26,7 +27,6 @@ from aggregator.protocol import (
     parse_message,
     utc_now,
 )
-from aggregator.sessions import CLOSE_REPLACED, CLOSE_UNSUPPORTED_VERSION
 
 from .conftest import RunningServer, water_heater_and_ev
 

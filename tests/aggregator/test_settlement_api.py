@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from aggregator.protocol import EventKind, Sample
 from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatus
 from aggregator.store import Store
+from jeisson.common.protocol import EventKind, Sample
 
 from .conftest import RunningServer
 

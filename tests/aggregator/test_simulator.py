@@ -12,17 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.protocol import (
-    MAX_STEPS_PER_BID,
-    Award,
-    Bid,
-    EventKind,
-    HomeEventStatus,
-    Load,
-    LoadKind,
-    Offer,
-    utc_now,
-)
 from aggregator.simulation.fleet import Fleet, FleetConfig, SimulatorError
 from aggregator.simulation.home import AckPlan, HomeTiming, VirtualHome, window_hours
 from aggregator.simulation.loads import (
@@ -32,6 +21,17 @@ from aggregator.simulation.loads import (
     LoadTerms,
     SimulatedLoad,
     random_loads,
+)
+from jeisson.common.protocol import (
+    MAX_STEPS_PER_BID,
+    Award,
+    Bid,
+    EventKind,
+    HomeEventStatus,
+    Load,
+    LoadKind,
+    Offer,
+    utc_now,
 )
 
 from .conftest import RunningServer, wait_for

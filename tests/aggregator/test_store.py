@@ -27,7 +27,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from aggregator import migrations, tables
 from aggregator.auth import hash_secret
-from aggregator.protocol import BidStep, EventEnd, EventKind, Load, LoadKind, Sample, utc_now
 from aggregator.records import (
     AwardRecord,
     AwardStatus,
@@ -44,6 +43,7 @@ from aggregator.store import (
     Store,
     make_engine,
 )
+from jeisson.common.protocol import BidStep, EventEnd, EventKind, Load, LoadKind, Sample, utc_now
 
 from .conftest import (
     FAST,

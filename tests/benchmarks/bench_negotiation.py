@@ -20,7 +20,8 @@ from aiohttp import web
 
 from aggregator.app_keys import MANAGER, REGISTRY, STORE
 from aggregator.negotiation import EventRequest, NegotiationSettings
-from aggregator.protocol import (
+from aggregator.server import ServerConfig, create_app
+from jeisson.common.protocol import (
     SCHEMA_VERSION,
     AwardAck,
     Bid,
@@ -33,7 +34,6 @@ from aggregator.protocol import (
     dump_message,
     utc_now,
 )
-from aggregator.server import ServerConfig, create_app
 from tests.aggregator.conftest import free_port
 
 HOMES = 2000

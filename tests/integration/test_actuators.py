@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from homeassistant.core import HomeAssistant
 
-from aggregator.protocol import LoadKind
 from custom_components.jeisson.actuators import SwitchEntityActuator, actuator_for, load_power_kw
 from custom_components.jeisson.models import LoadConfig
+from jeisson.common.protocol import LoadKind
 
 LOAD = LoadConfig(
     load_id="heater",

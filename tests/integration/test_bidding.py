@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from aggregator.protocol import LoadKind
 from custom_components.jeisson.bidding import (
     Ineligible,
     bid_kw,
@@ -15,6 +14,7 @@ from custom_components.jeisson.bidding import (
     overlaps_off_limits,
 )
 from custom_components.jeisson.models import LoadConfig, Terms
+from jeisson.common.protocol import LoadKind
 
 MADRID = ZoneInfo("Europe/Madrid")
 START = datetime(2026, 11, 28, 17, 0, tzinfo=UTC)  # 18:00 in Madrid

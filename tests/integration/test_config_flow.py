@@ -13,8 +13,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from aggregator.errors import AuthenticationFailed, UnsupportedSchemaVersion
-from aggregator.protocol import ServerHello
 from custom_components.jeisson.const import (
     CONF_AGGREGATOR_ID,
     CONF_CODE,
@@ -23,6 +21,8 @@ from custom_components.jeisson.const import (
     CONF_PARTICIPATING,
     DOMAIN,
 )
+from jeisson.common.errors import AuthenticationFailed, UnsupportedSchemaVersion
+from jeisson.common.protocol import ServerHello
 
 from .aggregator_process import AggregatorProcess, free_port
 

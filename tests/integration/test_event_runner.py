@@ -12,7 +12,6 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from aggregator.protocol import Award, EventKind, HomeEventStatus, Offer
 from custom_components.jeisson.const import (
     EVENT_ENDED,
     EVENT_OFFERED,
@@ -22,6 +21,7 @@ from custom_components.jeisson.const import (
     SAMPLE_INTERVAL,
 )
 from custom_components.jeisson.schedule import Outcome
+from jeisson.common.protocol import Award, EventKind, HomeEventStatus, Offer
 
 from .conftest import wait_for
 from .test_resume import ENTRY_ID, offline_entry, record, save_schedule, saved_event, state, turn

@@ -10,8 +10,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from aggregator.errors import UnsupportedSchemaVersion
 from custom_components.jeisson.const import CONF_HOME_ID, DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL
+from jeisson.common.errors import UnsupportedSchemaVersion
 
 from .aggregator_process import AggregatorProcess, free_port
 from .conftest import wait_for

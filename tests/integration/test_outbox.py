@@ -10,12 +10,12 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from aggregator.protocol import Inventory, OptOut, OptOutReason, dump_message
 from custom_components.jeisson.outbox import (
     OUTBOX_STORAGE_KEY_PREFIX,
     OUTBOX_STORAGE_VERSION,
     OutboxStore,
 )
+from jeisson.common.protocol import Inventory, OptOut, OptOutReason, dump_message
 
 from .aggregator_process import AggregatorProcess
 from .conftest import wait_for

@@ -13,8 +13,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from aggregator.protocol import Award, AwardAck, Offer, new_message_id
 from custom_components.jeisson.const import EVENT_AWARDED, EVENT_BID, EVENT_OPTED_OUT
+from jeisson.common.protocol import Award, AwardAck, Offer, new_message_id
 
 from . import test_event_runner
 from .aggregator_process import AggregatorProcess

@@ -21,7 +21,6 @@ from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from aggregator.protocol import OptOut, OptOutReason
 from custom_components.jeisson.const import (
     EVENT_ENDED,
     EVENT_OPTED_OUT,
@@ -29,6 +28,7 @@ from custom_components.jeisson.const import (
     STORAGE_KEY_PREFIX,
 )
 from custom_components.jeisson.event_runner import RETRY_FOR, RETRY_INTERVAL
+from jeisson.common.protocol import OptOut, OptOutReason
 
 from . import test_event_runner
 from .aggregator_process import AggregatorProcess, free_port

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from aggregator.protocol import EventKind, HomeEventStatus
 from custom_components.jeisson.const import HISTORY_LIMIT
 from custom_components.jeisson.schedule import HeldEvent, Outcome, Schedule
+from jeisson.common.protocol import EventKind, HomeEventStatus
 
 START = datetime(2026, 11, 28, 17, 0, tzinfo=UTC)
 

@@ -17,11 +17,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from aggregator.protocol import Telemetry
 from custom_components.jeisson.const import CONF_HOME_ID, SAMPLE_INTERVAL, SAMPLES_PER_BATCH
 from custom_components.jeisson.outbox import OUTBOX_STORAGE_KEY_PREFIX
 from custom_components.jeisson.schedule import Outcome
 from custom_components.jeisson.telemetry import IDLE_BATCH_INTERVAL, IDLE_SAMPLE_INTERVAL
+from jeisson.common.protocol import Telemetry
 
 from . import test_event_runner
 from .aggregator_process import AggregatorProcess

@@ -26,14 +26,14 @@ from pytest_homeassistant_custom_component.typing import (
     WebSocketGenerator,
 )
 
-from actuator import protocol
-from aggregator.protocol import LoadKind
 from custom_components.jeisson import wifi_devices
 from custom_components.jeisson.actuators import WifiActuator, actuator_for, load_power_kw
 from custom_components.jeisson.const import CONF_LOADS, DOMAIN
 from custom_components.jeisson.entity import device_identifier
 from custom_components.jeisson.models import LoadConfig
 from custom_components.jeisson.wifi_devices import RENEW_INTERVAL, actuator_ref
+from jeisson.actuator import protocol
+from jeisson.common.protocol import LoadKind
 
 from .conftest import load_options, wait_for
 from .wifi_support import (

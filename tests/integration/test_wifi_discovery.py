@@ -18,9 +18,10 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from zeroconf import IPVersion
 
-from actuator import mdns, protocol
+from actuator import mdns
 from custom_components.jeisson.wifi_discovery import async_service_info, instance_name
 from custom_components.jeisson.wifi_endpoint import get_router
+from jeisson.actuator import protocol
 
 from .conftest import wait_for
 

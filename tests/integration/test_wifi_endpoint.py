@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from homeassistant.core import HomeAssistant
 
-from actuator import protocol
 from custom_components.jeisson.wifi_endpoint import get_router
+from jeisson.actuator import protocol
 
 from .conftest import wait_for
 from .wifi_support import (

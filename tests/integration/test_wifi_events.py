@@ -19,9 +19,9 @@ from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from actuator import protocol
 from custom_components.jeisson.const import EVENT_AWARDED, EVENT_ENDED, EVENT_OPTED_OUT
 from custom_components.jeisson.wifi_devices import RENEW_INTERVAL, actuator_ref, stagger_share
+from jeisson.actuator import protocol
 
 from .aggregator_process import AggregatorProcess
 from .conftest import load_options, wait_for

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from aggregator.protocol import EventKind, HomeEventStatus
 from custom_components.jeisson.schedule import HeldEvent, Schedule
 from custom_components.jeisson.wifi_devices import (
     PairedDevice,
     event_hold_end,
     stagger_share,
 )
+from jeisson.common.protocol import EventKind, HomeEventStatus
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 END = START + timedelta(hours=1)

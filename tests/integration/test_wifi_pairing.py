@@ -15,9 +15,9 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from actuator import protocol
 from custom_components.jeisson.const import DOMAIN
 from custom_components.jeisson.entity import device_identifier
+from jeisson.actuator import protocol
 
 from .conftest import wait_for
 from .wifi_support import (

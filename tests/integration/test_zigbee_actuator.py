@@ -20,7 +20,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 
-from aggregator.protocol import LoadKind
 from custom_components.jeisson.actuators import actuator_for, load_power_kw
 from custom_components.jeisson.models import LoadConfig
 from custom_components.jeisson.zigbee import (
@@ -33,6 +32,7 @@ from custom_components.jeisson.zigbee import (
     zha_device_entry,
     zha_switch_devices,
 )
+from jeisson.common.protocol import LoadKind
 
 from .zha_harness import (
     BASIC_CLUSTER_ID,

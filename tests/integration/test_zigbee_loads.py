@@ -23,7 +23,6 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from aggregator.protocol import Award, EventKind, Offer
 from custom_components.jeisson.const import (
     CONF_AGGREGATOR_ID,
     CONF_HOME_ID,
@@ -33,6 +32,7 @@ from custom_components.jeisson.const import (
     EVENT_OPTED_OUT,
 )
 from custom_components.jeisson.zigbee import CONF_ZHA_DEVICE, zha_actuator_ref
+from jeisson.common.protocol import Award, EventKind, Offer
 
 from .aggregator_process import AggregatorProcess
 from .conftest import load_options, wait_for

@@ -24,13 +24,13 @@ from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from actuator import protocol
 from actuator.device import Device, DeviceInfo
 from actuator.hal import JsonFileStore, SimulatedLoad, SimulatedRelay, SystemClock
 from actuator.session import ActuatorClient, Settings
 from actuator.transport import AiohttpConnection
 from custom_components.jeisson.const import DOMAIN
 from custom_components.jeisson.wifi_endpoint import pairing_unique_id
+from jeisson.actuator import protocol
 
 from .conftest import wait_for
 

@@ -39,7 +39,14 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yarl import URL
 
-from aggregator.errors import (
+from jeisson.common.const import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_REPLACED,
+    CLOSE_UNSUPPORTED_VERSION,
+    ENROLL_PATH,
+    WS_PATH,
+)
+from jeisson.common.errors import (
     AuthenticationFailed,
     CannotConnect,
     InvalidEnrollmentCode,
@@ -48,7 +55,7 @@ from aggregator.errors import (
     RequestTimeout,
     UnsupportedSchemaVersion,
 )
-from aggregator.protocol import (
+from jeisson.common.protocol import (
     MAX_FRAME_BYTES,
     MIN_SUPPORTED_SCHEMA_VERSION,
     SCHEMA_VERSION,
@@ -87,9 +94,6 @@ type ConnectionCallback = Callable[[bool], None]
 type QueuedMessage = AwardAck | Telemetry | OptOut
 """Messages kept in the outbox until acknowledged."""
 
-WS_PATH = "/api/v1/ws"
-ENROLL_PATH = "/api/v1/enroll"
-
 DEFAULT_HEARTBEAT_INTERVAL: Final = 30.0
 """Seconds between WebSocket pings until the server announces its own interval."""
 ENROLL_TIMEOUT: Final = 10.0
@@ -99,9 +103,6 @@ OUTBOX_TELEMETRY_LIMIT: Final = 1000
 """Telemetry batches kept while offline; older ones are dropped first (acks/opt-outs never)."""
 CLOSE_TIMEOUT: Final = 5.0
 """Seconds to wait for the server's closing handshake before giving up on it."""
-CLOSE_UNSUPPORTED_VERSION: Final = 4001
-CLOSE_REPLACED: Final = 4002
-CLOSE_MESSAGE_TOO_BIG: Final = int(aiohttp.WSCloseCode.MESSAGE_TOO_BIG)
 
 _AUTH_FAILED_STATUSES: Final = frozenset({401, 403})
 _INVALID_CODE_STATUSES: Final = frozenset({400, 404, 409, 410})

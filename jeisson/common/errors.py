@@ -1,12 +1,12 @@
 """Exceptions shared by the home client and its users (the HA integration, the simulator).
 
-Each exception that mirrors a protocol :class:`~aggregator.protocol.ErrorCode` carries it, so a
+Each exception that mirrors a protocol :class:`~jeisson.common.protocol.ErrorCode` carries it, so a
 caller can tell a refused bid from a lost connection without parsing messages.
 """
 
 from __future__ import annotations
 
-from aggregator.protocol import ErrorCode
+from jeisson.common.protocol import ErrorCode
 
 
 class JeissonError(Exception):

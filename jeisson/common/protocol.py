@@ -1,7 +1,7 @@
 """The Jeisson wire protocol: every message a home and the aggregator exchange.
 
 This module is the single definition of the websocket protocol (JSON text frames) and is
-imported by both sides: the server, the home client (``aggregator.client``), the fleet simulator
+imported by both sides: the server, the home client (``jeisson.client``), the fleet simulator
 and the Home Assistant integration. It has no Home Assistant and no server-only imports.
 
 Every frame is one JSON object with a ``type`` (which message it is) and an ``id`` (unique per

@@ -1,0 +1,1 @@
+"""What both sides of the home websocket share: the protocol, its constants and its errors."""
