@@ -9,7 +9,7 @@ from typing import Final
 DOMAIN: Final = "jeisson"
 LOGGER: Final = logging.getLogger(__package__)
 
-SOFTWARE_VERSION: Final = "0.1.0"
+SOFTWARE_VERSION: Final = "0.2.0"
 """Reported to the aggregator in the home hello (matches manifest.json ``version``)."""
 
 # --- Config entry data --------------------------------------------------------------------------
