@@ -220,15 +220,15 @@ async def new_home_code(request: web.Request) -> web.Response:
 # --- events -----------------------------------------------------------------------------------
 
 
-def round_view(record: RoundRecord) -> dict[str, Any]:
-    """Return the JSON view of one negotiation round."""
+def round_view(record: RoundRecord, offered: int) -> dict[str, Any]:
+    """Return the JSON view of one negotiation round (``offered``: how many homes were)."""
     return {
         "round": record.round,
         "status": record.status.value,
         "target_kw": record.target_kw,
         "opened_at": record.opened_at.isoformat(),
         "deadline": record.deadline.isoformat(),
-        "offered_homes": len(record.offered_homes),
+        "offered_homes": offered,
         "bids": record.bids,
         "steps": record.steps,
         "offered_kw": record.offered_kw,
@@ -284,6 +284,7 @@ async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | 
     if live is not None:
         record = live.record
         rounds = [live.rounds[number] for number in sorted(live.rounds)]
+        offered = {number: len(homes) for number, homes in live.offered.items()}
         awards = list(live.awards.values())
         delivered = manager.delivered_kw(live)
     else:
@@ -292,6 +293,7 @@ async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | 
             return None
         record = stored
         rounds = await store.rounds_for(event_id)
+        offered = await store.offered_counts(event_id)
         awards = await store.awards_for(event_id)
         delivered = 0.0
     committed = sum(award.committed_kw for award in awards)
@@ -300,7 +302,7 @@ async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | 
         "committed_kw": round(committed, 3),
         "delivered_kw": round(delivered, 3),
         "shortfall_kw": round(max(0.0, record.target_kw - committed), 3),
-        "rounds": [round_view(item) for item in rounds],
+        "rounds": [round_view(item, offered.get(item.round, 0)) for item in rounds],
         "awards": [award_view(award) for award in awards],
     }
 

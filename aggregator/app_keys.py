@@ -9,7 +9,7 @@ from aiohttp import web
 from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
 from aggregator.sessions import SessionRegistry, SessionSettings
-from aggregator.store import Store
+from aggregator.store import GroupCommitter, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,7 @@ class ServerInfo:
 
 
 STORE = web.AppKey("store", Store)
+COMMITTER = web.AppKey("committer", GroupCommitter)
 MANAGER = web.AppKey("manager", EventManager)
 REGISTRY = web.AppKey("registry", SessionRegistry)
 SERVER_INFO = web.AppKey("server_info", ServerInfo)

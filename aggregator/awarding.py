@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aggregator.clearing import ClearingResult, StepTable, clear
-from aggregator.records import AwardRecord, AwardStatus, BidRecord
-from aggregator.store import new_id
+from aggregator.records import AwardRecord, AwardStatus, BidRecord, new_id
 from jeisson.common.protocol import BidStep, Load
 
 

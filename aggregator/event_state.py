@@ -42,6 +42,8 @@ class EventState:
     record: EventRecord
     rounds: dict[int, RoundRecord] = field(default_factory=dict)
     awards: dict[str, AwardRecord] = field(default_factory=dict)
+    offered: dict[int, set[str]] = field(default_factory=dict)
+    """The homes offered each round."""
     open_bids: dict[str, BidRecord] = field(default_factory=dict)
     """Bids of the open round, by home."""
     ack_deadlines: dict[int, datetime] = field(default_factory=dict)

@@ -88,7 +88,10 @@ async def build_snapshot(
                 "pending_kw": round(state.pending_kw, KW_DECIMALS),
                 "delivered_kw": round(manager.delivered_kw(state), KW_DECIMALS),
                 "shortfall_kw": round(max(0.0, state.record.target_kw - committed), KW_DECIMALS),
-                "rounds": [round_view(state.rounds[number]) for number in sorted(state.rounds)],
+                "rounds": [
+                    round_view(state.rounds[number], len(state.offered.get(number, ())))
+                    for number in sorted(state.rounds)
+                ],
                 "awards": [award_view(award) for award in awards[:max_awards]],
                 "awards_total": len(awards),
             }

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -47,3 +49,28 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "text") -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class Throttle:
+    """Let a repeated log line through at most once per interval, counting what it held back.
+
+    ``throttle.ready()`` returns the number of occurrences since the last line let through
+    (at least 1) when a line is due, else 0; the caller logs only then, with that count.
+    """
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """Allow one line per ``interval_s`` seconds."""
+        self._interval = interval_s
+        self._clock = clock
+        self._last: float | None = None
+        self._held = 0
+
+    def ready(self) -> int:
+        """Count one occurrence; return how many to report if a line is due now, else 0."""
+        self._held += 1
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            return 0
+        self._last = now
+        count, self._held = self._held, 0
+        return count

@@ -17,6 +17,8 @@ from prometheus_client.registry import Collector
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 ROUND_BUCKETS: Final = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
 CLEARING_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+COMMIT_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+BATCH_BUCKETS: Final = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,34 @@ class Metrics:
             buckets=CLEARING_BUCKETS,
             registry=self.registry,
         )
+
+        self.store_commit_seconds = Histogram(
+            "jeisson_store_commit_seconds",
+            "Time to write one group-commit transaction",
+            buckets=COMMIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_batch_requests = Histogram(
+            "jeisson_store_batch_requests",
+            "Requests (home messages, negotiation steps) written per transaction",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_failures = Counter(
+            "jeisson_store_failed_requests",
+            "Requests whose transaction failed (nothing stored; homes told to re-send)",
+            registry=self.registry,
+        )
+
+    def observe_commit(self, requests: int, changes: int, seconds: float) -> None:
+        """Record one committed group-commit transaction."""
+        del changes
+        self.store_commit_seconds.observe(seconds)
+        self.store_batch_requests.observe(requests)
+
+    def observe_store_failure(self, requests: int) -> None:
+        """Record one failed transaction and the requests it failed."""
+        self.store_failures.inc(requests)
 
     def watch(
         self,

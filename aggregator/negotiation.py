@@ -31,7 +31,14 @@ from aggregator.records import (
     RoundRecord,
     RoundStatus,
 )
-from aggregator.store import Store, new_id
+from aggregator.store import (
+    GroupCommitter,
+    Insert,
+    OfferRecord,
+    Store,
+    TelemetryBatch,
+    new_id,
+)
 from jeisson.common.protocol import (
     Award,
     AwardAck,
@@ -145,11 +152,14 @@ class EventManager:
         store: Store,
         link: HomeLink,
         settings: NegotiationSettings | None = None,
+        *,
         clock: Callable[[], datetime] = utc_now,
         metrics: Metrics | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         """Create a manager; call :meth:`start` to resume stored events."""
         self._store = store
+        self._committer = committer or GroupCommitter(store)
         self._metrics = metrics or Metrics()
         self._link = link
         self._settings = settings or NegotiationSettings()
@@ -176,6 +186,7 @@ class EventManager:
             for award in await self._store.awards_for(record.event_id):
                 state.add_award(award)
             state.opted_out_homes = await self._store.homes_opted_out(record.event_id)
+            state.offered = await self._store.offered_homes(record.event_id)
             open_round = state.open_round
             if open_round is not None:
                 for bid in await self._store.bids_for(record.event_id, open_round.round):
@@ -277,7 +288,7 @@ class EventManager:
             )
             recipients = {award.home_id for award in state.awards.values()}
             if open_round is not None:
-                recipients.update(open_round.offered_homes)
+                recipients.update(state.offered.get(open_round.round, ()))
             self._link.broadcast(
                 recipients, Cancel(id=f"cancel-{event_id}", event_id=event_id, reason=reason)
             )
@@ -362,7 +373,7 @@ class EventManager:
                     f"round {bid.round} of event {bid.event_id} takes no more bids",
                     bid.id,
                 )
-            if home_id not in open_round.offered_homes:
+            if home_id not in state.offered.get(open_round.round, ()):
                 raise ProtocolError(
                     ErrorCode.INVALID_STATE, "this home was not offered this round", bid.id
                 )
@@ -460,10 +471,11 @@ class EventManager:
 
     async def handle_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
         """Persist a telemetry batch and update the event's live delivery figure."""
-        is_new = await self._store.save_telemetry(
-            home_id, telemetry.id, telemetry.event_id, telemetry.samples
+        batch = TelemetryBatch(
+            home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
         )
-        if not is_new or telemetry.event_id is None:
+        receipt = await self._committer.commit([batch])
+        if batch.key not in receipt.stored_telemetry or telemetry.event_id is None:
             return
         state = self._events.get(telemetry.event_id)
         if state is None:
@@ -581,9 +593,7 @@ class EventManager:
             state.record.bid_window_s if number == 1 else self._settings.renegotiation_window_s
         )
         deadline = min(now + timedelta(seconds=window_s), state.record.end)
-        offered = tuple(
-            home.home_id for home in self._homes.values() if self._eligible(state, home)
-        )
+        offered = {home.home_id for home in self._homes.values() if self._eligible(state, home)}
         record = RoundRecord(
             event_id=state.event_id,
             round=number,
@@ -591,10 +601,15 @@ class EventManager:
             target_kw=target_kw,
             opened_at=now,
             deadline=deadline,
-            offered_homes=offered,
         )
-        await self._store.insert_round(record)
+        await self._store.write(
+            [
+                Insert(record),
+                *(Insert(OfferRecord(state.event_id, number, home_id)) for home_id in offered),
+            ]
+        )
         state.rounds[number] = record
+        state.offered[number] = offered
         state.open_bids.clear()
         await self._store.update_event(state.set_record(current_round=number))
         self._link.broadcast(offered, self._offer(state, record))
@@ -774,11 +789,8 @@ class EventManager:
     def _all_bids_in(state: EventState) -> bool:
         """Return True when every home offered the open round has bid (and some were)."""
         open_round = state.open_round
-        return (
-            open_round is not None
-            and bool(open_round.offered_homes)
-            and len(state.open_bids) >= len(open_round.offered_homes)
-        )
+        offered = state.offered.get(open_round.round, ()) if open_round is not None else ()
+        return bool(offered) and len(state.open_bids) >= len(offered)
 
     def _state_for(self, event_id: str, message_id: str) -> EventState:
         state = self._events.get(event_id)
@@ -851,11 +863,12 @@ class EventManager:
             and self._eligible(state, home)
             and open_round.deadline - self._now() > lead
         ):
-            if home.home_id not in open_round.offered_homes:
-                open_round = state.set_round(
-                    open_round, offered_homes=(*open_round.offered_homes, home.home_id)
+            offered = state.offered.setdefault(open_round.round, set())
+            if home.home_id not in offered:
+                await self._store.write(
+                    [Insert(OfferRecord(state.event_id, open_round.round, home.home_id), True)]
                 )
-                await self._store.update_round(open_round)
+                offered.add(home.home_id)
             if home.home_id not in state.open_bids:
                 self._link.send(home.home_id, self._offer(state, open_round))
         for award in state.awards_of(home.home_id):

@@ -6,11 +6,17 @@ them depends on the others' internals.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from jeisson.common.protocol import BidStep, EventKind, Load
+
+
+def new_id(prefix: str) -> str:
+    """Return a fresh identifier such as ``evt_3f9a0c1d2b4e5f60``."""
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
 
 class EventStatus(StrEnum):
@@ -106,7 +112,10 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class RoundRecord:
-    """One negotiation round of an event (1 = the first; higher = re-negotiation)."""
+    """One negotiation round of an event (1 = the first; higher = re-negotiation).
+
+    The homes offered the round are rows of their own (``round_offers``), one per home.
+    """
 
     event_id: str
     round: int
@@ -114,7 +123,6 @@ class RoundRecord:
     target_kw: float
     opened_at: datetime
     deadline: datetime
-    offered_homes: tuple[str, ...] = ()
     cleared_at: datetime | None = None
     clearing_price: float | None = None
     offered_kw: float = 0.0

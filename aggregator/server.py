@@ -13,6 +13,7 @@ from aiohttp import web
 from aggregator import dashboard
 from aggregator.api import json_error, operator_auth, routes
 from aggregator.app_keys import (
+    COMMITTER,
     MANAGER,
     METRICS,
     REGISTRY,
@@ -26,7 +27,7 @@ from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
 from aggregator.openapi import openapi_document
 from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
-from aggregator.store import Store
+from aggregator.store import GroupCommitter, Store
 from jeisson.common.const import WS_PATH
 from jeisson.common.protocol import MAX_FRAME_BYTES
 
@@ -57,6 +58,7 @@ async def home_websocket(request: web.Request) -> web.StreamResponse:
         ws,
         home,
         store=store,
+        committer=request.app[COMMITTER],
         manager=request.app[MANAGER],
         registry=request.app[REGISTRY],
         settings=request.app[SESSION_SETTINGS],
@@ -81,12 +83,16 @@ def _lifecycle(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = await Store.open(config.db_url)
         metrics = Metrics()
+        committer = GroupCommitter(store, metrics)
         registry = SessionRegistry(metrics)
-        manager = EventManager(store, registry, config.negotiation, metrics=metrics)
+        manager = EventManager(
+            store, registry, config.negotiation, metrics=metrics, committer=committer
+        )
         metrics.watch(connected_homes=lambda: len(registry), events=manager.figures)
         app[METRICS] = metrics
         aggregator_id = await store.aggregator_id()
         app[STORE] = store
+        app[COMMITTER] = committer
         app[REGISTRY] = registry
         app[MANAGER] = manager
         app[SERVER_INFO] = ServerInfo(aggregator_id=aggregator_id)
@@ -97,6 +103,7 @@ def _lifecycle(
         _LOGGER.info("Aggregator %s ready", aggregator_id)
         yield
         await manager.stop()
+        await committer.close()
         await store.close()
 
     return lifecycle

@@ -21,7 +21,14 @@ from aggregator import __version__
 from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
 from aggregator.records import HomeRecord
-from aggregator.store import Store
+from aggregator.store import (
+    GroupCommitter,
+    HomeInventory,
+    HomeSeen,
+    Store,
+    StoreUnavailableError,
+    Update,
+)
 from jeisson.common.const import (
     CLOSE_REPLACED,
     CLOSE_SILENT,
@@ -138,6 +145,7 @@ class HomeSession:
         home: HomeRecord,
         *,
         store: Store,
+        committer: GroupCommitter,
         manager: EventManager,
         registry: SessionRegistry,
         settings: SessionSettings,
@@ -146,6 +154,7 @@ class HomeSession:
         self._ws = ws
         self._home = home
         self._store = store
+        self._committer = committer
         self._manager = manager
         self._registry = registry
         self._settings = settings
@@ -260,6 +269,16 @@ class HomeSession:
                 extra={"home_id": self.home_id},
             )
             self._send_error(err)
+        except StoreUnavailableError:
+            # Nothing of the message was stored (the store logs why): the home keeps it and
+            # sends it again (internal_error is retryable for the client).
+            self._send_error(
+                ProtocolError(
+                    ErrorCode.INTERNAL_ERROR,
+                    "storage temporarily unavailable; nothing was stored, send it again",
+                    message_id,
+                )
+            )
         except Exception:
             _LOGGER.exception(
                 "Home %s: failed to handle a message", self.home_id, extra={"home_id": self.home_id}
@@ -310,15 +329,17 @@ class HomeSession:
             )
             await self._flush_and_close(CLOSE_UNSUPPORTED_VERSION, "unsupported schema version")
             return
-        await self._store.mark_seen(self.home_id, hello.software_version)
+        await self._committer.commit(
+            [Update(HomeSeen(self.home_id, utc_now(), hello.software_version))]
+        )
         self._home = replace(self._home, software_version=hello.software_version)
         self._held = list(hello.held_awards)
         self._helloed = True
         self._ack(hello)
 
     async def _handle_inventory(self, inventory: Inventory) -> None:
-        await self._store.save_inventory(
-            self.home_id, inventory.loads, participating=inventory.participating
+        await self._committer.commit(
+            [Update(HomeInventory(self.home_id, tuple(inventory.loads), inventory.participating))]
         )
         home = replace(
             self._home, loads=tuple(inventory.loads), participating=inventory.participating

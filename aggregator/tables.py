@@ -132,7 +132,6 @@ rounds = Table(
     Column("target_kw", Float, nullable=False),
     Column("opened_at", UtcDateTime, nullable=False),
     Column("deadline", UtcDateTime, nullable=False),
-    Column("offered_homes", JSON, nullable=False, default=list),
     Column("cleared_at", UtcDateTime),
     Column("clearing_price", Float),
     Column("offered_kw", Float, nullable=False, default=0.0),
@@ -140,6 +139,15 @@ rounds = Table(
     Column("shortfall_kw", Float, nullable=False, default=0.0),
     Column("bids", Integer, nullable=False, default=0),
     Column("steps", Integer, nullable=False, default=0),
+)
+
+round_offers = Table(
+    "round_offers",
+    metadata,
+    # One row per home offered a round (a home that connects while the round is open is added).
+    Column("event_id", ID, ForeignKey("events.event_id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("home_id", ID, ForeignKey("homes.home_id"), primary_key=True),
 )
 
 bids = Table(

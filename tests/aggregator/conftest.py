@@ -242,6 +242,22 @@ async def pg_url() -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Yield the URL of a fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    """Yield a store opened (and so migrated) on the fresh database."""
+    opened = await Store.open(db_url)
+    yield opened
+    await opened.close()
+
+
 HomeFactory = Callable[..., Awaitable[ScriptedHome]]
 
 

@@ -39,8 +39,11 @@ from aggregator.records import (
 from aggregator.store import (
     APPLICATION_NAME,
     EnrolmentRejected,
+    Insert,
+    OfferRecord,
     PoolSettings,
     Store,
+    Update,
     make_engine,
 )
 from jeisson.common.protocol import BidStep, EventEnd, EventKind, Load, LoadKind, Sample, utc_now
@@ -58,22 +61,6 @@ CEST = timezone(timedelta(hours=2))
 JEISSON_AGGREGATOR = Path(sys.executable).parent / "jeisson-aggregator"
 HEAD = migrations.head_revision()
 LOCK_WAIT_S = 0.5
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Yield the URL of a fresh, empty database of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    """Yield a store opened (and so migrated) on the fresh database."""
-    opened = await Store.open(db_url)
-    yield opened
-    await opened.close()
 
 
 def event_record(**overrides: object) -> EventRecord:
@@ -308,8 +295,10 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
     assert await store.list_events() == []
 
 
-async def test_rounds_round_trip(store: Store) -> None:
+async def test_rounds_and_their_offers_round_trip(store: Store) -> None:
     await store.insert_event(event_record())
+    home_a = await new_home(store, "a")
+    home_b = await new_home(store, "b")
     opened = datetime(2026, 7, 1, 15, 0, tzinfo=CEST)
     first = RoundRecord(
         event_id="evt_1",
@@ -318,9 +307,10 @@ async def test_rounds_round_trip(store: Store) -> None:
         target_kw=50.0,
         opened_at=opened,
         deadline=opened + timedelta(seconds=30),
-        offered_homes=("home_a", "home_b"),
     )
-    await store.insert_round(first)
+    await store.write(
+        [Insert(first), *(Insert(OfferRecord("evt_1", 1, home)) for home in (home_a, home_b))]
+    )
     second = RoundRecord(
         event_id="evt_1",
         round=2,
@@ -337,7 +327,6 @@ async def test_rounds_round_trip(store: Store) -> None:
         target_kw=50.0,
         opened_at=opened,
         deadline=opened + timedelta(seconds=30),
-        offered_homes=("home_a", "home_b"),
         cleared_at=opened + timedelta(seconds=31),
         clearing_price=0.18,
         offered_kw=60.5,
@@ -346,9 +335,18 @@ async def test_rounds_round_trip(store: Store) -> None:
         bids=2,
         steps=5,
     )
-    await store.update_round(cleared)
+    # A home joining the open round late, and a repeated offer, add one row each at most.
+    await store.write(
+        [
+            Update(cleared),
+            Insert(OfferRecord("evt_1", 2, home_b), if_absent=True),
+            Insert(OfferRecord("evt_1", 1, home_a), if_absent=True),
+        ]
+    )
     stored = await store.rounds_for("evt_1")
     assert stored == [cleared, second]
+    assert await store.offered_homes("evt_1") == {1: {home_a, home_b}, 2: {home_b}}
+    assert await store.offered_counts("evt_1") == {1: 2, 2: 1}
     assert_utc(stored[0].cleared_at, opened + timedelta(seconds=31))
 
 
