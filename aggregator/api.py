@@ -24,6 +24,8 @@ from jeisson.common.protocol import EventKind, utc_now
 
 MAX_EVENT_DURATION: Final = timedelta(hours=24)
 MAX_LIST: Final = 500
+KW_DIGITS: Final = 3
+"""kW figures in answers are rounded to watts (sums of floats carry binary noise otherwise)."""
 _ENROLMENT_STATUS: Final = {
     EnrolmentRejected.Reason.UNKNOWN: 404,
     EnrolmentRejected.Reason.USED: 409,
@@ -178,7 +180,7 @@ def home_view(home: HomeRecord, connected: bool) -> dict[str, Any]:
         "enrolled": home.enrolled_at is not None,
         "connected": connected,
         "participating": home.participating,
-        "flexible_kw": round(home.flexible_kw, 3),
+        "flexible_kw": round(home.flexible_kw, KW_DIGITS),
         "loads": [load.model_dump(mode="json") for load in home.loads],
         "last_seen_at": home.last_seen_at.isoformat() if home.last_seen_at else None,
         "software_version": home.software_version,
@@ -225,16 +227,16 @@ def round_view(record: RoundRecord, offered: int) -> dict[str, Any]:
     return {
         "round": record.round,
         "status": record.status.value,
-        "target_kw": record.target_kw,
+        "target_kw": round(record.target_kw, KW_DIGITS),
         "opened_at": record.opened_at.isoformat(),
         "deadline": record.deadline.isoformat(),
         "offered_homes": offered,
         "bids": record.bids,
         "steps": record.steps,
-        "offered_kw": record.offered_kw,
-        "accepted_kw": record.accepted_kw,
+        "offered_kw": round(record.offered_kw, KW_DIGITS),
+        "accepted_kw": round(record.accepted_kw, KW_DIGITS),
         "clearing_price": record.clearing_price,
-        "shortfall_kw": record.shortfall_kw,
+        "shortfall_kw": round(record.shortfall_kw, KW_DIGITS),
     }
 
 
@@ -246,8 +248,8 @@ def award_view(award: AwardRecord) -> dict[str, Any]:
         "round": award.round,
         "status": award.status.value,
         "loads": list(award.loads),
-        "kw": award.kw,
-        "committed_kw": award.committed_kw,
+        "kw": round(award.kw, KW_DIGITS),
+        "committed_kw": round(award.committed_kw, KW_DIGITS),
         "price": award.price,
         "opted_out_loads": list(award.opted_out_loads),
         "sent_at": award.sent_at.isoformat(),
@@ -299,9 +301,9 @@ async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | 
     committed = sum(award.committed_kw for award in awards)
     return {
         **event_summary(record),
-        "committed_kw": round(committed, 3),
-        "delivered_kw": round(delivered, 3),
-        "shortfall_kw": round(max(0.0, record.target_kw - committed), 3),
+        "committed_kw": round(committed, KW_DIGITS),
+        "delivered_kw": round(delivered, KW_DIGITS),
+        "shortfall_kw": round(max(0.0, record.target_kw - committed), KW_DIGITS),
         "rounds": [round_view(item, offered.get(item.round, 0)) for item in rounds],
         "awards": [award_view(award) for award in awards],
     }

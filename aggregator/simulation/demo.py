@@ -5,15 +5,16 @@ SQLite store in a temporary directory, enrols a fleet of virtual homes, and has 
 create one market event over the REST API. Mid-event the home carrying the most load drops off
 the network; after the drop-off grace the aggregator re-negotiates the shortfall with the homes
 that still have capacity. Committed and delivered kW are read from ``GET /api/v1/events/{id}``
-every second. The summary is printed as text, or as one JSON document with ``as_json``.
+every second. :func:`run_demo` returns the report (``jeisson-aggregator demo`` prints it as text
+or JSON) and tells a ``progress`` callback, in one line each, what happens as it happens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,6 @@ from aggregator.negotiation import NegotiationSettings
 from aggregator.server import ServerConfig, create_app
 from aggregator.simulation.fleet import Fleet, FleetConfig, SimulatorError
 from aggregator.simulation.home import HomeTiming, VirtualHome
-from aggregator.simulation.report import render_text
 from jeisson.common.protocol import HomeEventStatus, utc_now
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,6 +39,13 @@ TERMINAL: Final = frozenset({"completed", "cancelled"})
 KW_DIGITS: Final = 3
 TIME_DIGITS: Final = 1
 _OK: Final = frozenset({200, 201})
+
+type ProgressFn = Callable[[str], None]
+"""Receives one line of progress at a time (the CLI prints it on stderr)."""
+
+
+def _silent(_: str) -> None:
+    """Progress that goes nowhere (the default)."""
 
 
 class DemoError(RuntimeError):
@@ -122,11 +129,31 @@ def _pick_dropout(detail: dict[str, Any], fleet: Fleet) -> tuple[VirtualHome, fl
 
 @dataclass(slots=True)
 class _Watch:
-    """What the demo records while the event runs."""
+    """What the demo records while the event runs, and the progress it reported."""
 
     start: datetime
+    currency: str
+    progress: ProgressFn
     timeline: list[dict[str, Any]] = field(default_factory=list)
     drop: dict[str, Any] | None = None
+    status: str = ""
+    rounds_told: set[int] = field(default_factory=set)
+
+    def report_changes(self, detail: dict[str, Any]) -> None:
+        """Tell progress about newly cleared rounds and a new event status."""
+        for item in detail["rounds"]:
+            if item["status"] == "cleared" and item["round"] not in self.rounds_told:
+                self.rounds_told.add(item["round"])
+                price = item["clearing_price"]
+                at = "" if price is None else f" at {price:.3f} {self.currency}/kWh"
+                self.progress(
+                    f"Round {item['round']} cleared: {item['bids']} bids, "
+                    f"{item['accepted_kw']:.1f} of {item['target_kw']:.1f} kW accepted{at}"
+                )
+        if detail["status"] != self.status:
+            self.status = detail["status"]
+            if self.status != "negotiating":
+                self.progress(f"Event {self.status}: {detail['committed_kw']:.1f} kW committed")
 
 
 async def _watch_event(
@@ -147,6 +174,7 @@ async def _watch_event(
                 "delivered_kw": detail["delivered_kw"],
             }
         )
+        watch.report_changes(detail)
         if detail["status"] in TERMINAL:
             return detail
         if watch.drop is None and detail["status"] == "active" and elapsed >= config.drop_after_s:
@@ -162,6 +190,10 @@ async def _watch_event(
                     "committed_before_kw": detail["committed_kw"],
                 }
                 _LOGGER.info("Demo: %s (%.1f kW committed) dropped off", home.name, kw)
+                watch.progress(
+                    f"{home.name} dropped off the network, taking {kw:.1f} kW of the "
+                    f"{detail['committed_kw']:.1f} kW committed: the shortfall is re-negotiated"
+                )
         tick += config.sample_every_s
         await asyncio.sleep(max(0.0, tick - loop.time()))
 
@@ -241,7 +273,7 @@ def _restore_summary(fleet: Fleet, event_id: str, end: datetime) -> dict[str, An
 
 
 async def _scenario(
-    url: str, token: str, homes: int, seed: int, config: DemoConfig
+    url: str, token: str, *, homes: int, seed: int, config: DemoConfig, progress: ProgressFn
 ) -> dict[str, Any]:
     """Enrol the fleet, run one event with a drop-out, and return the report."""
     async with (
@@ -249,10 +281,15 @@ async def _scenario(
         Fleet(url, token, seed=seed, config=FleetConfig(timing=config.timing)) as fleet,
     ):
         operator = _Operator(session, url, token)
+        progress(f"Enrolling and connecting {homes} simulated homes")
         await fleet.start(homes)
         listed = await operator.call("GET", HOMES_PATH)
         flexible = sum(item["flexible_kw"] for item in listed["homes"] if item["connected"])
         target = round(config.target_share * flexible, TIME_DIGITS)
+        progress(
+            f"{fleet.connected} homes connected with "
+            f"{sum(len(home.loads) for home in fleet.homes)} loads, {flexible:.1f} kW flexible"
+        )
         start = utc_now() + timedelta(seconds=config.bid_window_s + config.lead_s)
         end = start + timedelta(seconds=config.duration_s)
         created = await operator.call(
@@ -270,8 +307,14 @@ async def _scenario(
             },
         )
         event_id = created["id"]
-        watch = _Watch(start=start)
+        progress(
+            f"Event {event_id} created: shed {target:.1f} kW for {config.duration_s:.0f} s "
+            f"at most {config.price_cap:.3f} {created['currency']}/kWh; "
+            f"bids close in {config.bid_window_s:.0f} s"
+        )
+        watch = _Watch(start=start, currency=created["currency"], progress=progress)
         detail = await _watch_event(operator, fleet, event_id, watch, config)
+        progress(f"Waiting for the homes to restore their loads (stagger {config.stagger_s:.0f} s)")
         await _wait_for_restores(fleet, event_id, config.stagger_s + 2 * config.sample_every_s)
         rounds = _round_rows(detail, start)
         return {
@@ -317,11 +360,15 @@ def _count_by(items: list[dict[str, Any]], key: str) -> dict[str, int]:
 
 
 async def run_demo(
-    *, homes: int = 20, seed: int = 7, as_json: bool = False, config: DemoConfig | None = None
+    *,
+    homes: int = 20,
+    seed: int = 7,
+    progress: ProgressFn = _silent,
+    config: DemoConfig | None = None,
 ) -> dict[str, Any]:
-    """Run the demo scenario, print its summary on stdout and return it.
+    """Run the demo scenario and return its report (figures rounded; JSON-ready).
 
-    Logs go to stderr (through :mod:`logging`); stdout holds only the summary. Raises
+    ``progress`` receives a line for each step as it happens. Raises
     :class:`~aggregator.simulation.fleet.SimulatorError` for fewer than 2 homes.
     """
     if homes < 2:
@@ -341,9 +388,10 @@ async def run_demo(
             url = f"http://{HOST}:{port}"
             token = await app[STORE].create_operator_token("demo")
             _LOGGER.info("Demo aggregator on %s (store %s)", url, db_url)
-            report = await _scenario(url, token, homes, seed, config)
+            progress(f"Aggregator running on {url} (a temporary SQLite store)")
+            report = await _scenario(
+                url, token, homes=homes, seed=seed, config=config, progress=progress
+            )
         finally:
             await runner.cleanup()
-    report = {"seed": seed, **report, "elapsed_s": round(loop.time() - began, TIME_DIGITS)}
-    print(json.dumps(report, indent=2) if as_json else render_text(report))
-    return report
+    return {"seed": seed, **report, "elapsed_s": round(loop.time() - began, TIME_DIGITS)}

@@ -11,9 +11,10 @@ demo use :meth:`Fleet.drop` (a home falls off the network), :meth:`Fleet.reconne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self
@@ -311,36 +312,38 @@ async def run_fleet(
     homes: int,
     seed: int,
     duration: float | None = None,
-) -> None:
-    """Run ``homes`` virtual homes against the aggregator at ``url`` until ``duration`` or Ctrl-C.
+    stop: asyncio.Event | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, float | int]:
+    """Run ``homes`` virtual homes against the aggregator at ``url``; return what they did.
 
-    Raises :class:`SimulatorError` when the homes cannot be set up.
+    They run until ``duration`` seconds passed or ``stop`` is set (without either: until
+    cancelled). ``progress`` receives a line when the fleet is up and when it stops. Raises
+    :class:`SimulatorError` when the homes cannot be set up.
     """
     if homes < 1:
         raise SimulatorError("--homes must be at least 1")
+    tell = progress or _LOGGER.info
     loop = asyncio.get_running_loop()
     async with Fleet(url, operator_token, seed=seed) as fleet:
         began = loop.time()
+        tell(f"Enrolling and connecting {homes} simulated homes to {url}")
         await fleet.start(homes)
         flexible = sum(home.flexible_kw for home in fleet.homes)
-        _LOGGER.info(
-            "%d homes enrolled and connected in %.1f s; %.1f kW flexible; running %s",
-            homes,
-            loop.time() - began,
-            flexible,
-            f"for {duration:.0f} s" if duration else "until Ctrl-C",
+        tell(
+            f"{fleet.connected} homes connected in {loop.time() - began:.1f} s, "
+            f"{flexible:.1f} kW flexible; running "
+            + (f"for {duration:.0f} s" if duration else "until Ctrl-C")
         )
-        try:
-            if duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration)
-        finally:
-            awards = sum(len(home.holdings) for home in fleet.homes)
-            restored = sum(len(home.restores) for home in fleet.homes)
-            _LOGGER.info(
-                "Stopping %d homes: %d awards carried out, %d loads restored",
-                len(fleet.homes),
-                awards,
-                restored,
-            )
+        running = loop.time()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for((stop or asyncio.Event()).wait(), timeout=duration)
+        stats: dict[str, float | int] = {
+            "homes": len(fleet.homes),
+            "flexible_kw": round(flexible, 3),
+            "awards": sum(len(home.holdings) for home in fleet.homes),
+            "restored": sum(len(home.restores) for home in fleet.homes),
+            "ran_s": round(loop.time() - running, 1),
+        }
+        tell(f"Stopping {stats['homes']} homes")
+        return stats

@@ -1,11 +1,14 @@
-"""The demo end to end: an in-process aggregator, a simulated fleet, one event with a drop-out."""
+"""The demo end to end: ``jeisson-aggregator demo`` run as a real process (an in-process
+aggregator, a simulated fleet, one event with a drop-out), and its summary.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
 import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,23 +18,64 @@ from aggregator.simulation.fleet import SimulatorError
 from aggregator.simulation.report import render_text
 
 KW_TOLERANCE = 0.01
+DEMO_TIMEOUT_S = 180
+LOG_LINE = re.compile(r"\b(DEBUG|INFO|WARNING)\b")
+MAX_DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What ``jeisson-aggregator demo --json`` printed: the report and the progress lines."""
+
+    report: dict[str, Any]
+    progress: list[str]
 
 
 @pytest.fixture(scope="module")
-def demo_output() -> tuple[dict[str, Any], str]:
-    """Run the demo once with 8 homes, as JSON; return the parsed report and the raw stdout."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        returned = asyncio.run(run_demo(homes=8, seed=7, as_json=True))
-    printed = buffer.getvalue()
-    assert json.loads(printed) == returned  # stdout holds exactly the JSON document
-    return returned, printed
+def demo_run() -> DemoRun:
+    """Run the demo once with 8 homes, as JSON, as the operator would (a subprocess)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator.cli", "demo", "--homes", "8", "--seed", "7", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return DemoRun(report=json.loads(done.stdout), progress=done.stderr.splitlines())
 
 
 @pytest.fixture
-def report(demo_output: tuple[dict[str, Any], str]) -> dict[str, Any]:
+def report(demo_run: DemoRun) -> dict[str, Any]:
     """Return the demo's report."""
-    return demo_output[0]
+    return demo_run.report
+
+
+def test_progress_is_told_without_log_lines(demo_run: DemoRun) -> None:
+    progress = demo_run.progress
+    assert not [line for line in progress if LOG_LINE.search(line)]
+    assert len(progress) < 20
+    assert progress[0].startswith("Aggregator running on http://127.0.0.1:")
+    assert any(line.startswith("Round 1 cleared: 8 bids") for line in progress)
+    assert any(f"{demo_run.report['drop']['home']} dropped off" in line for line in progress)
+    assert any(line.startswith("Round 2 cleared") for line in progress)
+    assert any(line.startswith("Event completed") for line in progress)
+
+
+def _floats(value: Any) -> list[float]:
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, dict):
+        return [item for child in value.values() for item in _floats(child)]
+    if isinstance(value, list):
+        return [item for child in value for item in _floats(child)]
+    return []
+
+
+def test_json_summary_figures_are_rounded(demo_run: DemoRun) -> None:
+    figures = _floats(demo_run.report)
+    assert len(figures) > 50
+    assert all(round(figure, MAX_DECIMALS) == figure for figure in figures)
 
 
 def test_event_completes_with_every_home_connected(report: dict[str, Any]) -> None:

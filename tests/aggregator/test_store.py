@@ -841,14 +841,14 @@ async def test_db_commands_upgrade_and_report_the_revision(db_url: str) -> None:
     before = await run_cli("db", "current", "--db", db_url)
     assert before.returncode == 0, before.stderr
     assert before.stdout.startswith("none ")
-    upgraded = await run_cli("db", "upgrade", "--db", db_url)
+    upgraded = await run_cli("db", "upgrade", "--db", db_url, "-v")
     assert upgraded.returncode == 0, upgraded.stderr
     assert upgraded.stdout.strip() == f"database at revision {HEAD} (head)"
-    assert "Database schema migrated from empty to" in upgraded.stderr
+    assert "Database schema migrated from empty to" in upgraded.stderr  # -v: INFO logs
     current = await run_cli("db", "current", "--db", db_url)
     assert current.returncode == 0, current.stderr
     assert current.stdout.strip() == f"{HEAD} (head)"
-    again = await run_cli("db", "upgrade", "--db", db_url)
+    again = await run_cli("db", "upgrade", "--db", db_url, "-v")
     assert again.returncode == 0, again.stderr
     assert "migrated" not in again.stderr
 
@@ -857,6 +857,7 @@ async def test_processes_starting_at_once_migrate_once(db_url: str) -> None:
     processes = [
         await asyncio.create_subprocess_exec(
             str(JEISSON_AGGREGATOR),
+            "-v",  # INFO logs: who migrated
             "db",
             "upgrade",
             "--db",

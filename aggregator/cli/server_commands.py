@@ -1,0 +1,137 @@
+"""``serve``, ``operator-token``, ``db``, ``simulate`` and ``demo``: commands that run things.
+
+``serve``, ``operator-token`` and ``db`` work on the database directly; ``simulate`` runs virtual
+homes against a running aggregator; ``demo`` runs a whole system once. Heavy imports happen inside
+each command so ``--help`` and the REST commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+from aggregator.cli.output import Progress, emit, fields
+from aggregator.cli.rest import CommandError
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Return an event set by SIGINT (Ctrl-C) or SIGTERM, for a clean stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def run_serve(args: argparse.Namespace) -> None:
+    """Run the aggregator until SIGINT or SIGTERM."""
+    from aggregator.negotiation import NegotiationSettings  # noqa: PLC0415
+    from aggregator.server import ServerConfig, serve  # noqa: PLC0415
+
+    config = ServerConfig(
+        db_url=args.db,
+        heartbeat_interval=args.heartbeat,
+        negotiation=NegotiationSettings(
+            ack_timeout_s=args.ack_timeout,
+            drop_grace_s=args.drop_grace,
+            renegotiation_window_s=args.renegotiation_window,
+        ),
+    )
+    await serve(config, args.host, args.port, _stop_on_signals())
+
+
+async def run_operator_token(args: argparse.Namespace) -> None:
+    """Create an operator token and print it once (the store keeps only its hash)."""
+    from aggregator.store import Store  # noqa: PLC0415
+
+    store = await Store.open(args.db)
+    try:
+        token = await store.create_operator_token(args.name)
+    finally:
+        await store.close()
+    emit({"name": args.name, "token": token}, lambda data: str(data["token"]), as_json=args.json)
+
+
+def _render_revision(state: dict[str, Any]) -> str:
+    current, head = state["revision"], state["head"]
+    if state.get("upgraded"):
+        return f"database at revision {current} (head)"
+    if current == head:
+        return f"{current} (head)"
+    if current is None:
+        return f"none (no schema yet; head is {head}: run jeisson-aggregator db upgrade)"
+    return f"{current} (head is {head}: run jeisson-aggregator db upgrade)"
+
+
+async def run_db(args: argparse.Namespace) -> None:
+    """Apply pending migrations (``upgrade``) or print the database's revision (``current``)."""
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from aggregator import migrations  # noqa: PLC0415
+    from aggregator.store import make_engine  # noqa: PLC0415
+
+    try:
+        engine = make_engine(args.db)
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    head = migrations.head_revision()
+    upgrading = args.action == "upgrade"
+    try:
+        if upgrading:
+            current: str | None = await migrations.upgrade(engine)
+        else:
+            current = await migrations.current_revision(engine)
+    except (OSError, SQLAlchemyError, migrations.MigrationError) as err:
+        raise CommandError(f"database: {err}") from err
+    finally:
+        await engine.dispose()
+    state = {"revision": current, "head": head, "upgraded": upgrading}
+    emit(state, _render_revision, as_json=args.json)
+
+
+def _render_fleet(stats: dict[str, Any]) -> str:
+    return fields(
+        [
+            ("homes", str(stats["homes"])),
+            ("flexible", f"{stats['flexible_kw']:.1f} kW"),
+            ("awards carried out", str(stats["awards"])),
+            ("loads restored", str(stats["restored"])),
+            ("ran for", f"{stats['ran_s']:.0f} s"),
+        ]
+    )
+
+
+async def run_simulate(args: argparse.Namespace) -> None:
+    """Run virtual homes against a running aggregator until ``--duration`` or Ctrl-C."""
+    from aggregator.simulation.fleet import SimulatorError, run_fleet  # noqa: PLC0415
+
+    if not args.token:
+        raise CommandError("an operator token is needed to enrol homes: --token")
+    try:
+        stats = await run_fleet(
+            args.url,
+            args.token,
+            homes=args.homes,
+            seed=args.seed,
+            duration=args.duration,
+            stop=_stop_on_signals(),
+            progress=Progress(quiet=args.quiet),
+        )
+    except SimulatorError as err:
+        raise CommandError(str(err)) from err
+    emit(stats, _render_fleet, as_json=args.json)
+
+
+async def run_demo(args: argparse.Namespace) -> None:
+    """Run the demo; progress on stderr, the summary (text or JSON) on stdout."""
+    from aggregator.simulation.demo import run_demo as demo  # noqa: PLC0415
+    from aggregator.simulation.fleet import SimulatorError  # noqa: PLC0415
+    from aggregator.simulation.report import render_text  # noqa: PLC0415
+
+    try:
+        report = await demo(homes=args.homes, seed=args.seed, progress=Progress(quiet=args.quiet))
+    except SimulatorError as err:
+        raise CommandError(str(err)) from err
+    emit(report, render_text, as_json=args.json)
