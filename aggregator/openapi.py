@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from aggregator import __version__
 from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
+from aggregator.openadr import api as openadr_api
 from aggregator.settlement.baselines import BaselineMethod
 
 _BEARER: Final[list[dict[str, list[str]]]] = [{"operatorToken": []}]
@@ -57,6 +58,7 @@ def openapi_document() -> dict[str, Any]:
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
         for model in (EnrollBody, HomeBody, EventBody, CancelBody)
     }
+    schemas.update(openadr_api.openapi_schemas())
     schemas["Error"] = {
         "type": "object",
         "required": ["error", "message"],
@@ -149,6 +151,7 @@ def openapi_document() -> dict[str, Any]:
                     errors=("401",),
                 )
             },
+            **openadr_api.openapi_paths(_operation, _body),
             "/metrics": {
                 "get": _operation(
                     "Prometheus metrics",

@@ -25,6 +25,7 @@ from aggregator.app_keys import (
 from aggregator.auth import bearer_token
 from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
+from aggregator.openadr import service as openadr
 from aggregator.openapi import openapi_document
 from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
 from aggregator.store import GroupCommitter, Store
@@ -118,6 +119,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/metrics", prometheus_metrics)
     app.cleanup_ctx.append(_lifecycle(config or ServerConfig()))
+    openadr.setup(app)
     app.on_shutdown.append(_close_sessions)
     return app
 

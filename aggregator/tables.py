@@ -212,3 +212,6 @@ telemetry_batches = Table(
     Column("message_id", ID, primary_key=True),
     Column("received_at", UtcDateTime, nullable=False),
 )
+
+# The OpenADR tables live with their package; importing them registers them on ``metadata``.
+from aggregator.openadr import tables as _openadr_tables  # noqa: E402, F401

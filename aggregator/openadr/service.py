@@ -1,0 +1,31 @@
+"""Wires OpenADR into the aggregator's application: routes, and the services they need."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from aggregator.app_keys import STORE
+from aggregator.openadr import api
+from aggregator.openadr.notifier import Notifier
+from aggregator.openadr.vtn import NOTIFIER, vtn_routes
+from aggregator.openadr.vtn_auth import VTN_STORE
+from aggregator.openadr.vtn_store import VtnStore
+
+
+async def _openadr_services(app: web.Application) -> AsyncIterator[None]:
+    """Start the VTN's store and notifier on the aggregator's database; stop them at shutdown."""
+    vtn_store = VtnStore(app[STORE].engine)
+    notifier = Notifier(vtn_store)
+    app[VTN_STORE] = vtn_store
+    app[NOTIFIER] = notifier
+    yield
+    await notifier.close()
+
+
+def setup(app: web.Application) -> None:
+    """Add the OpenADR routes; register after the aggregator's own start-up (it needs STORE)."""
+    app.add_routes(vtn_routes())
+    app.add_routes(api.routes)
+    app.cleanup_ctx.append(_openadr_services)
