@@ -30,11 +30,17 @@ from aggregator.cli.server_commands import (
     run_simulate,
 )
 from aggregator.logs import configure_logging
+from aggregator.openadr import cli as openadr_cli
 
 __all__ = ["CommandError", "build_parser", "main", "parse_duration", "parse_when"]
 
 EXIT_ERROR: Final = 1
 EXIT_INTERRUPTED: Final = 130
+
+async def _run_openadr(args: argparse.Namespace) -> None:
+    # Looked up when run: aggregator.openadr.cli imports this package's output helpers.
+    await openadr_cli.run(args)
+
 
 _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[None, None, None]]]] = {
     "serve": run_serve,
@@ -44,6 +50,7 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[None, None, 
     "event": run_event,
     "simulate": run_simulate,
     "demo": run_demo,
+    "openadr": _run_openadr,
 }
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from aggregator import __version__
+from aggregator.openadr import cli as openadr_cli
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_DB: Final = "sqlite:///jeisson.db"
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_add_serve, _add_operator_token, _add_db, _add_home, _add_event, _add_simulation):
         add(commands)
+    openadr_cli.add_parser(commands, _OPERATOR)
     return parser
 
 

@@ -1,7 +1,7 @@
 """OpenADR 3: the VTN's clients, tokens and objects; the VEN's utility VTNs, event links, reports.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Created: 2026-12-05
 
 Types are spelt out here, as in 0001, so this revision keeps creating the same tables whatever
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
