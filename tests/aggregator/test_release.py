@@ -1,20 +1,27 @@
-"""The release tooling: one version everywhere, and the integration zip HACS downloads.
+"""The release tooling: one version everywhere, the integration zip HACS downloads, the workflows.
 
 ``scripts/check-versions`` is what the release workflow runs against the tag;
 ``scripts/integration-zip`` builds the asset hacs.json promises. Both run here as the workflow
-runs them (as programs), on this checkout and on deliberately broken copies of it.
+runs them (as programs), on this checkout and on deliberately broken copies of it. The
+workflows themselves only run on GitHub; their key facts (triggers, permissions, trusted
+publishing, the zip's name, the scripts they call) are checked here.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 import jeisson
 
@@ -171,3 +178,137 @@ def test_release_zip_refuses_a_hacs_json_without_a_zip_release(tmp_path: Path) -
     assert result.returncode == 1
     assert "zip_release must be true" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- the workflows (.github/workflows) -----------------------------------------------------------
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+SCRIPT_CALL = re.compile(r"(?:^|\s)(?:python\s+)?(scripts/[\w.-]+)")
+PUBLISH_ACTION = "pypa/gh-action-pypi-publish@release/v1"
+
+
+def workflow(name: str) -> dict[str, Any]:
+    """Load one workflow; YAML 1.1 reads the key ``on`` as True, so it is put back."""
+    document: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text("utf-8"))
+    if True in document:
+        document["on"] = document.pop(True)
+    return document
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return a job's steps (a job calling a reusable workflow has none)."""
+    job_steps: list[dict[str, Any]] = job.get("steps", [])
+    return job_steps
+
+
+def runs(job: dict[str, Any]) -> str:
+    """Return every shell line a job runs, as one text."""
+    return "\n".join(step["run"] for step in steps(job) if "run" in step)
+
+
+def uses(job: dict[str, Any]) -> list[str]:
+    """Return the actions a job's steps use, in order."""
+    return [step["uses"] for step in steps(job) if "uses" in step]
+
+
+def test_every_workflow_is_well_formed() -> None:
+    """Each workflow parses, reads the repository only by default, and its jobs can run."""
+    names = sorted(path.name for path in WORKFLOWS.glob("*.yml"))
+    assert names == ["ci.yml", "release.yml", "validate.yml"]
+    for name in names:
+        document = workflow(name)
+        assert document["name"]
+        assert document["on"]
+        assert document["permissions"] == {"contents": "read"}, name
+        for job_name, job in document["jobs"].items():
+            assert "uses" in job or ("runs-on" in job and steps(job)), (name, job_name)
+            for step in steps(job):
+                assert ("uses" in step) != ("run" in step), (name, job_name, step)
+
+
+def test_every_script_a_workflow_runs_exists() -> None:
+    """A renamed or missing script fails here, not on GitHub at release time."""
+    called = {
+        script
+        for path in WORKFLOWS.glob("*.yml")
+        for job in workflow(path.name)["jobs"].values()
+        for script in SCRIPT_CALL.findall(runs(job))
+    }
+    assert {"scripts/test", "scripts/check-versions", "scripts/integration-zip"} <= called
+    for script in called:
+        assert (ROOT / script).is_file(), script
+        assert os.access(ROOT / script, os.X_OK), script
+
+
+def test_ci_runs_the_whole_suite_on_pushes_pull_requests_and_for_the_release() -> None:
+    """ci.yml runs scripts/test on main, on pull requests, and when release.yml calls it."""
+    ci = workflow("ci.yml")
+    assert ci["on"]["push"] == {"branches": ["main"]}
+    assert "pull_request" in ci["on"]
+    assert "workflow_call" in ci["on"]
+    (job,) = ci["jobs"].values()
+    assert job["timeout-minutes"] <= 90
+    assert job["container"]["options"] == "--privileged"
+    assert runs(job).splitlines()[-1] == "scripts/test"
+
+
+def test_release_runs_on_version_tags_only_after_the_tests() -> None:
+    """A v* tag, and nothing else, releases; publishing waits for tests, build and check."""
+    release = workflow("release.yml")
+    assert release["on"] == {"push": {"tags": ["v*"]}}
+    jobs = release["jobs"]
+    assert jobs["test"]["uses"] == "./.github/workflows/ci.yml"
+    assert set(jobs["pypi"]["needs"]) == {"test", "build"}
+    assert set(jobs["github-release"]["needs"]) == {"build", "pypi"}
+
+
+def test_release_builds_and_checks_both_distributions_against_the_tag() -> None:
+    """Tag = version, sdist + wheel of jeisson and jeisson-aggregator, twine --strict."""
+    build = runs(workflow("release.yml")["jobs"]["build"])
+    assert 'scripts/check-versions --tag "$GITHUB_REF_NAME"' in build
+    assert "python -m build --outdir dist .\n" in build
+    assert "python -m build --outdir dist aggregator" in build
+    assert "twine check --strict dist/*" in build
+
+
+def test_pypi_is_published_by_trusted_publishing_alone() -> None:
+    """Only the publish job may mint an identity token; it holds no password or API token."""
+    jobs = workflow("release.yml")["jobs"]
+    publish = jobs["pypi"]
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["environment"] == "pypi"
+    step = next(step for step in steps(publish) if step.get("uses") == PUBLISH_ACTION)
+    assert not {"password", "user"} & set(step.get("with", {}))
+    for name, job in jobs.items():
+        if name != "pypi":
+            assert "id-token" not in job.get("permissions", {}), name
+    assert "secrets." not in (WORKFLOWS / "release.yml").read_text("utf-8")
+
+
+def test_the_github_release_carries_the_zip_hacs_asks_for(tmp_path: Path) -> None:
+    """The build job zips into a folder; the release uploads from it the file hacs.json names."""
+    jobs = workflow("release.yml")["jobs"]
+    out = re.search(r"scripts/integration-zip --out (\S+)", runs(jobs["build"]))
+    assert out
+    folder = out.group(1)
+    upload = runs(jobs["github-release"])
+    assert jobs["github-release"]["permissions"] == {"contents": "write"}
+    patterns = re.findall(rf"(?:^|\s)({re.escape(folder)}/\S+)", upload)
+    built = Path(run(INTEGRATION_ZIP, "--out", str(tmp_path / folder)).stdout.strip())
+    hacs = json.loads((ROOT / "hacs.json").read_text("utf-8"))
+    assert built.name == hacs["filename"]
+    assert any(fnmatch.fnmatch(f"{folder}/{built.name}", pattern) for pattern in patterns)
+
+
+def test_hassfest_and_hacs_validate_the_integration() -> None:
+    """validate.yml runs hassfest and the HACS action (category integration, nothing ignored)."""
+    validate = workflow("validate.yml")
+    assert {"push", "pull_request", "schedule"} <= set(validate["on"])
+    jobs = validate["jobs"]
+    assert uses(jobs["hassfest"]) == [
+        "actions/checkout@v4",
+        "home-assistant/actions/hassfest@master",
+    ]
+    assert uses(jobs["hacs"]) == ["actions/checkout@v4", "hacs/action@main"]
+    hacs_step = steps(jobs["hacs"])[-1]
+    assert hacs_step["with"] == {"category": "integration"}
