@@ -37,6 +37,7 @@ __all__ = ["CommandError", "build_parser", "main", "parse_duration", "parse_when
 EXIT_ERROR: Final = 1
 EXIT_INTERRUPTED: Final = 130
 
+
 async def _run_openadr(args: argparse.Namespace) -> None:
     # Looked up when run: aggregator.openadr.cli imports this package's output helpers.
     await openadr_cli.run(args)

@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from aggregator.api import json_error, operator_only, parse_body
+from aggregator.openadr.mapping import ProgramMapping
+from aggregator.openadr.ven import VenService
+from aggregator.openadr.ven_store import VenStore, VtnConfig
 from aggregator.openadr.vtn_auth import VTN_STORE
 from aggregator.openadr.vtn_store import ClientRole, VtnClient
+from jeisson.common.protocol import utc_now
+
+VEN_STORE = web.AppKey("openadr_ven_store", VenStore)
+VEN_SERVICE = web.AppKey("openadr_ven_service", VenService)
 
 routes = web.RouteTableDef()
 
@@ -65,11 +72,116 @@ async def revoke_client(request: web.Request) -> web.Response:
     return web.json_response({"client_id": client_id, "revoked": True})
 
 
+class VtnBody(BaseModel):
+    """``POST /api/v1/openadr/vtns``: a utility VTN for Jeisson to follow as a VEN."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    base_url: str = Field(pattern=r"^https?://", max_length=2000)
+    """The VTN's base URL, e.g. ``https://vtn.example/openadr3/3.1.0``."""
+    client_id: str | None = Field(default=None, min_length=1, max_length=256)
+    client_secret: SecretStr | None = None
+    """Stored encrypted; never returned or logged."""
+    token_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    """Where tokens come from; found through the VTN's ``auth/server`` when not given."""
+    ven_name: str = Field(default="jeisson", min_length=1, max_length=128)
+    programs: list[ProgramMapping] = Field(min_length=1, max_length=50)
+    poll_interval_s: float = Field(default=30.0, ge=0.2, le=3600)
+    enabled: bool = True
+
+
+def vtn_view(config: VtnConfig) -> dict[str, Any]:
+    """Return the JSON view of a followed VTN (never its secret)."""
+    return {
+        "vtn_id": config.vtn_id,
+        "name": config.name,
+        "base_url": config.base_url,
+        "token_url": config.token_url,
+        "client_id": config.client_id,
+        "has_secret": config.secret_box is not None,
+        "ven_name": config.ven_name,
+        "programs": [item.model_dump() for item in config.programs],
+        "poll_interval_s": config.poll_interval_s,
+        "enabled": config.enabled,
+        "remote_ven_id": config.remote_ven_id,
+        "last_poll_at": config.last_poll_at.isoformat() if config.last_poll_at else None,
+        "last_error": config.last_error,
+    }
+
+
+@routes.post("/api/v1/openadr/vtns")
+@operator_only
+async def add_vtn(request: web.Request) -> web.Response:
+    """Follow a utility's VTN as a VEN."""
+    body = await parse_body(request, VtnBody)
+    service = request.app[VEN_SERVICE]
+    sealed = service.box.seal(body.client_secret.get_secret_value()) if body.client_secret else None
+    config = await request.app[VEN_STORE].add_vtn(
+        VtnConfig(
+            vtn_id="",
+            name=body.name,
+            base_url=body.base_url.rstrip("/"),
+            ven_name=body.ven_name,
+            programs=tuple(body.programs),
+            poll_interval_s=body.poll_interval_s,
+            created_at=utc_now(),
+            token_url=body.token_url,
+            client_id=body.client_id,
+            secret_box=sealed,
+            enabled=body.enabled,
+        )
+    )
+    service.follow(config)
+    return web.json_response(vtn_view(config), status=201)
+
+
+@routes.get("/api/v1/openadr/vtns")
+@operator_only
+async def list_vtns(request: web.Request) -> web.Response:
+    """List the VTNs followed."""
+    configs = await request.app[VEN_STORE].list_vtns()
+    return web.json_response({"vtns": [vtn_view(config) for config in configs]})
+
+
+@routes.get("/api/v1/openadr/vtns/{vtn_id}")
+@operator_only
+async def show_vtn(request: web.Request) -> web.Response:
+    """Show a followed VTN: its events and what became of them, and the reports sent."""
+    store = request.app[VEN_STORE]
+    config = await store.get_vtn(request.match_info["vtn_id"])
+    if config is None:
+        return json_error(404, "not_found", "no such VTN")
+    links = [
+        {
+            "event": link.remote_event_id,
+            "program": link.remote_program_id,
+            "status": link.status,
+            "jeisson_event_id": link.jeisson_event_id,
+            "note": link.note,
+        }
+        for link in await store.links(config.vtn_id)
+    ]
+    reports = await store.reports(config.vtn_id)
+    return web.json_response({**vtn_view(config), "events": links, "reports": reports})
+
+
+@routes.delete("/api/v1/openadr/vtns/{vtn_id}")
+@operator_only
+async def remove_vtn(request: web.Request) -> web.Response:
+    """Stop following a VTN (Jeisson events already made run on)."""
+    vtn_id = request.match_info["vtn_id"]
+    request.app[VEN_SERVICE].forget(vtn_id)
+    if not await request.app[VEN_STORE].remove_vtn(vtn_id):
+        return json_error(404, "not_found", "no such VTN")
+    return web.json_response({"vtn_id": vtn_id, "removed": True})
+
+
 def openapi_schemas() -> dict[str, Any]:
     """Return the request models of these routes as OpenAPI component schemas."""
     return {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for model in (ClientBody,)
+        for model in (ClientBody, VtnBody)
     }
 
 
@@ -85,6 +197,23 @@ def openapi_paths(operation: Any, body: Any) -> dict[str, Any]:
                 body=body(ClientBody),
             ),
             "get": operation("List the VTN's clients", ("200", "clients"), errors=("401",)),
+        },
+        "/api/v1/openadr/vtns": {
+            "post": operation(
+                "Follow a utility's VTN as a VEN (client_secret stored encrypted, never returned)",
+                ("201", "the VTN"),
+                body=body(VtnBody),
+            ),
+            "get": operation("List the VTNs followed", ("200", "vtns"), errors=("401",)),
+        },
+        "/api/v1/openadr/vtns/{vtn_id}": {
+            "parameters": [{**client_id, "name": "vtn_id"}],
+            "get": operation(
+                "A followed VTN: its events, the Jeisson events made, reports sent",
+                ("200", "the VTN"),
+                errors=("401", "404"),
+            ),
+            "delete": operation("Stop following a VTN", ("200", "removed"), errors=("401", "404")),
         },
         "/api/v1/openadr/clients/{client_id}": {
             "parameters": [client_id],

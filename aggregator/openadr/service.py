@@ -8,19 +8,28 @@ from aiohttp import web
 
 from aggregator.app_keys import STORE
 from aggregator.openadr import api
+from aggregator.openadr.api import VEN_SERVICE, VEN_STORE
 from aggregator.openadr.notifier import Notifier
+from aggregator.openadr.ven import VenService
+from aggregator.openadr.ven_store import VenStore
 from aggregator.openadr.vtn import NOTIFIER, vtn_routes
 from aggregator.openadr.vtn_auth import VTN_STORE
 from aggregator.openadr.vtn_store import VtnStore
 
 
 async def _openadr_services(app: web.Application) -> AsyncIterator[None]:
-    """Start the VTN's store and notifier on the aggregator's database; stop them at shutdown."""
+    """Start the VTN (store, notifier) and the VEN side (store, runners); stop them at shutdown."""
     vtn_store = VtnStore(app[STORE].engine)
     notifier = Notifier(vtn_store)
     app[VTN_STORE] = vtn_store
     app[NOTIFIER] = notifier
+    ven_store = VenStore(app[STORE].engine)
+    ven_service = VenService(app, ven_store)
+    app[VEN_STORE] = ven_store
+    app[VEN_SERVICE] = ven_service
+    await ven_service.start()
     yield
+    await ven_service.stop()
     await notifier.close()
 
 

@@ -1,0 +1,254 @@
+"""Jeisson as a VEN: follow a utility's VTN, negotiate its events, report back per interval.
+
+One :class:`VenRunner` per configured VTN polls it (every ``poll_interval_s``): it registers
+Jeisson's VEN once, reads the mapped programs' events, and for each event creates the Jeisson
+event :func:`~aggregator.openadr.mapping.plan_event` asks for (through the EventManager, as the
+operator API does). An event that changes is re-planned: the Jeisson event is cancelled and a
+new one created (a Jeisson event's target and window are fixed once negotiated); an event that
+disappears cancels its Jeisson event. While an interval runs, committed and delivered kW are
+sampled each poll; once it has ended, its report is sent (once: reports sent are stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from aggregator.api import EventBody, event_detail
+from aggregator.app_keys import MANAGER
+from aggregator.negotiation import EventNotFoundError, InvalidTransitionError
+from aggregator.openadr.mapping import (
+    EventPlan,
+    NotMappable,
+    ProgramMapping,
+    interval_windows,
+    plan_event,
+    report_body,
+)
+from aggregator.openadr.secret_box import SecretBox
+from aggregator.openadr.ven_client import VtnClient, VtnError
+from aggregator.openadr.ven_store import EventLink, VenStore, VtnConfig
+from jeisson.common.protocol import EventKind, utc_now
+
+_LOGGER = logging.getLogger(__name__)
+ACTIVE: Final = "active"
+CANCELLED: Final = "cancelled"
+IGNORED: Final = "ignored"
+MIN_LEAD_S: Final = 2.0
+
+
+class VenRunner:
+    """Follows one utility VTN."""
+
+    def __init__(
+        self, app: web.Application, store: VenStore, config: VtnConfig, box: SecretBox
+    ) -> None:
+        """Prepare to follow ``config`` for the aggregator ``app``."""
+        self._app = app
+        self._store = store
+        self._config = config
+        self._box = box
+        self._samples: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+        self._ven_id: str | None = config.remote_ven_id
+
+    async def run(self) -> None:
+        """Poll until cancelled; a failed poll is recorded and retried at the next one."""
+        secret = self._box.open(self._config.secret_box) if self._config.secret_box else None
+        async with VtnClient(
+            self._config.base_url, self._config.client_id, secret, self._config.token_url
+        ) as vtn:
+            while True:
+                try:
+                    await self.poll(vtn)
+                    await self._store.note_poll(
+                        self._config.vtn_id, error=None, remote_ven_id=self._ven_id
+                    )
+                except VtnError as err:
+                    _LOGGER.warning("VTN %s: %s", self._config.name, err)
+                    await self._store.note_poll(self._config.vtn_id, error=str(err))
+                await asyncio.sleep(self._config.poll_interval_s)
+
+    async def poll(self, vtn: VtnClient) -> None:
+        """Take one step: register, follow events, sample delivery, send due reports."""
+        if self._ven_id is None:
+            self._ven_id = await vtn.register_ven(self._config.ven_name)
+        programs = await vtn.search("/programs", "program")
+        links = {
+            link.remote_event_id: link for link in await self._store.links(self._config.vtn_id)
+        }
+        seen: set[str] = set()
+        for mapping in self._config.programs:
+            for program in programs:
+                if mapping.program not in (program["programName"], program["id"]):
+                    continue
+                for event in await vtn.search("/events", "event", programID=program["id"]):
+                    seen.add(event["id"])
+                    await self._follow(event, mapping, links.get(event["id"]))
+        for link in links.values():
+            if link.status == ACTIVE and link.remote_event_id not in seen:
+                await self._cancel(link, "the utility withdrew the event")
+        await self._sample_and_report(vtn)
+
+    async def _follow(
+        self, event: dict[str, Any], mapping: ProgramMapping, link: EventLink | None
+    ) -> None:
+        try:
+            plan = plan_event(event, mapping)
+        except NotMappable as err:
+            if link is None or link.status == ACTIVE:
+                if link is not None:
+                    await self._cancel(link, f"the utility changed the event: {err}")
+                await self._save(event, None, "", IGNORED, str(err))
+            return
+        if link is not None and link.fingerprint == plan.fingerprint:
+            if link.event != event:
+                await self._save(event, link.jeisson_event_id, plan.fingerprint, link.status)
+            return
+        if link is not None and link.status == ACTIVE:
+            await self._cancel(link, "the utility changed the event")
+        if plan.end <= utc_now():
+            await self._save(event, None, plan.fingerprint, IGNORED, "the event is over")
+            return
+        try:
+            record = await self._app[MANAGER].create_event(self._request(plan, mapping))
+        except ValidationError as err:
+            await self._save(event, None, plan.fingerprint, IGNORED, str(err)[:500])
+            return
+        _LOGGER.info(
+            "Utility event %s became Jeisson event %s (%.1f kW)",
+            event["id"],
+            record.event_id,
+            plan.target_kw,
+        )
+        await self._save(event, record.event_id, plan.fingerprint, ACTIVE)
+
+    @staticmethod
+    def _request(plan: EventPlan, mapping: ProgramMapping) -> Any:
+        """Return the EventManager's request, validated as the operator API validates it."""
+        now = utc_now()
+        start = max(plan.start, now + timedelta(seconds=MIN_LEAD_S))
+        lead = (start - now).total_seconds()
+        return EventBody(
+            name=plan.name,
+            kind=EventKind(mapping.kind),
+            target_kw=plan.target_kw,
+            price_cap=plan.price_cap,
+            start=start,
+            end=plan.end,
+            bid_window_s=max(1.0, min(mapping.bid_window_s, lead - 1.0)),
+            restore_stagger_s=mapping.restore_stagger_s,
+            currency=plan.currency,
+        ).to_request()
+
+    async def _save(
+        self,
+        event: dict[str, Any],
+        jeisson_event_id: str | None,
+        fingerprint: str,
+        status: str,
+        note: str | None = None,
+    ) -> None:
+        await self._store.save_link(
+            EventLink(
+                vtn_id=self._config.vtn_id,
+                remote_event_id=event["id"],
+                remote_program_id=event["programID"],
+                fingerprint=fingerprint,
+                status=status,
+                event=event,
+                jeisson_event_id=jeisson_event_id,
+                note=note,
+            )
+        )
+
+    async def _cancel(self, link: EventLink, reason: str) -> None:
+        if link.jeisson_event_id is not None:
+            with contextlib.suppress(EventNotFoundError, InvalidTransitionError):
+                await self._app[MANAGER].cancel_event(link.jeisson_event_id, reason)
+            _LOGGER.info("Jeisson event %s cancelled: %s", link.jeisson_event_id, reason)
+        await self._save(link.event, link.jeisson_event_id, link.fingerprint, CANCELLED, reason)
+
+    async def _sample_and_report(self, vtn: VtnClient) -> None:
+        now = utc_now()
+        reported = await self._store.reported(self._config.vtn_id)
+        for link in await self._store.links(self._config.vtn_id):
+            if link.jeisson_event_id is None or link.status == IGNORED:
+                continue
+            detail = await event_detail(self._app, link.jeisson_event_id)
+            if detail is None:
+                continue
+            for interval in interval_windows(link.event):
+                key = (link.remote_event_id, interval.interval_id)
+                if key in reported or now < interval.start:
+                    continue
+                if now < interval.end:
+                    self._samples[key].append((detail["committed_kw"], detail["delivered_kw"]))
+                    continue
+                samples = self._samples.pop(key, []) or [(detail["committed_kw"], 0.0)]
+                committed = sum(item[0] for item in samples) / len(samples)
+                delivered = sum(item[1] for item in samples) / len(samples)
+                body = report_body(
+                    link.event, self._config.ven_name, interval, committed, delivered
+                )
+                report_id = await vtn.post_report(body)
+                await self._store.save_report(
+                    self._config.vtn_id,
+                    link.remote_event_id,
+                    interval.interval_id,
+                    report_id=report_id,
+                    committed_kw=committed,
+                    delivered_kw=delivered,
+                )
+
+
+class VenService:
+    """Runs a :class:`VenRunner` for every enabled VTN configuration."""
+
+    def __init__(self, app: web.Application, store: VenStore) -> None:
+        """Serve ``app``; call :meth:`start` once the aggregator is up."""
+        self._app = app
+        self._store = store
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._box: SecretBox | None = None
+
+    @property
+    def box(self) -> SecretBox:
+        """Return the secret box (the key file is read on first use)."""
+        if self._box is None:
+            self._box = SecretBox.from_environment()
+        return self._box
+
+    async def start(self) -> None:
+        """Follow every enabled VTN."""
+        for config in await self._store.list_vtns():
+            self.follow(config)
+
+    def follow(self, config: VtnConfig) -> None:
+        """Start (or restart) following one VTN."""
+        self.forget(config.vtn_id)
+        if config.enabled:
+            runner = VenRunner(self._app, self._store, config, self.box)
+            self._tasks[config.vtn_id] = asyncio.create_task(runner.run())
+
+    def forget(self, vtn_id: str) -> None:
+        """Stop following one VTN."""
+        task = self._tasks.pop(vtn_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def stop(self) -> None:
+        """Stop every runner."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
