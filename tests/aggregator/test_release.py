@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,57 @@ def test_hassfest_and_hacs_validate_the_integration() -> None:
     assert uses(jobs["hacs"]) == ["actions/checkout@v4", "hacs/action@main"]
     hacs_step = steps(jobs["hacs"])[-1]
     assert hacs_step["with"] == {"category": "integration"}
+
+
+# --- what the wheels carry ------------------------------------------------------------------------
+
+AGGREGATOR = ROOT / "aggregator"
+DISTRIBUTION_FILES = frozenset({"pyproject.toml", "README.md", "LICENSE"})
+"""Files of the aggregator folder that describe the distribution rather than ship in it."""
+
+
+def _source_files(folder: Path) -> list[Path]:
+    """Return the files under a folder, without caches and build leftovers."""
+    return [
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not any(
+            part in {"__pycache__", "build"} or part.endswith(".egg-info")
+            for part in path.relative_to(folder).parts
+        )
+    ]
+
+
+def test_the_aggregator_wheel_lists_every_package_and_data_file() -> None:
+    """Every subpackage and data file under aggregator/ is in its pyproject.
+
+    Otherwise the wheel, and so ``pip install jeisson-aggregator``, would silently lack it.
+    """
+    setuptools = tomllib.loads((AGGREGATOR / "pyproject.toml").read_text("utf-8"))["tool"][
+        "setuptools"
+    ]
+    assert setuptools["package-dir"] == {"aggregator": "."}
+    packages = {
+        ".".join(("aggregator", *init.parent.relative_to(AGGREGATOR).parts))
+        for init in AGGREGATOR.rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert set(setuptools["packages"]) == packages
+
+    shipped = {
+        path
+        for pattern in setuptools["package-data"]["aggregator"]
+        for path in AGGREGATOR.glob(pattern)
+    }
+    data = {
+        path
+        for path in _source_files(AGGREGATOR)
+        if path.suffix != ".py"
+        and path.relative_to(AGGREGATOR).as_posix() not in DISTRIBUTION_FILES
+    }
+    assert "openadr/spec/openadr3-3.1.0.yaml" in {
+        p.relative_to(AGGREGATOR).as_posix() for p in data
+    }
+    missing = sorted(path.relative_to(AGGREGATOR).as_posix() for path in data - shipped)
+    assert not missing, f"aggregator/pyproject.toml package-data does not ship: {missing}"
