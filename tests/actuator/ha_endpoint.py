@@ -9,38 +9,14 @@ connections abruptly or shut the whole server down.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from jeisson.actuator import protocol
-
-
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = ""
-) -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + (what or "condition"))
-        await asyncio.sleep(0.02)
+from tests.helpers import free_port
 
 
 class DeviceLink:

@@ -11,7 +11,7 @@ from actuator.device import RECENT_COMMAND_IDS, DeviceInfo
 from actuator.hal import JsonFileStore
 from jeisson.actuator import protocol
 
-from .conftest import KEY, ManualClock, make_device
+from .common import KEY, ManualClock, make_device
 
 
 def _off(command_id: str, duration_s: float, until: float = 1.8e9) -> dict[str, object]:

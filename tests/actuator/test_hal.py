@@ -8,7 +8,7 @@ import pytest
 
 from actuator import hal
 
-from .conftest import ManualClock
+from .common import ManualClock
 
 
 def test_wall_clock_is_trusted_only_when_plausible_or_synced() -> None:

@@ -10,9 +10,10 @@ import pytest
 
 from actuator.session import ActuatorClient
 from jeisson.actuator import protocol
+from tests.helpers import wait_for
 
-from .conftest import KEY, make_device
-from .ha_endpoint import DeviceLink, HAEndpoint, wait_for
+from .common import KEY, make_device
+from .ha_endpoint import DeviceLink, HAEndpoint
 
 StartClient = Callable[..., ActuatorClient]
 

@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from actuator.session import OUTCOME_REJECTED, ActuatorClient, Settings
 from jeisson.actuator import protocol
+from tests.helpers import wait_for
 
-from .conftest import FAST, KEY, OTHER_KEY, make_device
-from .ha_endpoint import HAEndpoint, wait_for
+from .common import FAST, KEY, OTHER_KEY, make_device
+from .ha_endpoint import HAEndpoint
 
 StartClient = Callable[..., ActuatorClient]
 

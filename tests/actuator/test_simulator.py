@@ -14,9 +14,10 @@ from typing import BinaryIO
 import pytest
 
 from jeisson.actuator import protocol
+from tests.helpers import wait_for
 
-from .conftest import KEY
-from .ha_endpoint import HAEndpoint, wait_for
+from .common import KEY
+from .ha_endpoint import HAEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 StartSimulator = Callable[[str, str, Path], Awaitable[asyncio.subprocess.Process]]

@@ -23,8 +23,7 @@ from actuator.transport import (
     parse_ws_url,
 )
 from jeisson.actuator import protocol
-
-from .ha_endpoint import free_port
+from tests.helpers import free_port
 
 
 def test_accept_value_matches_rfc6455_example() -> None:

@@ -4,196 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 from sqlalchemy.engine import make_url
 
-from aggregator.app_keys import STORE
-from aggregator.negotiation import NegotiationSettings
-from aggregator.server import ServerConfig, create_app
+from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatus
 from aggregator.store import Store
 from jeisson.client import HomeClient, enroll
-from jeisson.common.protocol import (
-    Award,
-    BidStep,
-    Cancel,
-    EventEnd,
-    Inventory,
-    Load,
-    LoadKind,
-    Offer,
-    ServerMessage,
-    utc_now,
+from jeisson.common.protocol import BidStep, EventKind, Inventory, Load, Offer, Sample
+from tests.helpers import free_port, wait_for
+
+from .common import (
+    EVENT_END,
+    EVENT_START,
+    FAST,
+    HISTORY,
+    INTERVAL,
+    HomeFactory,
+    RunningServer,
+    ScriptedHome,
+    water_heater_and_ev,
 )
-
-FAST = NegotiationSettings(
-    ack_timeout_s=2.0,
-    drop_grace_s=1.0,
-    renegotiation_window_s=1.0,
-    min_offer_lead_s=0.2,
-)
-
-
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = ""
-) -> None:
-    """Poll ``predicate`` until it is true, failing the test after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
-
-
-@dataclass
-class RunningServer:
-    """A real aggregator process-in-the-loop, restartable on the same port and database."""
-
-    db_path: Path
-    port: int
-    settings: NegotiationSettings
-    heartbeat_interval: float = 30.0
-    runner: web.AppRunner | None = None
-    operator_token: str = ""
-    session: aiohttp.ClientSession | None = None
-    db_url: str | None = None
-    """Another database (e.g. ``pg_url``) instead of SQLite at ``db_path``."""
-
-    @property
-    def url(self) -> str:
-        """Return the base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def store(self) -> Store:
-        """Return the running app's store."""
-        assert self.runner is not None
-        return self.runner.app[STORE]
-
-    async def start(self) -> None:
-        """Start (or restart) the server."""
-        config = ServerConfig(
-            db_url=self.db_url or f"sqlite:///{self.db_path}",
-            heartbeat_interval=self.heartbeat_interval,
-            negotiation=self.settings,
-        )
-        self.runner = web.AppRunner(create_app(config), shutdown_timeout=2)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        if not self.operator_token:
-            self.operator_token = await self.store.create_operator_token("tests")
-
-    async def stop(self) -> None:
-        """Stop the server (homes see their connections close)."""
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        token: str | None = None,
-        expect: int | None = None,
-    ) -> tuple[int, Any]:
-        """Call the REST API as the operator; return status and JSON."""
-        assert self.session is not None
-        headers = {"Authorization": f"Bearer {token or self.operator_token}"}
-        async with self.session.request(
-            method, self.url + path, json=body, headers=headers
-        ) as response:
-            payload = await response.json(content_type=None)
-            if expect is not None:
-                assert response.status == expect, payload
-            return response.status, payload
-
-    async def add_home(self, name: str = "home") -> tuple[str, str]:
-        """Add a home; return (home_id, enrolment code)."""
-        _, body = await self.request("POST", "/api/v1/homes", {"name": name}, expect=201)
-        return body["home_id"], body["code"]
-
-    async def create_event(self, **overrides: Any) -> dict[str, Any]:
-        """Create an event starting shortly, with fast defaults."""
-        now = utc_now()
-        lead = float(overrides.get("bid_window_s", 1.0)) + 1.0
-        body: dict[str, Any] = {
-            "target_kw": 5.0,
-            "price_cap": 0.4,
-            "bid_window_s": 1.0,
-            "restore_stagger_s": 0.5,
-            "start": (now + timedelta(seconds=lead)).isoformat(),
-            "end": (now + timedelta(seconds=lead + 6)).isoformat(),
-        }
-        for key, value in overrides.items():
-            body[key] = value.isoformat() if isinstance(value, datetime) else value
-        _, event = await self.request("POST", "/api/v1/events", body, expect=201)
-        return dict(event)
-
-    async def event(self, event_id: str) -> dict[str, Any]:
-        """Return an event's detail."""
-        _, event = await self.request("GET", f"/api/v1/events/{event_id}", expect=200)
-        return dict(event)
-
-
-def water_heater_and_ev() -> list[Load]:
-    """Return a typical two-load inventory."""
-    return [
-        Load(load_id="wh", name="Water heater", kind=LoadKind.WATER_HEATER, rated_kw=3.0),
-        Load(load_id="ev", name="EV charger", kind=LoadKind.EV_CHARGER, rated_kw=7.0),
-    ]
-
-
-@dataclass
-class ScriptedHome:
-    """A real HomeClient whose bids are given by the test; it records what it receives."""
-
-    home_id: str
-    client: HomeClient
-    steps: Callable[[Offer], Sequence[BidStep]]
-    auto_ack: bool = True
-    received: list[ServerMessage] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    def of_type[T](self, kind: type[T]) -> list[T]:
-        """Return the received messages of one type."""
-        return [message for message in self.received if isinstance(message, kind)]
-
-    async def on_message(self, message: ServerMessage) -> None:
-        """Record a message; bid on offers and ack awards as scripted."""
-        self.received.append(message)
-        if isinstance(message, Offer):
-            await self.client.send_bid(message, self.steps(message))
-        elif isinstance(message, Award) and self.auto_ack:
-            await self.client.ack_award(message)
-
-    @property
-    def ended(self) -> bool:
-        """Return True once the home was told its event is over (end or cancel)."""
-        return bool(self.of_type(EventEnd) or self.of_type(Cancel))
 
 
 @pytest.fixture
@@ -258,9 +95,6 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     await opened.close()
 
 
-HomeFactory = Callable[..., Awaitable[ScriptedHome]]
-
-
 @pytest.fixture
 async def make_home(
     server: RunningServer, http: aiohttp.ClientSession
@@ -305,3 +139,87 @@ async def make_home(
         if home.task is not None:
             home.task.cancel()
             await asyncio.gather(home.task, return_exceptions=True)
+
+
+# --- A settled event (settlement API and CLI) ------------------------------------------------
+
+
+async def store_day_profile(
+    store: Store, home_id: str, kw_at: object, start: datetime, end: datetime
+) -> None:
+    """Store one sample per 15-minute interval from ``start`` to ``end``."""
+    samples = []
+    ts = start
+    while ts < end:
+        samples.append(Sample(ts=ts + timedelta(minutes=7), power_kw=kw_at(ts)))  # type: ignore[operator]
+        ts += INTERVAL
+    for chunk in range(0, len(samples), 500):
+        await store.save_telemetry(
+            home_id, f"{home_id}-{chunk}", None, samples[chunk : chunk + 500]
+        )
+
+
+def settlement_award(
+    home_id: str, status: AwardStatus, price: float, kw: float = 3.0
+) -> AwardRecord:
+    """Return an award of the settled event as the store holds it."""
+    return AwardRecord(
+        award_id=f"awd_{home_id}",
+        event_id="evt_settle",
+        round=1,
+        home_id=home_id,
+        kw=kw,
+        price=price,
+        status=status,
+        sent_at=EVENT_START - timedelta(minutes=30),
+        load_kw={"wh": kw},
+        acked_at=EVENT_START - timedelta(minutes=29) if status is AwardStatus.ACKED else None,
+    )
+
+
+@pytest.fixture
+async def settled_event(server: RunningServer) -> dict[str, str]:
+    """A completed event: one home curtailed 2.5 kW for an hour, one curtailed nothing."""
+    store = server.store
+    curtailing, _ = await server.add_home("curtailing")
+    steady, _ = await server.add_home("steady")
+    never_acked, _ = await server.add_home("never-acked")
+    await store.insert_event(
+        EventRecord(
+            event_id="evt_settle",
+            name="settle me",
+            kind=EventKind.MARKET,
+            status=EventStatus.COMPLETED,
+            target_kw=5.0,
+            price_cap=0.4,
+            start=EVENT_START,
+            end=EVENT_END,
+            bid_window_s=30,
+            restore_stagger_s=60,
+            currency="EUR",
+            created_at=EVENT_START - timedelta(hours=1),
+            clearing_price=0.2,
+            current_round=1,
+            baseline_method="residential",
+        )
+    )
+    await store.insert_awards(
+        [
+            settlement_award(curtailing, AwardStatus.ACKED, 0.2),
+            settlement_award(steady, AwardStatus.ACKED, 0.2, kw=2.0),
+            settlement_award(never_acked, AwardStatus.EXPIRED, 0.2),
+        ]
+    )
+    day_start = datetime(2026, 11, 18, tzinfo=UTC)
+    in_event = lambda ts: EVENT_START <= ts < EVENT_END  # noqa: E731
+    await store_day_profile(
+        store,
+        curtailing,
+        lambda ts: 0.5 if in_event(ts) else 3.0,
+        day_start - HISTORY,
+        day_start + timedelta(days=1),
+    )
+    await store_day_profile(
+        store, steady, lambda _ts: 2.0, day_start - HISTORY, day_start + timedelta(days=1)
+    )
+    return {"curtailing": curtailing, "steady": steady, "never_acked": never_acked}

@@ -11,7 +11,7 @@ from jeisson.client import enroll
 from jeisson.common.errors import AuthenticationFailed, InvalidEnrollmentCode
 from jeisson.common.protocol import utc_now
 
-from .conftest import RunningServer
+from .common import RunningServer
 
 OPERATOR_ROUTES = [
     ("GET", "/api/v1/homes"),

@@ -19,9 +19,9 @@ import pytest
 
 from aggregator.cli.output import Column, table, tidy
 from aggregator.records import RoundRecord, RoundStatus
+from tests.helpers import free_port
 
-from .conftest import RunningServer, free_port
-from .test_settlement_api import EVENT_START, settled_event  # noqa: F401 - fixture
+from .common import EVENT_START, RunningServer
 
 NOISY_KW = 394.82999999999987
 """What a sum of floats looks like before rounding (issue 13 saw it printed)."""
@@ -172,7 +172,7 @@ async def test_event_commands_print_lines_and_tables_or_json(server: RunningServ
 
 async def test_kw_figures_are_rounded_in_every_output(
     server: RunningServer,
-    settled_event: dict[str, str],  # noqa: F811
+    settled_event: dict[str, str],
 ) -> None:
     await server.store.insert_round(
         RoundRecord(
@@ -216,7 +216,7 @@ def test_tables_align_numbers_right_and_say_when_empty() -> None:
 
 async def test_settlement_is_a_table_or_json_or_csv(
     server: RunningServer,
-    settled_event: dict[str, str],  # noqa: F811
+    settled_event: dict[str, str],
 ) -> None:
     operator = {"token": server.operator_token, "url": server.url}
     code, out, _ = await cli("event", "settlement", "evt_settle", **operator)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -58,7 +57,9 @@ from jeisson.common.protocol import (
     Telemetry,
     utc_now,
 )
-from tests.aggregator.protocol_peer import HOME_ID, TOKEN, ProtocolPeer
+from tests.helpers import free_port
+
+from .protocol_peer import HOME_ID, TOKEN, ProtocolPeer
 
 WAIT = 5.0
 FAST_BACKOFF = {"backoff_base": 0.01, "backoff_max": 0.05}
@@ -207,14 +208,6 @@ def running() -> Iterator[Callable[[HomeClient], asyncio.Task[None]]]:
 async def settle(client: HomeClient) -> None:
     """Round-trip one request: every frame the peer sent before it has been handled then."""
     await client.send_inventory()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # --- Session set-up ---------------------------------------------------------------------------

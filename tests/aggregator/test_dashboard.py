@@ -16,7 +16,8 @@ from aggregator import dashboard, tables
 from aggregator.live_feed import FeedSettings, LiveFeed
 from jeisson.client import enroll
 from jeisson.common.protocol import BidStep, Offer, Sample, utc_now
-from tests.aggregator.conftest import HomeFactory, RunningServer, wait_for
+from tests.aggregator.common import HomeFactory, RunningServer
+from tests.helpers import wait_for
 
 STREAM = "/api/v1/stream"
 JAVASCRIPT = {"text/javascript", "application/javascript"}

@@ -8,7 +8,6 @@ import pytest
 
 from jeisson.common.protocol import (
     Award,
-    BidStep,
     Cancel,
     EventEnd,
     EventKind,
@@ -17,31 +16,9 @@ from jeisson.common.protocol import (
     Sample,
     utc_now,
 )
+from tests.helpers import wait_for
 
-from .conftest import HomeFactory, RunningServer, wait_for
-
-
-def bids(*steps: tuple[float, float, list[str]]) -> object:
-    """Return a bid function answering every offer with the same steps."""
-    return lambda _offer: [BidStep(kw=kw, price=price, loads=loads) for kw, price, loads in steps]
-
-
-def first_round_only(*steps: tuple[float, float, list[str]]) -> object:
-    """Return a bid function that bids in round 1 and nothing afterwards."""
-    return lambda offer: (
-        [BidStep(kw=kw, price=price, loads=loads) for kw, price, loads in steps]
-        if offer.round == 1
-        else []
-    )
-
-
-async def event_status(server: RunningServer, event_id: str, status: str) -> None:
-    """Wait until the event reaches ``status``."""
-
-    async def reached() -> bool:
-        return (await server.event(event_id))["status"] == status
-
-    await wait_for(reached, what=f"event {status}")
+from .common import HomeFactory, RunningServer, bids, event_status, first_round_only
 
 
 async def test_market_event_clears_in_merit_order_at_uniform_price(

@@ -9,8 +9,9 @@ import pytest
 
 from aggregator.logs import JsonFormatter
 from jeisson.common.protocol import BidStep
+from tests.helpers import wait_for
 
-from .conftest import HomeFactory, RunningServer, wait_for
+from .common import HomeFactory, RunningServer
 
 
 def test_json_formatter_emits_context_ids() -> None:

@@ -8,8 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jeisson.common.errors import RequestRejected
 from jeisson.common.protocol import BidStep
+from tests.helpers import wait_for
 
-from .conftest import HomeFactory, RunningServer, wait_for
+from .common import HomeFactory, RunningServer
 
 
 async def scrape(server: RunningServer, http: aiohttp.ClientSession) -> dict[str, float]:

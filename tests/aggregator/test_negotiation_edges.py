@@ -26,10 +26,9 @@ from jeisson.common.protocol import (
     dump_message,
     utc_now,
 )
+from tests.helpers import wait_for
 
-from .conftest import HomeFactory, RunningServer, wait_for, water_heater_and_ev
-from .test_lifecycle import bids, event_status
-from .test_sessions import raw_home
+from .common import HomeFactory, RunningServer, bids, event_status, raw_home, water_heater_and_ev
 
 
 async def test_declined_award_is_renegotiated(

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import pytest
 
-from jeisson.client import enroll
 from jeisson.common.const import CLOSE_REPLACED, CLOSE_UNSUPPORTED_VERSION
 from jeisson.common.protocol import (
     MAX_FRAME_BYTES,
@@ -28,54 +24,7 @@ from jeisson.common.protocol import (
     utc_now,
 )
 
-from .conftest import RunningServer, water_heater_and_ev
-
-
-class RawHome:
-    """A home speaking the protocol frame by frame over a real websocket."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-
-    async def send(self, frame: str | dict[str, Any]) -> None:
-        await self.ws.send_str(frame if isinstance(frame, str) else json.dumps(frame))
-
-    async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
-        message = await self.ws.receive(timeout=timeout)
-        assert message.type is aiohttp.WSMsgType.TEXT, message
-        return dict(json.loads(message.data))
-
-    async def receive_type(self, kind: str, timeout: float = 8.0) -> dict[str, Any]:
-        while True:
-            frame = await self.receive(timeout)
-            if frame["type"] == kind:
-                return frame
-
-    async def handshake(self) -> None:
-        hello = await self.receive()
-        assert hello["type"] == "server_hello"
-        await self.send(
-            dump_message(HomeHello(schema_version=SCHEMA_VERSION, software_version="raw"))
-        )
-        assert (await self.receive())["type"] == "ack"
-        await self.send(dump_message(Inventory(loads=water_heater_and_ev())))
-        assert (await self.receive())["type"] == "ack"
-
-
-async def enrolled_token(server: RunningServer, http: aiohttp.ClientSession) -> tuple[str, str]:
-    home_id, code = await server.add_home("raw")
-    return home_id, (await enroll(http, server.url, code)).token
-
-
-@asynccontextmanager
-async def raw_home(
-    server: RunningServer, http: aiohttp.ClientSession, token: str | None = None
-) -> AsyncIterator[RawHome]:
-    token = token or (await enrolled_token(server, http))[1]
-    async with http.ws_connect(
-        server.url + "/api/v1/ws", headers={"Authorization": f"Bearer {token}"}
-    ) as ws:
-        yield RawHome(ws)
+from .common import RunningServer, enrolled_token, raw_home
 
 
 async def test_websocket_without_valid_token_is_refused_with_401(

@@ -4,99 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 
-from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatus
-from aggregator.store import Store
-from jeisson.common.protocol import EventKind, Sample
-
-from .conftest import RunningServer
-
-EVENT_START = datetime(2026, 11, 18, 18, 0, tzinfo=UTC)  # a Wednesday
-EVENT_END = EVENT_START + timedelta(hours=1)
-INTERVAL = timedelta(minutes=15)
-HISTORY = timedelta(days=20)
-
-
-async def store_day_profile(
-    store: Store, home_id: str, kw_at: object, start: datetime, end: datetime
-) -> None:
-    """Store one sample per 15-minute interval from ``start`` to ``end``."""
-    samples = []
-    ts = start
-    while ts < end:
-        samples.append(Sample(ts=ts + timedelta(minutes=7), power_kw=kw_at(ts)))  # type: ignore[operator]
-        ts += INTERVAL
-    for chunk in range(0, len(samples), 500):
-        await store.save_telemetry(
-            home_id, f"{home_id}-{chunk}", None, samples[chunk : chunk + 500]
-        )
-
-
-def award(home_id: str, status: AwardStatus, price: float, kw: float = 3.0) -> AwardRecord:
-    return AwardRecord(
-        award_id=f"awd_{home_id}",
-        event_id="evt_settle",
-        round=1,
-        home_id=home_id,
-        kw=kw,
-        price=price,
-        status=status,
-        sent_at=EVENT_START - timedelta(minutes=30),
-        load_kw={"wh": kw},
-        acked_at=EVENT_START - timedelta(minutes=29) if status is AwardStatus.ACKED else None,
-    )
-
-
-@pytest.fixture
-async def settled_event(server: RunningServer) -> dict[str, str]:
-    """A completed event: one home curtailed 2.5 kW for an hour, one curtailed nothing."""
-    store = server.store
-    curtailing, _ = await server.add_home("curtailing")
-    steady, _ = await server.add_home("steady")
-    never_acked, _ = await server.add_home("never-acked")
-    await store.insert_event(
-        EventRecord(
-            event_id="evt_settle",
-            name="settle me",
-            kind=EventKind.MARKET,
-            status=EventStatus.COMPLETED,
-            target_kw=5.0,
-            price_cap=0.4,
-            start=EVENT_START,
-            end=EVENT_END,
-            bid_window_s=30,
-            restore_stagger_s=60,
-            currency="EUR",
-            created_at=EVENT_START - timedelta(hours=1),
-            clearing_price=0.2,
-            current_round=1,
-            baseline_method="residential",
-        )
-    )
-    await store.insert_awards(
-        [
-            award(curtailing, AwardStatus.ACKED, 0.2),
-            award(steady, AwardStatus.ACKED, 0.2, kw=2.0),
-            award(never_acked, AwardStatus.EXPIRED, 0.2),
-        ]
-    )
-    day_start = datetime(2026, 11, 18, tzinfo=UTC)
-    in_event = lambda ts: EVENT_START <= ts < EVENT_END  # noqa: E731
-    await store_day_profile(
-        store,
-        curtailing,
-        lambda ts: 0.5 if in_event(ts) else 3.0,
-        day_start - HISTORY,
-        day_start + timedelta(days=1),
-    )
-    await store_day_profile(
-        store, steady, lambda _ts: 2.0, day_start - HISTORY, day_start + timedelta(days=1)
-    )
-    return {"curtailing": curtailing, "steady": steady, "never_acked": never_acked}
+from .common import RunningServer
 
 
 async def test_settlement_pays_delivered_energy_at_the_award_price(

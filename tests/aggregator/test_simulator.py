@@ -33,8 +33,9 @@ from jeisson.common.protocol import (
     Offer,
     utc_now,
 )
+from tests.helpers import wait_for
 
-from .conftest import RunningServer, wait_for
+from .common import RunningServer
 
 HOUR = timedelta(hours=1)
 

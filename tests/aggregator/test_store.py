@@ -47,15 +47,9 @@ from aggregator.store import (
     make_engine,
 )
 from jeisson.common.protocol import BidStep, EventEnd, EventKind, Load, LoadKind, Sample, utc_now
+from tests.helpers import free_port, wait_for
 
-from .conftest import (
-    FAST,
-    HomeFactory,
-    RunningServer,
-    free_port,
-    wait_for,
-)
-from .test_lifecycle import bids, event_status
+from .common import FAST, HomeFactory, RunningServer, bids, event_status
 
 CEST = timezone(timedelta(hours=2))
 JEISSON_AGGREGATOR = Path(sys.executable).parent / "jeisson-aggregator"

@@ -34,7 +34,7 @@ from jeisson.common.protocol import (
     dump_message,
     utc_now,
 )
-from tests.aggregator.conftest import free_port
+from tests.helpers import free_port
 
 HOMES = 2000
 BID_WINDOW_S = 20.0

@@ -20,7 +20,8 @@ from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from aggregator.simulation.fleet import Fleet, FleetConfig
 from aggregator.simulation.home import HomeTiming
-from tests.aggregator.conftest import RunningServer, wait_for
+from tests.aggregator.common import RunningServer
+from tests.helpers import wait_for
 
 HOMES: Final = 4
 LAPTOP: Final = ViewportSize(width=1366, height=900)

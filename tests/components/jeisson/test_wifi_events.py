@@ -22,10 +22,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.jeisson.const import EVENT_AWARDED, EVENT_ENDED, EVENT_OPTED_OUT
 from custom_components.jeisson.wifi_devices import RENEW_INTERVAL, actuator_ref, stagger_share
 from jeisson.actuator import protocol
+from tests.helpers import wait_for
 
 from .aggregator_process import AggregatorProcess
-from .conftest import load_options, wait_for
-from .test_e2e import of_type, record_events
+from .common import load_options, of_type, record_events
 from .wifi_support import (
     endpoint_url,  # noqa: F401 - fixture
     paired_record,

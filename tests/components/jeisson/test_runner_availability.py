@@ -29,24 +29,27 @@ from custom_components.jeisson.const import (
 )
 from custom_components.jeisson.event_runner import RETRY_FOR, RETRY_INTERVAL
 from jeisson.common.protocol import OptOut, OptOutReason
+from tests.helpers import free_port, wait_for
 
-from . import test_event_runner
-from .aggregator_process import AggregatorProcess, free_port
-from .conftest import SWITCHES, wait_for
-from .test_e2e import HEATER, PUMP, is_state, of_type, record_events
-from .test_event_runner import ACTUATOR, award, take
-from .test_resume import (
+from .aggregator_process import AggregatorProcess
+from .common import (
+    ACTUATOR,
     ENTRY_ID,
+    HEATER,
+    PUMP,
+    SWITCHES,
+    award,
+    is_state,
+    of_type,
     offline_entry,
     record,
+    record_events,
     save_schedule,
     saved_event,
     state,
+    take,
     turn,
 )
-
-offline = test_event_runner.offline
-"""The entry whose aggregator is unreachable (a fixture shared with test_event_runner)."""
 
 RESTORE_FAILED = "Could not restore load heater"
 RETRIED = "Restored load heater after event"

@@ -31,10 +31,9 @@ from actuator.transport import AiohttpConnection
 from custom_components.jeisson.const import DOMAIN
 from custom_components.jeisson.wifi_endpoint import pairing_unique_id
 from jeisson.actuator import protocol
+from tests.helpers import CHECKOUT, wait_for
 
-from .conftest import wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = CHECKOUT
 ENTRY_ID = "01JEISSONTESTENTRY000000000"
 STORE_KEY = f"{DOMAIN}.wifi_devices.{ENTRY_ID}"
 KEY = bytes(range(16))

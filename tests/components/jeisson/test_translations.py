@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-INTEGRATION = Path(__file__).resolve().parents[2] / "custom_components" / "jeisson"
+from tests.helpers import CHECKOUT
+
+INTEGRATION = CHECKOUT / "custom_components" / "jeisson"
 LANGUAGES = ("en", "es")
 
 

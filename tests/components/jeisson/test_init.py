@@ -12,9 +12,9 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.jeisson.const import CONF_HOME_ID, DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL
 from jeisson.common.errors import UnsupportedSchemaVersion
+from tests.helpers import free_port, wait_for
 
-from .aggregator_process import AggregatorProcess, free_port
-from .conftest import wait_for
+from .aggregator_process import AggregatorProcess
 
 CONNECTED = "binary_sensor.jeisson_home_aggregator_connected"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import struct
 from importlib.metadata import version
-from pathlib import Path
 
 from homeassistant.const import __version__ as ha_version
 
 from custom_components.jeisson.const import DOMAIN, SOFTWARE_VERSION
+from tests.helpers import CHECKOUT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = CHECKOUT
 INTEGRATION = ROOT / "custom_components" / DOMAIN
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ICON_SIZE = 256

@@ -3,9 +3,7 @@ HA switches (template switches backed by input_booleans)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.jeisson.const import (
@@ -13,51 +11,13 @@ from custom_components.jeisson.const import (
     EVENT_BID,
     EVENT_CANCELLED,
     EVENT_ENDED,
-    EVENT_OFFERED,
     EVENT_OPTED_OUT,
     EVENT_STARTED,
 )
+from tests.helpers import wait_for
 
 from .aggregator_process import AggregatorProcess
-from .conftest import wait_for
-
-HEATER = "switch.water_heater"
-PUMP = "switch.pool_pump"
-CAR = "switch.ev_charger"
-HEATER_LOAD_SWITCH = "switch.jeisson_home_water_heater"
-LIFECYCLE = (
-    EVENT_OFFERED,
-    EVENT_BID,
-    EVENT_AWARDED,
-    EVENT_STARTED,
-    EVENT_ENDED,
-    EVENT_CANCELLED,
-    EVENT_OPTED_OUT,
-)
-
-
-def record_events(hass: HomeAssistant) -> list[Event]:
-    """Collect every Jeisson lifecycle bus event."""
-    seen: list[Event] = []
-
-    @callback
-    def _record(event: Event) -> None:
-        seen.append(event)
-
-    for event_type in LIFECYCLE:
-        hass.bus.async_listen(event_type, _record)
-    return seen
-
-
-def of_type(events: list[Event], event_type: str) -> list[dict[str, Any]]:
-    """Return the payloads of one kind of event."""
-    return [dict(event.data) for event in events if event.event_type == event_type]
-
-
-def is_state(hass: HomeAssistant, entity_id: str, expected: str) -> bool:
-    """Return True when the entity has the expected state."""
-    state = hass.states.get(entity_id)
-    return state is not None and state.state == expected
+from .common import CAR, HEATER, HEATER_LOAD_SWITCH, PUMP, is_state, of_type, record_events
 
 
 async def test_market_event_bids_from_terms_sheds_and_restores(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -21,73 +20,10 @@ from custom_components.jeisson.const import (
     SAMPLE_INTERVAL,
 )
 from custom_components.jeisson.schedule import Outcome
-from jeisson.common.protocol import Award, EventKind, HomeEventStatus, Offer
+from jeisson.common.protocol import EventKind, HomeEventStatus, Offer
+from tests.helpers import wait_for
 
-from .conftest import wait_for
-from .test_resume import ENTRY_ID, offline_entry, record, save_schedule, saved_event, state, turn
-
-ACTUATOR = "custom_components.jeisson.actuators.SwitchEntityActuator"
-
-
-@pytest.fixture
-async def offline(
-    hass: HomeAssistant, hass_storage: dict[str, Any], switches: list[str], socket_enabled: None
-) -> MockConfigEntry:
-    """An entry holding a far-away award, so it sets up although no aggregator answers."""
-    now = dt_util.utcnow()
-    save_schedule(
-        hass_storage,
-        ENTRY_ID,
-        [
-            saved_event(
-                "later",
-                now + timedelta(days=1),
-                now + timedelta(days=1, hours=1),
-                status="awarded",
-                loads=["car"],
-            )
-        ],
-    )
-    entry = offline_entry(switches, "http://127.0.0.1:9")
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
-
-
-def award(
-    award_id: str,
-    *,
-    starts_in: float,
-    lasts: float,
-    loads: list[str],
-    kind: EventKind = EventKind.MARKET,
-    stagger: float = 0.2,
-) -> Award:
-    """Return an award message as the aggregator would send it."""
-    start = dt_util.utcnow() + timedelta(seconds=starts_in)
-    return Award(
-        event_id=f"evt-{award_id}",
-        award_id=award_id,
-        round=1,
-        kind=kind,
-        loads=loads,
-        kw=2.0,
-        price=0.3,
-        window_start=start,
-        window_end=start + timedelta(seconds=lasts),
-        restore_stagger_s=stagger,
-    )
-
-
-async def take(hass: HomeAssistant, entry: MockConfigEntry, message: Award) -> Any:
-    """Hand an award to the runner like the coordinator does."""
-    coordinator = entry.runtime_data.coordinator
-    decision = await entry.runtime_data.runner.async_take_award(
-        message, is_available=coordinator.is_available
-    )
-    await hass.async_block_till_done()
-    return decision
+from .common import ACTUATOR, award, record, state, take, turn
 
 
 async def test_award_for_a_running_window_starts_at_once(

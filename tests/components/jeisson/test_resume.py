@@ -2,124 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_TOKEN, CONF_URL
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.jeisson.const import (
-    CONF_AGGREGATOR_ID,
-    CONF_HOME_ID,
-    CONF_LOADS,
-    DOMAIN,
     EVENT_ENDED,
     EVENT_OPTED_OUT,
     STALE_AFTER,
-    STORAGE_KEY_PREFIX,
-    STORAGE_VERSION,
 )
+from tests.helpers import free_port, wait_for
 
-from .aggregator_process import AggregatorProcess, free_port
-from .conftest import load_options, wait_for
-
-ENTRY_ID = "01JEISSONRESUMEENTRY0000000"
-
-
-def saved_event(
-    award_id: str,
-    start: datetime,
-    end: datetime,
-    *,
-    status: str,
-    loads: list[str],
-    **fields: Any,
-) -> dict[str, Any]:
-    """Return an award as the Store holds it."""
-    return {
-        "event_id": f"evt-{award_id}",
-        "award_id": award_id,
-        "kind": "market",
-        "price": 0.3,
-        "currency": "EUR",
-        "window_start": start.isoformat(),
-        "window_end": end.isoformat(),
-        "restore_stagger_s": 0.5,
-        "loads": loads,
-        "committed_kw": 2.0 * len(loads),
-        "status": status,
-        "outcome": fields.pop("outcome", None),
-        "switched_off": fields.pop("switched_off", {}),
-        "confirmed_off": fields.pop("confirmed_off", []),
-        "off_since": fields.pop("off_since", {}),
-        "restore_at": fields.pop("restore_at", {}),
-        "released": [],
-        "opted_out": [],
-        "delivered_kwh": 0.0,
-        "earnings": 0.0,
-    }
-
-
-def save_schedule(hass_storage: dict[str, Any], entry_id: str, events: list[dict]) -> None:
-    """Put a schedule in the Store, as a previous run of Home Assistant left it."""
-    key = f"{STORAGE_KEY_PREFIX}.{entry_id}"
-    hass_storage[key] = {
-        "version": STORAGE_VERSION,
-        "minor_version": 1,
-        "key": key,
-        "data": {"events": events, "earnings_total": 0.0, "currency": "EUR"},
-    }
-
-
-def offline_entry(switches: list[str], url: str, token: str = "t") -> MockConfigEntry:  # noqa: S107
-    """An entry whose aggregator cannot be reached (or rejects the token)."""
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="Jeisson home",
-        unique_id="agg-home",
-        entry_id=ENTRY_ID,
-        data={CONF_URL: url, CONF_TOKEN: token, CONF_HOME_ID: "home", CONF_AGGREGATOR_ID: "agg"},
-        options={
-            CONF_LOADS: {
-                "heater": load_options(switches[0], name="Water heater"),
-                "pump": load_options(switches[1], name="Pool pump"),
-                "car": load_options(switches[2], name="Car"),
-            }
-        },
-    )
-
-
-def state(hass: HomeAssistant, entity_id: str) -> str:
-    """Return an entity's state."""
-    current = hass.states.get(entity_id)
-    assert current is not None, entity_id
-    return current.state
-
-
-async def turn(hass: HomeAssistant, name: str, on: bool) -> None:
-    """Switch one of the test input_booleans."""
-    await hass.services.async_call(
-        "input_boolean",
-        "turn_on" if on else "turn_off",
-        {"entity_id": f"input_boolean.{name}"},
-        blocking=True,
-    )
-    await hass.async_block_till_done()
-
-
-def record(hass: HomeAssistant, event_type: str) -> list[dict[str, Any]]:
-    """Collect the payloads of one bus event type."""
-    seen: list[dict[str, Any]] = []
-
-    @callback
-    def _record(event: Event) -> None:
-        seen.append(dict(event.data))
-
-    hass.bus.async_listen(event_type, _record)
-    return seen
+from .aggregator_process import AggregatorProcess
+from .common import ENTRY_ID, offline_entry, record, save_schedule, saved_event, state, turn
 
 
 async def test_restart_mid_event_without_aggregator_resumes_and_restores(

@@ -22,18 +22,13 @@ from custom_components.jeisson.outbox import OUTBOX_STORAGE_KEY_PREFIX
 from custom_components.jeisson.schedule import Outcome
 from custom_components.jeisson.telemetry import IDLE_BATCH_INTERVAL, IDLE_SAMPLE_INTERVAL
 from jeisson.common.protocol import Telemetry
+from tests.helpers import wait_for
 
-from . import test_event_runner
 from .aggregator_process import AggregatorProcess
-from .conftest import wait_for
-from .test_event_runner import award, take
-from .test_resume import ENTRY_ID
+from .common import ENTRY_ID, award, take
 
 FAST_IDLE_SAMPLE = timedelta(seconds=0.2)
 FAST_IDLE_BATCH = timedelta(seconds=1)
-
-offline = test_event_runner.offline
-"""The entry whose aggregator is unreachable (a fixture shared with test_event_runner)."""
 
 
 def queued_telemetry(entry: MockConfigEntry) -> list[Telemetry]:

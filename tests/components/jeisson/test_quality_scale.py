@@ -6,13 +6,11 @@ list below is the official one (bronze → platinum) as of Home Assistant 2026.1
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
-QUALITY_SCALE = (
-    Path(__file__).resolve().parents[2] / "custom_components" / "jeisson" / "quality_scale.yaml"
-)
+from tests.helpers import CHECKOUT
+
+QUALITY_SCALE = CHECKOUT / "custom_components" / "jeisson" / "quality_scale.yaml"
 
 RULES = {
     "bronze": [

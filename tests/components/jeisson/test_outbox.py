@@ -16,10 +16,10 @@ from custom_components.jeisson.outbox import (
     OutboxStore,
 )
 from jeisson.common.protocol import Inventory, OptOut, OptOutReason, dump_message
+from tests.helpers import wait_for
 
 from .aggregator_process import AggregatorProcess
-from .conftest import wait_for
-from .test_e2e import HEATER, is_state
+from .common import HEATER, is_state
 
 CONNECTED = "binary_sensor.jeisson_home_aggregator_connected"
 

@@ -33,9 +33,10 @@ from custom_components.jeisson.const import (
 )
 from custom_components.jeisson.zigbee import CONF_ZHA_DEVICE, zha_actuator_ref
 from jeisson.common.protocol import Award, EventKind, Offer
+from tests.helpers import wait_for
 
 from .aggregator_process import AggregatorProcess
-from .conftest import load_options, wait_for
+from .common import load_options
 from .zha_harness import (
     ELECTRICAL_MEASUREMENT_CLUSTER_ID,
     OFF_COMMAND_ID,

@@ -23,8 +23,9 @@ from custom_components.jeisson.const import (
 )
 from jeisson.common.errors import AuthenticationFailed, UnsupportedSchemaVersion
 from jeisson.common.protocol import ServerHello
+from tests.helpers import free_port
 
-from .aggregator_process import AggregatorProcess, free_port
+from .aggregator_process import AggregatorProcess
 
 FLOW = "custom_components.jeisson.config_flow"
 

@@ -15,16 +15,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.jeisson.const import EVENT_AWARDED, EVENT_BID, EVENT_OPTED_OUT
 from jeisson.common.protocol import Award, AwardAck, Offer, new_message_id
+from tests.helpers import wait_for
 
-from . import test_event_runner
 from .aggregator_process import AggregatorProcess
-from .conftest import wait_for
-from .test_e2e import HEATER, PUMP, is_state, of_type, record_events
-from .test_event_runner import award, take
-from .test_resume import record, turn
-
-offline = test_event_runner.offline
-"""The entry whose aggregator is unreachable (a fixture shared with test_event_runner)."""
+from .common import HEATER, PUMP, award, is_state, of_type, record, record_events, take, turn
 
 
 def offer_for(message: Award, round_number: int = 2) -> Offer:

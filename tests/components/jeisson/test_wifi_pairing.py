@@ -18,8 +18,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.jeisson.const import DOMAIN
 from custom_components.jeisson.entity import device_identifier
 from jeisson.actuator import protocol
+from tests.helpers import wait_for
 
-from .conftest import wait_for
 from .wifi_support import (
     ENTRY_ID,
     KEY,

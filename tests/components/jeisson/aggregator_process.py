@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,15 +16,10 @@ from typing import Any
 
 import aiohttp
 
+from tests.helpers import free_port
+
 STARTUP_TIMEOUT_S = 30.0
 POLL_S = 0.1
-
-
-def free_port() -> int:
-    """Return a TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli(*args: str) -> list[str]:

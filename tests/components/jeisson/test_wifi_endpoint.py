@@ -16,8 +16,8 @@ from homeassistant.core import HomeAssistant
 
 from custom_components.jeisson.wifi_endpoint import get_router
 from jeisson.actuator import protocol
+from tests.helpers import wait_for
 
-from .conftest import wait_for
 from .wifi_support import (
     endpoint_url,  # noqa: F401 - fixture
     paired_record,

@@ -34,8 +34,9 @@ from custom_components.jeisson.models import LoadConfig
 from custom_components.jeisson.wifi_devices import RENEW_INTERVAL, actuator_ref
 from jeisson.actuator import protocol
 from jeisson.common.protocol import LoadKind
+from tests.helpers import wait_for
 
-from .conftest import load_options, wait_for
+from .common import load_options
 from .wifi_support import (
     ENTRY_ID,
     KEY,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from homeassistant.const import CONF_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 # The hass fixture puts its own testing_config first on sys.path: import this checkout's
@@ -25,10 +26,7 @@ from custom_components.jeisson.const import (
 )
 
 from .aggregator_process import AggregatorProcess
-
-SWITCHES = ("water_heater", "pool_pump", "ev_charger")
-WAIT_TIMEOUT_S = 20.0
-WAIT_POLL_S = 0.05
+from .common import ENTRY_ID, SWITCHES, load_options, offline_entry, save_schedule, saved_event
 
 
 @pytest.fixture(autouse=True)
@@ -88,33 +86,6 @@ async def switches(hass: HomeAssistant) -> list[str]:
         assert state is not None, entity_id
         assert state.state == "on"
     return entity_ids
-
-
-def load_options(
-    actuator: str,
-    *,
-    name: str,
-    kind: str = "water_heater",
-    rated_kw: float = 2.0,
-    min_price: float = 0.1,
-    max_off_minutes: int = 60,
-    off_limits: tuple[str, str] | None = None,
-    never_curtail: bool = False,
-    power_sensor: str | None = None,
-) -> dict[str, Any]:
-    """Return the stored options form of one load."""
-    return {
-        "name": name,
-        "kind": kind,
-        "rated_kw": rated_kw,
-        "actuator": actuator,
-        "power_sensor": power_sensor,
-        "min_price": min_price,
-        "max_off_minutes": max_off_minutes,
-        "off_limits_start": off_limits[0] if off_limits else None,
-        "off_limits_end": off_limits[1] if off_limits else None,
-        "never_curtail": never_curtail,
-    }
 
 
 @pytest.fixture
@@ -184,20 +155,27 @@ async def loaded_entry(
         await hass.async_block_till_done()
 
 
-async def wait_for(
-    condition: Callable[[], bool | Awaitable[bool]],
-    timeout: float = WAIT_TIMEOUT_S,
-    what: str = "condition",
-) -> None:
-    """Poll ``condition`` until it holds (real time: the aggregator runs on its own clock)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(WAIT_POLL_S)
+@pytest.fixture
+async def offline(
+    hass: HomeAssistant, hass_storage: dict[str, Any], switches: list[str], socket_enabled: None
+) -> MockConfigEntry:
+    """An entry holding a far-away award, so it sets up although no aggregator answers."""
+    now = dt_util.utcnow()
+    save_schedule(
+        hass_storage,
+        ENTRY_ID,
+        [
+            saved_event(
+                "later",
+                now + timedelta(days=1),
+                now + timedelta(days=1, hours=1),
+                status="awarded",
+                loads=["car"],
+            )
+        ],
+    )
+    entry = offline_entry(switches, "http://127.0.0.1:9")
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry

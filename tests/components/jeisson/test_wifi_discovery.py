@@ -22,8 +22,7 @@ from actuator import mdns
 from custom_components.jeisson.wifi_discovery import async_service_info, instance_name
 from custom_components.jeisson.wifi_endpoint import get_router
 from jeisson.actuator import protocol
-
-from .conftest import wait_for
+from tests.helpers import wait_for
 
 MDNS_ON_LOOPBACK = ("127.0.0.1", mdns.MDNS_PORT)
 ANNOUNCED_ADDRESS = "10.10.10.10"

@@ -1,0 +1,1 @@
+"""Tests of the Jeisson integration (pytest-homeassistant-custom-component, Python 3.14)."""
