@@ -7,7 +7,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -18,12 +17,11 @@ from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatu
 from aggregator.store import Store
 from jeisson.client import HomeClient, enroll
 from jeisson.common.protocol import BidStep, EventKind, Inventory, Load, Offer, Sample
-from tests.helpers import free_port, wait_for
+from tests.helpers import wait_for
 
 from .common import (
     EVENT_END,
     EVENT_START,
-    FAST,
     HISTORY,
     INTERVAL,
     HomeFactory,
@@ -31,24 +29,7 @@ from .common import (
     ScriptedHome,
     water_heater_and_ev,
 )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """Yield an aiohttp session."""
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def server(tmp_path: Path, http: aiohttp.ClientSession) -> AsyncIterator[RunningServer]:
-    """Yield a started aggregator on a free port with a fresh SQLite database."""
-    running = RunningServer(db_path=tmp_path / "aggregator.db", port=free_port(), settings=FAST)
-    running.session = http
-    await running.start()
-    yield running
-    await running.stop()
-
+from .fixtures import http, server  # noqa: F401 - fixtures shared with tests/browser
 
 PG_ADMIN_URL = os.environ.get(
     "JEISSON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -13,6 +13,8 @@ from typing import Final
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from tests.aggregator.fixtures import http, server  # noqa: F401 - fixtures used by the tests
+
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
     "--headless",
