@@ -29,10 +29,10 @@ from tests.benchmarks.scale.processes import (
     CpuSampler,
     ServerProcess,
     Workers,
-    free_port,
     split_evenly,
 )
 from tests.benchmarks.scale.settings import RunSettings, spread
+from tests.helpers import free_port
 
 KW_PER_HOME: Final = 4.5
 PRICE_CAP: Final = 0.40

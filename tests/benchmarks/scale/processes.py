@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from tests.benchmarks.scale.common import HOST, ProcSample, proc_sample, server_preexec
+from tests.benchmarks.scale.common import ProcSample, proc_sample, server_preexec
 
 REPO: Final = Path(__file__).resolve().parents[3]
 READ_LIMIT: Final = 2**26
@@ -207,13 +207,3 @@ class ServerProcess:
             process.kill()
             await process.wait()
         return time.monotonic() - started
-
-
-def free_port() -> int:
-    """Return a TCP port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
