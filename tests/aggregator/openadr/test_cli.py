@@ -8,7 +8,7 @@ import sys
 
 import aiohttp
 
-from tests.aggregator.openadr.conftest import CheckedServer
+from tests.aggregator.openadr.common import CheckedServer
 
 
 async def run_cli(server: CheckedServer, *args: str) -> str:

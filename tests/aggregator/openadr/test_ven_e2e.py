@@ -24,8 +24,9 @@ from openadr3_client.version import OADRVersion
 from aggregator.simulation.fleet import Fleet, FleetConfig
 from aggregator.simulation.home import HomeTiming
 from jeisson.common.protocol import utc_now
-from tests.aggregator.conftest import FAST, wait_for
-from tests.aggregator.openadr.conftest import CheckedServer, free_port
+from tests.aggregator.common import FAST
+from tests.aggregator.openadr.common import CheckedServer
+from tests.helpers import free_port, wait_for
 
 FAST_HOMES = FleetConfig(
     timing=HomeTiming(

@@ -22,7 +22,7 @@ from openadr3_client.version import OADRVersion
 
 from aggregator.openadr import BASE_PATH
 from jeisson.common.protocol import utc_now
-from tests.aggregator.openadr.conftest import CheckedServer
+from tests.aggregator.openadr.common import CheckedServer
 
 
 def bl_client(server: CheckedServer, client_id: str, secret: str):  # type: ignore[no-untyped-def]
