@@ -97,28 +97,36 @@ class EnrolledFleet:
         return True
 
     async def ensure(self, homes: int, log_dir: Path) -> None:
-        """Make sure at least ``homes`` homes are enrolled (enrolling them if needed)."""
+        """Make sure at least ``homes`` homes are enrolled (enrolling the missing ones)."""
         if self.load() and len(self.tokens) >= homes:
             return
-        await self.build(homes, log_dir)
+        await self.build(homes, log_dir, extend=bool(self.tokens))
 
-    async def build(self, homes: int, log_dir: Path) -> None:
-        """Enrol ``homes`` homes through the REST API of a server on a fresh database."""
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True)
+    async def build(self, homes: int, log_dir: Path, *, extend: bool = False) -> None:
+        """Enrol homes through the REST API until there are ``homes`` (a fresh database unless
+        ``extend``, which adds to the cached one)."""
         building = self.folder / "building.db"
-        created = await asyncio.create_subprocess_exec(
-            *aggregator_command(),
-            "operator-token",
-            "create",
-            "--db",
-            sqlite_url(building),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await created.communicate()
-        if created.returncode != 0:
-            raise RuntimeError("operator-token create failed")
-        self.operator_token = out.decode().strip().splitlines()[-1]
+        if extend:
+            for suffix in ("", "-wal", "-shm"):
+                source = self.db.with_name(self.db.name + suffix)
+                if source.exists():
+                    source.rename(building.with_name(building.name + suffix))
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir(parents=True)
+            self.tokens = []
+            created = await asyncio.create_subprocess_exec(
+                *aggregator_command(),
+                "operator-token",
+                "create",
+                "--db",
+                sqlite_url(building),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await created.communicate()
+            if created.returncode != 0:
+                raise RuntimeError("operator-token create failed")
+            self.operator_token = out.decode().strip().splitlines()[-1]
         port = free_port()
         server = ServerProcess(
             serve_command(building, port),
@@ -127,41 +135,43 @@ class EnrolledFleet:
         )
         await server.start()
         started = time.monotonic()
+        missing = homes - len(self.tokens)
         try:
-            self.tokens = await self._enrol(f"http://{HOST}:{port}", homes)
+            self.tokens += await self._enrol(f"http://{HOST}:{port}", len(self.tokens), missing)
         finally:
             await server.stop()
         print(
-            f"  enrolled {homes} homes in {time.monotonic() - started:.0f} s (setup, untimed)",
+            f"  enrolled {missing} homes in {time.monotonic() - started:.0f} s (setup, untimed)",
             file=sys.stderr,
         )
         for suffix in ("", "-wal", "-shm"):
             source = building.with_name(building.name + suffix)
             if source.exists():
                 source.rename(self.db.with_name(self.db.name + suffix))
-        self.meta.write_text(
-            json.dumps({"operator_token": self.operator_token, "tokens": self.tokens})
-        )
+        meta = {"operator_token": self.operator_token, "tokens": self.tokens}
+        self.meta.write_text(json.dumps(meta))
 
-    async def _enrol(self, base: str, homes: int) -> list[str]:
+    async def _enrol(self, base: str, first: int, homes: int) -> list[str]:
         headers = {"Authorization": f"Bearer {self.operator_token}"}
         tokens: list[str] = [""] * homes
         queue: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(homes):
-            queue.put_nowait(index)
+        for offset in range(homes):
+            queue.put_nowait(offset)
         async with aiohttp.ClientSession() as http:
 
             async def enrol_some() -> None:
                 while not queue.empty():
-                    index = queue.get_nowait()
+                    offset = queue.get_nowait()
                     async with http.post(
-                        f"{base}/api/v1/homes", json={"name": f"bench-{index}"}, headers=headers
+                        f"{base}/api/v1/homes",
+                        json={"name": f"bench-{first + offset}"},
+                        headers=headers,
                     ) as response:
                         response.raise_for_status()
                         code = (await response.json())["code"]
                     async with http.post(f"{base}/api/v1/enroll", json={"code": code}) as response:
                         response.raise_for_status()
-                        tokens[index] = (await response.json())["token"]
+                        tokens[offset] = (await response.json())["token"]
 
             await asyncio.gather(*(enrol_some() for _ in range(ENROL_CONCURRENCY)))
         return tokens

@@ -83,7 +83,14 @@ def settings_from(args: argparse.Namespace, work_dir: Path) -> RunSettings:
     """Return the run's settings from the command line."""
     settings = RunSettings(work_dir=work_dir, cache_dir=args.cache)
     if args.smoke:
-        settings = replace(settings, idle_s=3.0, rounds=1, openleadr_rounds=1, openleadr_idle_s=3.0)
+        settings = replace(
+            settings,
+            idle_s=3.0,
+            rounds=1,
+            openleadr_rounds=1,
+            openleadr_idle_s=3.0,
+            openleadr_polls=(1.0,),
+        )
     if args.idle is not None:
         settings = replace(settings, idle_s=args.idle, openleadr_idle_s=args.idle)
     if args.rounds is not None:
@@ -206,7 +213,7 @@ def table(report: dict[str, Any]) -> str:
         cells = []
         for key, _, digits in COLUMNS:
             value = summary.get(key)
-            cells.append(str(value) if digits is None or value is None else _fmt(value, digits))
+            cells.append(str(value) if digits is None else _fmt(value, digits))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
