@@ -112,6 +112,10 @@ async def serve_commands(handlers: dict[str, Handler]) -> None:
 
 
 def worker_arguments() -> dict[str, Any]:
-    """Return a worker's start-up settings: one JSON object as its only argument."""
-    settings: dict[str, Any] = json.loads(sys.argv[1])
+    """Return a process's start-up settings: its only argument, JSON or ``@file`` holding JSON."""
+    argument = sys.argv[1]
+    if argument.startswith("@"):
+        with open(argument[1:], encoding="utf-8") as file:
+            argument = file.read()
+    settings: dict[str, Any] = json.loads(argument)
     return settings

@@ -1,9 +1,9 @@
 """A light Jeisson home simulator: a few thousand homes on raw websockets in one process.
 
 Run by the coordinator as ``python -m tests.benchmarks.scale.homes '<settings json>'``. Each home
-is a plain aiohttp websocket speaking the protocol's JSON directly (no HomeClient, no pydantic on
-the hot path; the frames' shapes are checked against :mod:`jeisson.common.protocol` by the smoke
-test). A home:
+is a raw websocket (``rawsocket.py``) speaking the protocol's JSON directly (no HomeClient, no
+pydantic on the hot path; the frames' shapes are checked against :mod:`jeisson.common.protocol`
+by a test). A home:
 
 * says hello and sends its inventory (a 3 kW water heater, a 1.5 kW pool pump); it is *ready*
   when the server acknowledges the inventory;
@@ -29,10 +29,10 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from tests.benchmarks.scale.common import (
     pin_to,
@@ -40,6 +40,7 @@ from tests.benchmarks.scale.common import (
     serve_commands,
     worker_arguments,
 )
+from tests.benchmarks.scale.rawsocket import RawWebSocket
 
 SCHEMA_VERSION: Final = 1
 HEARTBEAT_S: Final = 30.0
@@ -48,7 +49,7 @@ BACKOFF_MAX_S: Final = 60.0
 TELEMETRY_PERIOD_S: Final = 900.0
 SAMPLES_PER_BATCH: Final = 15
 SAMPLE_SPACING: Final = timedelta(minutes=1)
-TELEMETRY_TICK_S: Final = 0.25
+TICK_S: Final = 0.25
 HANDSHAKE_TIMEOUT_S: Final = 120.0
 WATER_HEATER_KW: Final = 3.0
 POOL_PUMP_KW: Final = 1.5
@@ -133,11 +134,13 @@ class Fleet:
 
     def __init__(self, url: str, tokens: list[str], first_index: int) -> None:
         """Prepare homes for ``tokens``; nothing connects until :meth:`connect`."""
-        self.url = url
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.path = parts.path
         self.homes = [
             Home(self, first_index + offset, token) for offset, token in enumerate(tokens)
         ]
-        self.session: aiohttp.ClientSession | None = None
         self.stopping = False
         self.telemetry_on = False
         self.ready_at: dict[int, float] = {}
@@ -155,15 +158,17 @@ class Fleet:
         """Set while the server is up: a home whose connection closed waits for it first."""
         self._tasks: list[asyncio.Task[None]] = []
         self._telemetry_task: asyncio.Task[None] | None = None
+        self._ping_task: asyncio.Task[None] | None = None
 
     async def connect(self, in_flight: int, timeout: float) -> dict[str, Any]:
         """Connect every home (at most ``in_flight`` handshakes at once); report ready times."""
-        connector = aiohttp.TCPConnector(limit=0, force_close=True)
-        self.session = aiohttp.ClientSession(connector=connector)
         gate = asyncio.Semaphore(in_flight)
         self.reconnect_gate.set()
         started = time.time()
         self._tasks = [asyncio.create_task(home.run(gate)) for home in self.homes]
+        self._ping_task = asyncio.create_task(
+            self._every(HEARTBEAT_S, Home.ping, lambda: not self.stopping)
+        )
         deadline = started + timeout
         while len(self.ready_at) < len(self.homes) and time.time() < deadline:
             await asyncio.sleep(0.05)
@@ -218,54 +223,71 @@ class Fleet:
         """Start or stop the idle telemetry of every home."""
         self.telemetry_on = on
         if on and self._telemetry_task is None:
-            self._telemetry_task = asyncio.create_task(self._send_telemetry())
+            self._telemetry_task = asyncio.create_task(
+                self._every(TELEMETRY_PERIOD_S, Home.send_telemetry, lambda: self.telemetry_on)
+            )
+        elif not on and self._telemetry_task is not None:
+            self._telemetry_task.cancel()
+            self._telemetry_task = None
 
-    async def _send_telemetry(self) -> None:
-        """Send each home's batch when its phase in the 15-minute period comes round."""
-        rng = random.Random(len(self.homes))
+    async def _every(
+        self, period: float, action: Callable[[Home], None], running: Callable[[], bool]
+    ) -> None:
+        """Call ``action`` for each home once a ``period``, each at its own random phase."""
+        rng = random.Random(len(self.homes) + int(period))
         started = time.monotonic()
-        due = [
-            (started + rng.uniform(0, TELEMETRY_PERIOD_S), home.index, home) for home in self.homes
-        ]
+        due = [(started + rng.uniform(0, period), home.index, home) for home in self.homes]
         heapq.heapify(due)
-        while self.telemetry_on and not self.stopping:
-            await asyncio.sleep(TELEMETRY_TICK_S)
+        while running() and not self.stopping:
+            await asyncio.sleep(TICK_S)
             now = time.monotonic()
             while due and due[0][0] <= now:
                 at, index, home = heapq.heappop(due)
-                home.send_telemetry()
-                heapq.heappush(due, (at + TELEMETRY_PERIOD_S, index, home))
-        self._telemetry_task = None
+                action(home)
+                heapq.heappush(due, (at + period, index, home))
 
     async def close(self) -> dict[str, Any]:
         """Close every home's websocket and stop."""
         self.stopping = True
         self.telemetry_on = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.session is not None:
-            await self.session.close()
+        tasks = [*self._tasks, self._ping_task, self._telemetry_task]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         return {"closed": len(self.homes)}
 
 
 class Home:
-    """One home: a websocket and a tiny protocol loop."""
+    """One home: a raw websocket and a tiny protocol handler (synchronous, no task per frame)."""
 
-    __slots__ = ("_ack_waits", "_seq", "fleet", "index", "ready", "token", "ws")
+    __slots__ = (
+        "_ack_waits",
+        "_hello_done",
+        "_inventory_id",
+        "_seq",
+        "fleet",
+        "index",
+        "ready",
+        "token",
+        "ws",
+    )
 
     def __init__(self, fleet: Fleet, index: int, token: str) -> None:
         """Bind a home to its fleet; ``index`` names it and sets its prices."""
         self.fleet = fleet
         self.index = index
         self.token = token
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ws: RawWebSocket | None = None
         self.ready = False
         self._seq = 0
+        self._inventory_id = ""
+        self._hello_done: asyncio.Future[None] | None = None
         self._ack_waits: dict[str, tuple[str, str]] = {}
-        """Ids of sent frames whose ``ack`` matters -> (what, event id)."""
+        """Ids of sent frames whose answer matters -> (what, event id)."""
 
     def _id(self) -> str:
         self._seq += 1
@@ -284,13 +306,13 @@ class Home:
                 else:
                     ws = await self._open()
                 attempt = 0
-                await self._serve(ws)
-            except (aiohttp.ClientError, OSError, TimeoutError):
+                await ws.closed
+            except (OSError, TimeoutError):  # ConnectionError and HandshakeError included
                 pass
             finally:
                 self.ready = False
                 if self.ws is not None:
-                    await self.ws.close()
+                    self.ws.close()
                     self.ws = None
             if self.fleet.stopping:
                 return
@@ -301,49 +323,38 @@ class Home:
             attempt += 1
             await asyncio.sleep(random.uniform(0, ceiling))
 
-    async def _open(self) -> aiohttp.ClientWebSocketResponse:
-        """Open the websocket and complete hello + inventory; return when the home is ready."""
-        session = self.fleet.session
-        assert session is not None
-        ws = await session.ws_connect(
-            self.fleet.url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            heartbeat=HEARTBEAT_S,
-            timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-        )
+    async def _open(self) -> RawWebSocket:
+        """Open the websocket; return once hello and inventory are acknowledged (ready)."""
+        fleet = self.fleet
+        loop = asyncio.get_running_loop()
+        hello_done: asyncio.Future[None] = loop.create_future()
+        self._hello_done = hello_done
+        ws = RawWebSocket(fleet.host, fleet.port, fleet.path, self.token, self._on_text)
         self.ws = ws
         async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-            hello = await ws.receive_str()
-            if json.loads(hello)["type"] != "server_hello":
-                raise aiohttp.ClientError("no server_hello")
-            await ws.send_str(json.dumps(hello_frame(self._id())))
-            inventory_id = self._id()
-            await ws.send_str(json.dumps(inventory_frame(inventory_id)))
-            while True:
-                message = await ws.receive()
-                if message.type is not aiohttp.WSMsgType.TEXT:
-                    raise aiohttp.ClientError(f"closed during hello: {message.type}")
-                frame = json.loads(message.data)
-                if frame["type"] == "ack" and frame["reply_to"] == inventory_id:
-                    break
-                await self._handle(frame, time.time())
-        self.ready = True
-        self.fleet.ready_at[self.index] = time.time()
-        self.fleet.connects[self.index] += 1
+            await loop.create_connection(lambda: ws, fleet.host, fleet.port)
+            await ws.opened
+            await asyncio.wait((hello_done, ws.closed), return_when=asyncio.FIRST_COMPLETED)
+        if not hello_done.done():
+            raise ConnectionError("closed during hello")
         return ws
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for message in ws:
-            if message.type is aiohttp.WSMsgType.TEXT:
-                await self._handle(json.loads(message.data), time.time())
+    def _send(self, frame: dict[str, Any]) -> None:
+        ws = self.ws
+        if ws is not None:
+            ws.send_text(json.dumps(frame))
 
-    async def _handle(self, frame: dict[str, Any], now: float) -> None:
+    def _on_text(self, text: str) -> None:
+        now = time.time()
+        frame = json.loads(text)
         kind = frame["type"]
         fleet = self.fleet
-        ws = self.ws
-        assert ws is not None
         if kind == "ack":
-            waiting = self._ack_waits.pop(frame["reply_to"], None)
+            reply_to = frame["reply_to"]
+            if reply_to == self._inventory_id:
+                self._became_ready(now)
+                return
+            waiting = self._ack_waits.pop(reply_to, None)
             if waiting is None:
                 return
             what, event_id = waiting
@@ -359,13 +370,17 @@ class Home:
                 fleet.offers[event_id].setdefault(self.index, now)
             bid_id = self._id()
             self._ack_waits[bid_id] = ("bid", event_id)
-            await ws.send_str(json.dumps(bid_frame(bid_id, frame, self.index)))
+            self._send(bid_frame(bid_id, frame, self.index))
         elif kind == "award":
             event_id = frame["event_id"]
             fleet.awards[event_id].setdefault(self.index, now)
             ack_id = self._id()
             self._ack_waits[ack_id] = ("award_ack", event_id)
-            await ws.send_str(json.dumps(award_ack_frame(ack_id, frame)))
+            self._send(award_ack_frame(ack_id, frame))
+        elif kind == "server_hello":
+            self._send(hello_frame(self._id()))
+            self._inventory_id = self._id()
+            self._send(inventory_frame(self._inventory_id))
         elif kind == "error":
             refused = self._ack_waits.pop(str(frame.get("reply_to")), None)
             fleet.errors[refused[1] if refused else ""][frame["code"]] += 1
@@ -373,24 +388,27 @@ class Home:
         else:
             fleet.other[kind] += 1
 
+    def _became_ready(self, now: float) -> None:
+        self.ready = True
+        self.fleet.ready_at[self.index] = now
+        self.fleet.connects[self.index] += 1
+        if self._hello_done is not None and not self._hello_done.done():
+            self._hello_done.set_result(None)
+
+    def ping(self) -> None:
+        """Send a WebSocket ping (the client's heartbeat), if connected."""
+        if self.ready and self.ws is not None:
+            self.ws.ping()
+
     def send_telemetry(self) -> None:
         """Send one idle batch (15 one-minute samples ending now), if connected."""
-        ws = self.ws
-        if ws is None or not self.ready or ws.closed:
+        if not self.ready or self.ws is None:
             return
         now = datetime.now(UTC).replace(microsecond=0)
         batch_id = self._id()
         self._ack_waits[batch_id] = ("telemetry", "")
         self.fleet.telemetry_sent += 1
-        task = asyncio.get_running_loop().create_task(
-            ws.send_str(json.dumps(telemetry_frame(batch_id, self.index, now)))
-        )
-        task.add_done_callback(_ignore_result)
-
-
-def _ignore_result(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
+        self._send(telemetry_frame(batch_id, self.index, now))
 
 
 async def main() -> None:

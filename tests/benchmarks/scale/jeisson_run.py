@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -47,10 +48,29 @@ DROP_GRACE_S: Final = 900
 CACHE_NAME: Final = "jeisson-fleet"
 
 
+SERVER_SOURCE_VARIABLE: Final = "JEISSON_BENCH_SERVER_SRC"
+
+
+def server_source() -> Path | None:
+    """Return another checkout whose server to measure (``--server-src``), or None for this one."""
+    value = os.environ.get(SERVER_SOURCE_VARIABLE)
+    return Path(value) if value else None
+
+
 def aggregator_command() -> list[str]:
     """Return the ``jeisson-aggregator`` command of this environment."""
     script = Path(sys.executable).with_name("jeisson-aggregator")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "aggregator.cli"]
+    if script.exists() and server_source() is None:
+        return [str(script)]
+    return [sys.executable, "-m", "aggregator.cli"]
+
+
+def server_env() -> dict[str, str] | None:
+    """Return the server's environment: ``PYTHONPATH`` at ``--server-src`` when one is given."""
+    source = server_source()
+    if source is None:
+        return None
+    return {**os.environ, "PYTHONPATH": str(source)}
 
 
 def sqlite_url(path: Path) -> str:
@@ -122,6 +142,7 @@ class EnrolledFleet:
                 "--db",
                 sqlite_url(building),
                 stdout=asyncio.subprocess.PIPE,
+                env=server_env(),
             )
             out, _ = await created.communicate()
             if created.returncode != 0:
@@ -132,6 +153,7 @@ class EnrolledFleet:
             serve_command(building, port),
             f"http://{HOST}:{port}/healthz",
             log_dir / "enrol-server.log",
+            server_env(),
         )
         await server.start()
         started = time.monotonic()
@@ -209,7 +231,10 @@ class JeissonBench:
         self.result["load_before"] = load_average()
         db = self.fleet.copy_to(self.folder)
         self.server = ServerProcess(
-            serve_command(db, self.port), f"{self.base}/healthz", self.folder / "server.log"
+            serve_command(db, self.port),
+            f"{self.base}/healthz",
+            self.folder / "server.log",
+            server_env(),
         )
         try:
             await self._start_server()

@@ -35,16 +35,19 @@ class Workers:
     async def start(
         cls, python: str, module: str, settings: Sequence[dict[str, Any]], log_dir: Path
     ) -> Workers:
-        """Start one ``python -m module`` per settings object (its only argument)."""
+        """Start one ``python -m module @settings.json`` per settings object."""
         processes = []
         for number, item in enumerate(settings):
-            log = (log_dir / f"{module.rsplit('.', 1)[-1]}-{number}.log").open("ab")
+            name = f"{module.rsplit('.', 1)[-1]}-{number}"
+            settings_file = log_dir / f"{name}.json"
+            settings_file.write_text(json.dumps(item))
+            log = (log_dir / f"{name}.log").open("ab")
             processes.append(
                 await asyncio.create_subprocess_exec(
                     python,
                     "-m",
                     module,
-                    json.dumps(item),
+                    f"@{settings_file}",
                     cwd=REPO,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
@@ -156,9 +159,16 @@ class CpuSampler:
 class ServerProcess:
     """A server under test: pinned to one core, fd limit raised, log in a file."""
 
-    def __init__(self, argv: list[str], health_url: str, log_path: Path) -> None:
-        """Describe how to start it and where it answers once ready."""
+    def __init__(
+        self,
+        argv: list[str],
+        health_url: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Describe how to start it (``env``: its environment) and where it answers once ready."""
         self.argv = argv
+        self.env = env
         self.health_url = health_url
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
@@ -179,6 +189,7 @@ class ServerProcess:
             stdout=log,
             stderr=log,
             preexec_fn=server_preexec,
+            env=self.env,
         )
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -22,7 +23,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from tests.benchmarks.scale.common import load_average
-from tests.benchmarks.scale.jeisson_run import EnrolledFleet, JeissonBench
+from tests.benchmarks.scale.jeisson_run import (
+    SERVER_SOURCE_VARIABLE,
+    EnrolledFleet,
+    JeissonBench,
+    server_source,
+)
 from tests.benchmarks.scale.processes import REPO
 from tests.benchmarks.scale.settings import DEFAULT_CACHE, RunSettings
 
@@ -40,7 +46,7 @@ def machine() -> dict[str, Any]:
                 break
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, as scripts do
-        cwd=REPO,
+        cwd=server_source() or REPO,
         capture_output=True,
         text=True,
         check=False,
@@ -76,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="enrolled fleets, venvs")
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HOMES} homes, short windows")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument(
+        "--server-src",
+        type=Path,
+        default=None,
+        help="measure the server of another checkout (e.g. an older commit, for a baseline)",
+    )
     return parser
 
 
@@ -109,7 +121,9 @@ async def run(
         "settings": _settings_view(settings),
         "runs": [],
     }
-    fleet = EnrolledFleet(settings.cache_dir / "jeisson-fleet")
+    source = server_source()
+    label = "" if source is None else "-" + hashlib.sha256(str(source).encode()).hexdigest()[:8]
+    fleet = EnrolledFleet(settings.cache_dir / f"jeisson-fleet{label}")
     for size in sizes:
         if "jeisson" in systems:
             await fleet.ensure(max(sizes), settings.work_dir)
@@ -218,16 +232,98 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+RATIO_KEYS: Final = (
+    ("offer_p99_s", "offer p99"),
+    ("round_p99_s", "round p99"),
+    ("cpu_ms_per_home_round", "CPU/home/round"),
+    ("idle_cpu_ms_per_home_min", "idle CPU/home/min"),
+    ("rss_kib_per_home", "RSS/home"),
+    ("connect_s", "connect"),
+)
+EXTRAPOLATE_TO: Final = 50_000
+CURVE_KEYS: Final = ("round_p99_s", "offer_p99_s", "connect_s", "reconnect_s")
+
+
+def ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return Jeisson / OpenLEADR for each size and poll interval (below 1: Jeisson better)."""
+    rows = []
+    summaries = [result.get("summary") or summarise(result) for result in report["runs"]]
+    for ours in (item for item in summaries if item["system"] == "jeisson"):
+        for theirs in summaries:
+            if not theirs["system"].startswith("openleadr") or theirs["homes"] != ours["homes"]:
+                continue
+            row: dict[str, Any] = {"homes": ours["homes"], "versus": theirs["system"]}
+            for key, _ in RATIO_KEYS:
+                mine, other = ours.get(key), theirs.get(key)
+                row[key] = round(mine / other, 3) if mine is not None and other else None
+            rows.append(row)
+    return rows
+
+
+def ratio_table(rows: list[dict[str, Any]]) -> str:
+    """Return the ratios as a Markdown table."""
+    head = ["homes", "Jeisson / ...", *(title for _, title in RATIO_KEYS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [str(row["homes"]), row["versus"]]
+        cells += [_fmt(row[key], 3) for key, _ in RATIO_KEYS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def curve(report: dict[str, Any]) -> dict[str, Any]:
+    """Fit Jeisson's figures against N (least squares, a + b*N) and extrapolate to 50,000.
+
+    An extrapolation from at most ~19k homes, not a measurement: one process cannot hold 50k
+    here (the fd limit is 20,000).
+    """
+    summaries = [
+        result.get("summary") or summarise(result)
+        for result in report["runs"]
+        if result["system"] == "jeisson"
+    ]
+    fits: dict[str, Any] = {}
+    for key in CURVE_KEYS:
+        points = [(item["homes"], item[key]) for item in summaries if item.get(key) is not None]
+        if len({homes for homes, _ in points}) < 2:
+            continue
+        count = len(points)
+        mean_n = sum(homes for homes, _ in points) / count
+        mean_y = sum(value for _, value in points) / count
+        spread_n = sum((homes - mean_n) ** 2 for homes, _ in points)
+        slope = sum((homes - mean_n) * (value - mean_y) for homes, value in points) / spread_n
+        intercept = mean_y - slope * mean_n
+        fits[key] = {
+            "points": points,
+            "intercept_s": round(intercept, 4),
+            "per_1000_homes_s": round(slope * 1000, 4),
+            f"extrapolated_{EXTRAPOLATE_TO}_s": round(intercept + slope * EXTRAPOLATE_TO, 2),
+        }
+    return fits
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark from the command line."""
     args = build_parser().parse_args(argv)
     sizes = [SMOKE_HOMES] if args.smoke else parse_sizes(args.homes)
     systems = [part.strip() for part in args.systems.split(",") if part.strip()]
     work_dir = Path(tempfile.mkdtemp(prefix="jeisson-scale-"))
+    if args.server_src is not None:
+        os.environ[SERVER_SOURCE_VARIABLE] = str(args.server_src.resolve())
     settings = settings_from(args, work_dir)
     report = asyncio.run(run(sizes, systems, settings))
     report["load_at_end"] = load_average()
+    report["ratios"] = ratios(report)
+    report["curve"] = curve(report)
     print(table(report))
+    if report["ratios"]:
+        print()
+        print(ratio_table(report["ratios"]))
+    for key, fit in report["curve"].items():
+        print(
+            f"{key}: {fit['intercept_s']} s + {fit['per_1000_homes_s']} s per 1000 homes "
+            f"-> {fit[f'extrapolated_{EXTRAPOLATE_TO}_s']} s at {EXTRAPOLATE_TO} (extrapolated)"
+        )
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"figures written to {args.json}", file=sys.stderr)
