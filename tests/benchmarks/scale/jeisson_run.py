@@ -32,6 +32,7 @@ from tests.benchmarks.scale.processes import (
     Workers,
     split_evenly,
 )
+from tests.benchmarks.scale.profile import Recording, py_spy
 from tests.benchmarks.scale.settings import RunSettings, spread
 from tests.helpers import free_port
 
@@ -269,6 +270,11 @@ class JeissonBench:
         return self.sampler
 
     @property
+    def _server(self) -> ServerProcess:
+        assert self.server is not None
+        return self.server
+
+    @property
     def _workers(self) -> Workers:
         assert self.workers is not None
         return self.workers
@@ -387,6 +393,14 @@ class JeissonBench:
             "restore_stagger_s": 60,
         }
         load = load_average()
+        recording = None
+        if self.settings.profile:
+            recording = Recording(
+                py_spy(self.settings.cache_dir),
+                self._server.pid,
+                self.settings.work_dir / f"profile-jeisson-{self.homes}-{number}.txt",
+            )
+            await recording.start()
         sim_before = self._workers.cpu_s()
         async with aiohttp.ClientSession() as http:
             before = self._sampler.now()
@@ -402,6 +416,7 @@ class JeissonBench:
                 event_id = (await response.json())["id"]
             counts = await self._await_round(event_id)
             sim_cpu = self._workers.cpu_s() - sim_before
+            profile = None if recording is None else await recording.stop()
             reports = await self._workers.ask({"cmd": "event", "event_id": event_id})
             async with http.get(
                 f"{self.base}/api/v1/events/{event_id}", headers=headers
@@ -437,6 +452,7 @@ class JeissonBench:
             "server_cpu_ms_per_home": round((after.cpu_s - before.cpu_s) * 1000 / self.homes, 4),
             "server_cpu_s": round(after.cpu_s - before.cpu_s, 3),
             "simulator_cpu_s": round(sim_cpu, 2),
+            **({"profile": profile} if profile else {}),
         }
 
     async def _await_round(self, event_id: str) -> dict[str, int]:

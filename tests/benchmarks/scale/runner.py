@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HOMES} homes, short windows")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server during each Jeisson round"
+    )
+    parser.add_argument(
         "--server-src",
         type=Path,
         default=None,
@@ -109,6 +112,8 @@ def settings_from(args: argparse.Namespace, work_dir: Path) -> RunSettings:
         settings = replace(settings, rounds=args.rounds, openleadr_rounds=args.rounds)
     if args.no_restart:
         settings = replace(settings, restart=False)
+    if args.profile:
+        settings = replace(settings, profile=True)
     return settings
 
 

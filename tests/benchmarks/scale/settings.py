@@ -36,6 +36,8 @@ class RunSettings:
     openleadr_polls: Sequence[float] = field(default=(10.0, 1.0))
     openleadr_rounds: int = 2
     openleadr_idle_s: float = 30.0
+    profile: bool = False
+    """Record the server with py-spy during each round (``profile.py``)."""
 
 
 def spread(values: Sequence[float], origin: float) -> dict[str, Any]:
