@@ -31,10 +31,10 @@ from tests.benchmarks.scale.processes import (
     CpuSampler,
     ServerProcess,
     Workers,
-    free_port,
     split_evenly,
 )
 from tests.benchmarks.scale.settings import RunSettings, spread
+from tests.helpers import free_port
 
 OPENLEADR_VERSION: Final = "0.5.36"
 POLL_S: Final = 0.1
