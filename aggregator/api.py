@@ -18,7 +18,6 @@ from aggregator.auth import bearer_token
 from aggregator.negotiation import EventNotFoundError, EventRequest, InvalidTransitionError
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
 from aggregator.settlement.baselines import BaselineMethod
-from aggregator.settlement.service import SettlementUnavailableError, settle_stored_event
 from aggregator.store import EnrolmentRejected
 from jeisson.common.protocol import EventKind, utc_now
 
@@ -355,36 +354,6 @@ async def cancel_event(request: web.Request) -> web.Response:
         return json_error(409, "invalid_state", str(err))
     detail = await event_detail(request.app, event_id)
     return web.json_response(detail)
-
-
-@routes.get("/api/v1/events/{event_id}/settlement")
-@operator_only
-async def event_settlement(request: web.Request) -> web.StreamResponse:
-    """Settle an ended event: per-home baseline, measured, delivered kWh and payment.
-
-    ``?format=csv`` downloads the same as CSV; ``?baseline=<method>`` overrides the event's
-    baseline method (e.g. to compare methods).
-    """
-    event_id = request.match_info["event_id"]
-    record = await request.app[STORE].get_event(event_id)
-    if record is None:
-        return json_error(404, "not_found", "no such event")
-    try:
-        method = BaselineMethod(request.query["baseline"]) if "baseline" in request.query else None
-    except ValueError:
-        choices = ", ".join(item.value for item in BaselineMethod)
-        return json_error(400, "invalid_request", f"baseline must be one of: {choices}")
-    try:
-        report = await settle_stored_event(request.app[STORE], record, method)
-    except SettlementUnavailableError as err:
-        return json_error(409, "settlement_unavailable", str(err))
-    if request.query.get("format") == "csv":
-        return web.Response(
-            text=report.to_csv(),
-            content_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="settlement-{event_id}.csv"'},
-        )
-    return web.json_response(report.to_json_dict())
 
 
 # --- health -----------------------------------------------------------------------------------

@@ -9,8 +9,15 @@ from pydantic import BaseModel
 from aggregator import __version__
 from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
 from aggregator.openadr import api as openadr_api
+from aggregator.settlement.api import ProgramBody
 from aggregator.settlement.baselines import BaselineMethod
 
+_FORMAT: Final = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["json", "csv"]},
+}
 _BEARER: Final[list[dict[str, list[str]]]] = [{"operatorToken": []}]
 _ERROR: Final = {
     "description": "Error",
@@ -56,7 +63,7 @@ def openapi_document() -> dict[str, Any]:
     home_id = {"name": "home_id", "in": "path", "required": True, "schema": {"type": "string"}}
     schemas: dict[str, Any] = {
         model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for model in (EnrollBody, HomeBody, EventBody, CancelBody)
+        for model in (EnrollBody, HomeBody, EventBody, CancelBody, ProgramBody)
     }
     schemas.update(openadr_api.openapi_schemas())
     schemas["Error"] = {
@@ -125,12 +132,38 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/events/{event_id}/settlement": {
                 "parameters": [
                     event_id,
+                    _FORMAT,
                     {
-                        "name": "format",
+                        "name": "version",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "enum": ["json", "csv"]},
+                        "schema": {"type": "integer", "minimum": 1},
                     },
+                ],
+                "get": _operation(
+                    "The event's stored statement (latest version, or ?version=N); 409 until "
+                    "settled (settlement runs after the late-telemetry window)",
+                    ("200", "the statement (JSON, or CSV with format=csv)"),
+                    errors=("400", "401", "404", "409"),
+                ),
+                "post": _operation(
+                    "Settle a finished event now (a new version only when a payment changed)",
+                    ("201", "the new statement version (200: unchanged, the current one)"),
+                    errors=("401", "404", "409"),
+                ),
+            },
+            "/api/v1/events/{event_id}/settlement/versions": {
+                "parameters": [event_id],
+                "get": _operation(
+                    "Every version of the event's statement (headers: reason, totals)",
+                    ("200", "the versions, oldest first"),
+                    errors=("401",),
+                ),
+            },
+            "/api/v1/events/{event_id}/settlement/preview": {
+                "parameters": [
+                    event_id,
+                    _FORMAT,
                     {
                         "name": "baseline",
                         "in": "query",
@@ -139,9 +172,51 @@ def openapi_document() -> dict[str, Any]:
                     },
                 ],
                 "get": _operation(
-                    "Settle an ended event: baseline, measured and delivered kWh, payment per home",
-                    ("200", "the settlement report (JSON, or CSV with format=csv)"),
+                    "Compute the settlement without storing it (e.g. with another baseline)",
+                    ("200", "the computed settlement (JSON, or CSV with format=csv)"),
                     errors=("400", "401", "404", "409"),
+                ),
+            },
+            "/api/v1/homes/{home_id}/ledger": {
+                "parameters": [
+                    home_id,
+                    _FORMAT,
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                ],
+                "get": _operation(
+                    "A home's bookings (statements, corrections) and totals per local month",
+                    ("200", "the ledger (JSON, or CSV with format=csv)"),
+                    errors=("400", "401", "404"),
+                ),
+            },
+            "/api/v1/reliability": {
+                "get": _operation(
+                    "Every home's reliability score (delivered / committed, Beta prior)",
+                    ("200", "scores"),
+                    errors=("401",),
+                ),
+            },
+            "/api/v1/settlement/program": {
+                "get": _operation(
+                    "The settlement program: time zone, holidays, late window, estimate ratio",
+                    ("200", "the settings"),
+                    errors=("401",),
+                ),
+                "put": _operation(
+                    "Change the settlement program settings",
+                    ("200", "the new settings"),
+                    body=_body(ProgramBody),
                 ),
             },
             "/api/v1/stream": {

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Final
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from aggregator.app_keys import (
     REGISTRY,
     SERVER_INFO,
     SESSION_SETTINGS,
+    SETTLER,
     STORE,
     ServerInfo,
 )
@@ -28,6 +30,10 @@ from aggregator.negotiation import EventManager, NegotiationSettings
 from aggregator.openadr import service as openadr
 from aggregator.openapi import openapi_document
 from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
+from aggregator.settlement import api as settlement_api
+from aggregator.settlement.program import ProgramSettings
+from aggregator.settlement.repository import SettlementRepository
+from aggregator.settlement.settler import POLL_INTERVAL, Settler
 from aggregator.store import GroupCommitter, Store
 from jeisson.common.const import WS_PATH
 from jeisson.common.protocol import MAX_FRAME_BYTES
@@ -44,6 +50,9 @@ class ServerConfig:
     db_url: str = DEFAULT_DB_URL
     heartbeat_interval: float = 30.0
     negotiation: NegotiationSettings = field(default_factory=NegotiationSettings)
+    program: ProgramSettings | None = None
+    """Settlement program settings to store at start (None: keep the stored ones)."""
+    settle_poll: timedelta = POLL_INTERVAL
 
 
 async def home_websocket(request: web.Request) -> web.StreamResponse:
@@ -100,9 +109,16 @@ def _lifecycle(
         app[SESSION_SETTINGS] = SessionSettings(
             aggregator_id=aggregator_id, heartbeat_interval=config.heartbeat_interval
         )
+        repository = SettlementRepository(store)
+        if config.program is not None:
+            await repository.save_program(config.program)
+        settler = Settler(repository, poll_interval=config.settle_poll)
+        app[SETTLER] = settler
         await manager.start()
+        settler.start()
         _LOGGER.info("Aggregator %s ready", aggregator_id)
         yield
+        await settler.stop()
         await manager.stop()
         await committer.close()
         await store.close()
@@ -114,6 +130,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     """Build the aggregator application (the store opens when the app starts)."""
     app = web.Application(middlewares=[operator_auth])
     app.add_routes(routes)
+    app.add_routes(settlement_api.routes)
     dashboard.setup(app)
     app.router.add_get(WS_PATH, home_websocket)
     app.router.add_get("/api/v1/openapi.json", openapi_json)

@@ -200,8 +200,11 @@ telemetry = Table(
     Column("power_kw", Float, nullable=False),
     Column("shed_kw", Float, nullable=False),
     Column("loads", JSON, nullable=False, default=dict),
-    # Covers telemetry_between (home_id IN ..., ts range, power_kw) without touching the rows.
-    Index("ix_telemetry_home_ts_power", "home_id", "ts", "power_kw"),
+    # True: every figure metered; False: some load's figure is an estimate (rated power while
+    # on); NULL: the home did not say (schema 1). Settlement pays estimates at a discount.
+    Column("measured", Boolean),
+    # Covers settlement's reads (home_id IN ..., ts range, power_kw, measured) from the index.
+    Index("ix_telemetry_home_ts_power", "home_id", "ts", "power_kw", "measured"),
     Index("ix_telemetry_event", "event_id"),
 )
 
@@ -215,3 +218,4 @@ telemetry_batches = Table(
 
 # The OpenADR tables live with their package; importing them registers them on ``metadata``.
 from aggregator.openadr import tables as _openadr_tables  # noqa: E402, F401
+from aggregator.settlement import tables as _settlement_tables  # noqa: E402, F401

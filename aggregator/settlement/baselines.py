@@ -31,6 +31,7 @@ it got and why (:meth:`BaselineResult.reason`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
@@ -128,6 +129,9 @@ class BaselineOutcome(StrEnum):
     X_OF_Y = "x_of_y"
     PRE_EVENT_AVERAGE = "pre_event_average"
     NO_BASELINE = "no_baseline"
+    COMPARISON_GROUP = "comparison_group"
+    """Too little data of its own: similar homes' baselines, scaled to its size
+    (:mod:`aggregator.settlement.fallback`)."""
 
 
 class AdjustmentStatus(StrEnum):
@@ -320,6 +324,8 @@ class BaselineResult:
     """Missing event-day intervals in the pre-event averaging window."""
     pre_event_intervals: int
     """Intervals in the pre-event averaging window (0 when it lies before midnight)."""
+    comparison: ComparisonGroups | None = None
+    """Which comparison group each :attr:`BaselineOutcome.COMPARISON_GROUP` home got."""
 
     @property
     def homes(self) -> int:
@@ -336,16 +342,7 @@ class BaselineResult:
 
     def reason(self, home: int) -> str:
         """Say which method ``home`` got and why ("high-5-of-10 weekdays, adjustment +12.0%")."""
-        return self._reason(
-            _HomeFacts(
-                outcome_code=int(self.outcome_codes[home]),
-                adjustment_code=int(self.adjustment_codes[home]),
-                valid_like_days=int(self.valid_like_days[home]),
-                factor=float(self.adjustment_factor[home]),
-                raw_factor=float(self.raw_adjustment_factor[home]),
-                pre_event_missing=int(self.pre_event_missing[home]),
-            )
-        )
+        return self.subset(np.array([home]), self.window).reasons()[0]
 
     def reasons(self) -> list[str]:
         """Return :meth:`reason` for every home, in order (fast for large fleets)."""
@@ -358,11 +355,36 @@ class BaselineResult:
             self.pre_event_missing.tolist(),
             strict=True,
         )
-        return [self._reason(_HomeFacts._make(row)) for row in columns]
+        texts = [self._reason(_HomeFacts._make(row)) for row in columns]
+        if self.comparison is not None:
+            for home in np.flatnonzero(self.comparison.group >= 0).tolist():
+                texts[home] = self.comparison.reason(home, texts[home])
+        return texts
+
+    def subset(self, homes: npt.NDArray[np.intp], window: EventWindow) -> BaselineResult:
+        """Return the result of the ``homes`` rows over ``window`` (a part of this window)."""
+        if window.start < self.window.start or window.end > self.window.end:
+            raise ValueError(f"window {window} is not inside {self.window}")
+        columns = slice(window.start - self.window.start, window.end - self.window.start)
+        return dataclasses.replace(
+            self,
+            window=window,
+            baseline_kw=self.baseline_kw[homes, columns],
+            outcome_codes=self.outcome_codes[homes],
+            valid_like_days=self.valid_like_days[homes],
+            chosen_days=self.chosen_days[homes],
+            adjustment_codes=self.adjustment_codes[homes],
+            adjustment_factor=self.adjustment_factor[homes],
+            raw_adjustment_factor=self.raw_adjustment_factor[homes],
+            pre_event_missing=self.pre_event_missing[homes],
+            comparison=None if self.comparison is None else self.comparison.subset(homes),
+        )
 
     def _reason(self, facts: _HomeFacts) -> str:
         """Build the reason text of one home from its facts."""
         outcome = _OUTCOMES[facts.outcome_code]
+        if outcome is BaselineOutcome.COMPARISON_GROUP:
+            outcome = BaselineOutcome.NO_BASELINE  # its own data: why it needed a group
         if outcome is BaselineOutcome.X_OF_Y and self.rule is not None:
             label = _rule_label(self.rule, facts.valid_like_days)
             return f"{label}, {_adjustment_text(facts)}"
@@ -383,6 +405,34 @@ class BaselineResult:
         if history_text:
             return f"no baseline: {history_text} and {data_text}"
         return f"no baseline: {data_text}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ComparisonGroups:
+    """The comparison groups that gave homes without data of their own a baseline."""
+
+    group: npt.NDArray[np.int32]
+    """Per home: its group's index in :attr:`labels`, or -1 when it got no group baseline."""
+    labels: tuple[str, ...]
+    """What the homes of each group have in common, e.g. "water heater + EV charger"."""
+    members: tuple[int, ...]
+    """How many homes each group's baseline was taken from."""
+    scale_kw: npt.NDArray[np.float64]
+    """Per home: the declared kW the group's per-kW baseline was scaled to."""
+
+    def subset(self, homes: npt.NDArray[np.intp]) -> ComparisonGroups:
+        """Return the rows of ``homes``."""
+        return dataclasses.replace(self, group=self.group[homes], scale_kw=self.scale_kw[homes])
+
+    def reason(self, home: int, own_data: str) -> str:
+        """Say which group ``home`` was compared with, and why (``own_data``: its own lack)."""
+        group = int(self.group[home])
+        why = own_data.removeprefix("no baseline: ")
+        return (
+            f"comparison group: median of {self.members[group]} similar homes "
+            f"({self.labels[group]}) per declared kW, scaled to "
+            f"{float(self.scale_kw[home]):g} kW; own data: {why}"
+        )
 
 
 class _HomeFacts(NamedTuple):
@@ -593,10 +643,12 @@ def _check_inputs(
     history_day_types: Sequence[DayType],
     window: EventWindow,
     config: BaselineConfig,
+    *,
+    whole_days: bool,
 ) -> None:
     """Raise ValueError unless the arrays, day types and window fit together and the grid."""
     homes, days, intervals = history.shape
-    if intervals != config.intervals_per_day:
+    if whole_days and intervals != config.intervals_per_day:
         raise ValueError(
             f"history_kw has {intervals} intervals a day, the {config.interval_minutes}-minute "
             f"grid has {config.intervals_per_day}"
@@ -620,6 +672,7 @@ def compute_baselines(
     event_day_kw: npt.ArrayLike,
     window: EventWindow,
     config: BaselineConfig = DEFAULT_CONFIG,
+    whole_days: bool = True,
 ) -> BaselineResult:
     """Compute every home's baseline over the event window.
 
@@ -633,6 +686,10 @@ def compute_baselines(
             only the intervals before the event are read here.
         window: the event's intervals.
         config: method, adjustment and fallback settings.
+        whole_days: True when each row is a whole day (``config.intervals_per_day``
+            intervals from midnight); False when rows are *spans*: the same stretch of local
+            time on each day, long enough to hold the window and the pre-event windows before
+            it (:mod:`aggregator.settlement.grid`), which may cross midnight.
 
     Raises:
         ValueError: when shapes, dtypes or the window do not fit the configured grid.
@@ -640,7 +697,7 @@ def compute_baselines(
     """
     history = _float_array("history_kw", history_kw, ndim=3)
     event_day = _float_array("event_day_kw", event_day_kw, ndim=2)
-    _check_inputs(history, event_day, history_day_types, window, config)
+    _check_inputs(history, event_day, history_day_types, window, config, whole_days=whole_days)
     homes, days, _ = history.shape
     valid = _valid_mask(valid_days, homes, days)
     rule = config.rule_for(event_day_type)

@@ -1,14 +1,17 @@
-"""Settling a stored event: load telemetry onto the interval grid, compute baselines, pay homes.
+"""Settling stored events: telemetry onto the span grid, baselines, attribution, payments.
 
-Bridges the store and the pure math of :mod:`aggregator.settlement.baselines` and
-:mod:`aggregator.settlement.report`. Choices (see docs/settlement.md):
+Bridges the stored records and the pure math of :mod:`~aggregator.settlement.grid`,
+:mod:`~aggregator.settlement.baselines`, :mod:`~aggregator.settlement.fallback`,
+:mod:`~aggregator.settlement.attribution` and :mod:`~aggregator.settlement.report`. A *group*
+of overlapping events (see :func:`~aggregator.settlement.attribution.overlap_groups`) is
+settled in one run and yields one :class:`EventSettlement` per event. Choices (all in
+``docs/settlement.md``):
 
-* The grid is UTC calendar days of 15-minute intervals; a sample counts in the interval it falls
-  in, and an interval's power is the mean of its samples (NaN when it has none).
-* History is the :data:`HISTORY_DAYS` calendar days before the event day; days that overlap any
-  (not cancelled) event are excluded for every home.
-* Settled homes are those that committed at some point (an award acknowledged, later opted out
-  or lost); each is paid at the kW-weighted average price of its acknowledged awards.
+* Days, weekdays, weekends and holidays are the program's (:class:`ProgramCalendar`).
+* Like-day candidates are the :data:`~aggregator.settlement.program.HISTORY_DAYS` local days
+  before the event day; days that touch any (not cancelled) event are excluded for every home.
+* Settled homes are those that committed (an award acknowledged, later opted out or lost),
+  each paid at the kW-weighted average price of its acknowledged awards in the event.
 """
 
 from __future__ import annotations
@@ -16,26 +19,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Final
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.records import AwardRecord, AwardStatus, EventRecord
-from aggregator.settlement.baselines import (
-    BaselineConfig,
-    BaselineMethod,
-    EventWindow,
-    compute_baselines,
-    day_type_of,
+from aggregator.records import AwardRecord, AwardStatus, EventRecord, HomeRecord
+from aggregator.settlement.attribution import interval_shares, merge_windows
+from aggregator.settlement.baselines import BaselineConfig, BaselineMethod, compute_baselines
+from aggregator.settlement.calendar import ProgramCalendar
+from aggregator.settlement.fallback import with_comparison_groups
+from aggregator.settlement.grid import (
+    GridError,
+    SampleColumns,
+    SpanGrid,
+    grid_samples,
+    grid_window_samples,
+    span_grid,
 )
-from aggregator.settlement.report import EventSettlement, settle_event
-from aggregator.store import Store
+from aggregator.settlement.program import ProgramSettings
+from aggregator.settlement.report import EventSettlement, SettlementTerms, settle_event
 
-HISTORY_DAYS: Final = 20
-"""Calendar days of history loaded: enough for 10 like weekdays around event days."""
-SETTLED_STATUSES: Final = frozenset({AwardStatus.ACKED, AwardStatus.OPTED_OUT, AwardStatus.LOST})
+SETTLED_STATUSES = frozenset({AwardStatus.ACKED, AwardStatus.OPTED_OUT, AwardStatus.LOST})
 """Awards of homes that committed, whatever happened later (delivery decides the payment)."""
 
 
@@ -43,150 +48,185 @@ class SettlementUnavailableError(Exception):
     """The event cannot be settled (yet); the message says why."""
 
 
-def interval_index(
-    stamps: npt.NDArray[np.float64], origin: datetime, interval_minutes: int
-) -> npt.NDArray[np.int64]:
-    """Return the interval number of each epoch timestamp, counted from ``origin``."""
-    seconds = interval_minutes * 60
-    return np.floor((stamps - origin.timestamp()) / seconds).astype(np.int64)
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """What one home committed to in one event: kW and the kW-weighted price."""
+
+    kw: float
+    price: float
 
 
-def grid_power(
-    rows: Sequence[tuple[str, datetime, float]],
-    home_ids: Sequence[str],
-    origin: datetime,
-    intervals: int,
-    interval_minutes: int,
-) -> npt.NDArray[np.float32]:
-    """Return ``(homes, intervals)`` mean kW per interval of ``(home, ts, kW)`` rows (NaN: none)."""
-    index = {home_id: position for position, home_id in enumerate(home_ids)}
-    sums = np.zeros((len(home_ids), intervals), dtype=np.float64)
-    counts = np.zeros((len(home_ids), intervals), dtype=np.int64)
-    if rows:
-        homes = np.fromiter((index[row[0]] for row in rows), dtype=np.int64, count=len(rows))
-        stamps = np.fromiter((row[1].timestamp() for row in rows), np.float64, len(rows))
-        power = np.fromiter((row[2] for row in rows), dtype=np.float64, count=len(rows))
-        slots = interval_index(stamps, origin, interval_minutes)
-        inside = (slots >= 0) & (slots < intervals)
-        np.add.at(sums, (homes[inside], slots[inside]), power[inside])
-        np.add.at(counts, (homes[inside], slots[inside]), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
-
-
-def home_prices(awards: Sequence[AwardRecord]) -> dict[str, float]:
-    """Return each settled home's kW-weighted average award price."""
+def commitments(awards: Sequence[AwardRecord]) -> dict[str, Commitment]:
+    """Return each settled home's committed kW and kW-weighted average award price."""
     weighted: dict[str, float] = {}
+    weights: dict[str, float] = {}
     kw: dict[str, float] = {}
     for award in awards:
         if award.status not in SETTLED_STATUSES or award.acked_at is None:
             continue
         weight = award.kw if award.kw > 0 else 1.0
         weighted[award.home_id] = weighted.get(award.home_id, 0.0) + award.price * weight
-        kw[award.home_id] = kw.get(award.home_id, 0.0) + weight
-    return {home_id: weighted[home_id] / kw[home_id] for home_id in weighted}
+        weights[award.home_id] = weights.get(award.home_id, 0.0) + weight
+        kw[award.home_id] = kw.get(award.home_id, 0.0) + max(award.kw, 0.0)
+    return {
+        home_id: Commitment(kw=kw[home_id], price=weighted[home_id] / weights[home_id])
+        for home_id in weighted
+    }
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
+def home_prices(awards: Sequence[AwardRecord]) -> dict[str, float]:
+    """Return each settled home's kW-weighted average award price."""
+    return {home_id: held.price for home_id, held in commitments(awards).items()}
 
 
-def _event_window(event: EventRecord, config: BaselineConfig) -> EventWindow:
-    day_start = _midnight(event.start.astimezone(UTC).date())
-    seconds = config.interval_minutes * 60
-    first = int((event.start - day_start).total_seconds() // seconds)
-    last = -int(-(event.end - day_start).total_seconds() // seconds)  # ceiling
-    if last > config.intervals_per_day:
-        raise SettlementUnavailableError(
-            "events that cross midnight UTC cannot be settled yet (split them at midnight)"
-        )
-    return EventWindow(first, max(last, first + 1))
+def event_dates(calendar: ProgramCalendar, start: datetime, end: datetime) -> set[date]:
+    """Return the program's local dates that the window ``[start, end)`` touches."""
+    first = calendar.local_date(start)
+    last = calendar.local_date(end - timedelta(microseconds=1))
+    return {first + timedelta(days=offset) for offset in range((last - first).days + 1)}
 
 
-def _valid_days(
-    days: Sequence[date], other_events: Sequence[tuple[datetime, datetime]]
+def valid_history(
+    grid: SpanGrid, calendar: ProgramCalendar, other_events: Sequence[tuple[datetime, datetime]]
 ) -> npt.NDArray[np.bool_]:
-    valid = np.ones(len(days), dtype=bool)
-    for position, day in enumerate(days):
-        start, end = _midnight(day), _midnight(day) + timedelta(days=1)
-        if any(ev_start < end and ev_end > start for ev_start, ev_end in other_events):
-            valid[position] = False
-    return valid
-
-
-async def settle_stored_event(
-    store: Store, event: EventRecord, method: BaselineMethod | None = None
-) -> EventSettlement:
-    """Settle one stored event from its awards and the stored telemetry."""
-    if not event.status.is_terminal and event.end > datetime.now(UTC):
-        raise SettlementUnavailableError("the event has not ended yet")
-    config = BaselineConfig(
-        method=method or BaselineMethod(event.baseline_method or BaselineMethod.RESIDENTIAL)
-    )
-    window = _event_window(event, config)
-    prices = home_prices(await store.awards_for(event.event_id))
-    home_ids = sorted(prices)
-    event_day = event.start.astimezone(UTC).date()
-    history_start = event_day - timedelta(days=HISTORY_DAYS)
-    days = [history_start + timedelta(days=offset) for offset in range(HISTORY_DAYS)]
-    per_day = config.intervals_per_day
-    rows = await store.telemetry_between(
-        home_ids, _midnight(history_start), _midnight(event_day) + timedelta(days=1)
-    )
-    power = grid_power(
-        rows,
-        home_ids,
-        _midnight(history_start),
-        (HISTORY_DAYS + 1) * per_day,
-        config.interval_minutes,
-    ).reshape(len(home_ids), HISTORY_DAYS + 1, per_day)
-    others = await store.event_windows(_midnight(history_start))
-    inputs = SettlementInputs(
-        event=event,
-        config=config,
-        window=window,
-        home_ids=home_ids,
-        prices=[prices[home_id] for home_id in home_ids],
-        power=power,
-        days=days,
-        valid_days=_valid_days(days, others),
-    )
-    # The math is pure numpy and Python: run it off the event loop so homes stay served.
-    return await asyncio.to_thread(compute_settlement, inputs)
+    """Return ``(days,)``: False for like-day candidates that touch another event."""
+    excluded: set[date] = set()
+    for start, end in other_events:
+        excluded |= event_dates(calendar, start, end)
+    return np.array([day not in excluded for day in grid.history_dates], dtype=bool)
 
 
 @dataclass(frozen=True, slots=True)
-class SettlementInputs:
-    """Everything the settlement math needs, loaded from the store."""
+class HomeProfile:
+    """What the comparison-group fallback needs to know of a home's inventory."""
 
-    event: EventRecord
+    kinds: str
+    declared_kw: float
+
+
+def home_profile(home: HomeRecord | None) -> HomeProfile:
+    """Return a home's load kinds (label) and declared kW."""
+    if home is None or not home.loads:
+        return HomeProfile(kinds="no declared loads", declared_kw=0.0)
+    kinds = sorted({load.kind.value.replace("_", " ") for load in home.loads})
+    return HomeProfile(
+        kinds=" + ".join(kinds), declared_kw=sum(load.rated_kw for load in home.loads)
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GroupInputs:
+    """Everything the settlement math of one group of events needs, loaded from the store."""
+
+    program: ProgramSettings
+    events: list[EventRecord]
     config: BaselineConfig
-    window: EventWindow
+    grid: SpanGrid
     home_ids: list[str]
-    prices: list[float]
-    power: npt.NDArray[np.float32]
-    """``(homes, days + 1, intervals)``: the history days, then the event day."""
-    days: list[date]
+    committed: list[dict[str, Commitment]]
+    """Per event (in ``events`` order): each settled home's commitment."""
+    profiles: list[HomeProfile]
+    telemetry: SampleColumns
     valid_days: npt.NDArray[np.bool_]
 
 
-def compute_settlement(inputs: SettlementInputs) -> EventSettlement:
-    """Compute baselines and the settlement report (pure; runs in a worker thread)."""
-    history_days = len(inputs.days)
+def baseline_config(event: EventRecord, method: BaselineMethod | None = None) -> BaselineConfig:
+    """Return the baseline configuration of ``event`` (or of ``method`` when given)."""
+    return BaselineConfig(
+        method=method or BaselineMethod(event.baseline_method or BaselineMethod.RESIDENTIAL)
+    )
+
+
+def settlement_grid(
+    program: ProgramSettings, events: Sequence[EventRecord], config: BaselineConfig
+) -> SpanGrid:
+    """Return the span grid of a group of events."""
+    start = min(event.start for event in events)
+    end = max(event.end for event in events)
+    try:
+        return span_grid(program.calendar, start, end, config, program.history_days)
+    except GridError as err:
+        raise SettlementUnavailableError(str(err)) from err
+
+
+def compute_group(inputs: GroupInputs) -> list[EventSettlement]:
+    """Compute the statements of every event of a group (pure; runs in a worker thread)."""
+    grid, telemetry = inputs.grid, inputs.telemetry
+    homes = len(inputs.home_ids)
+    gridded = grid_samples(grid, homes, telemetry)
+    days = grid.history_days
     baselines = compute_baselines(
-        inputs.power[:, :history_days, :],
+        gridded.power_kw[:, :days, :],
         valid_days=inputs.valid_days,
-        history_day_types=[day_type_of(day) for day in inputs.days],
-        event_day_type=day_type_of(inputs.event.start.astimezone(UTC).date()),
-        event_day_kw=inputs.power[:, history_days, :],
-        window=inputs.window,
+        history_day_types=list(grid.history_day_types),
+        event_day_type=grid.event_day_type,
+        event_day_kw=gridded.power_kw[:, days, :],
+        window=grid.window,
         config=inputs.config,
+        whole_days=False,
     )
-    return settle_event(
-        inputs.event.event_id,
-        inputs.home_ids,
+    baselines = with_comparison_groups(
         baselines,
-        inputs.power[:, history_days, inputs.window.slice],
-        inputs.prices,
-        currency=inputs.event.currency,
+        [profile.kinds for profile in inputs.profiles],
+        [profile.declared_kw for profile in inputs.profiles],
     )
+    windows = [(event.start, event.end) for event in inputs.events]
+    measured = grid_window_samples(grid, windows, homes, telemetry)
+    width, offset = grid.window.length, grid.window.start
+    coverage = np.zeros((len(inputs.events), width))
+    parts = []
+    for position, event in enumerate(inputs.events):
+        part = grid.part(event.start, event.end)
+        parts.append(part)
+        coverage[position, part.window.start - offset : part.window.end - offset] = part.coverage
+    union = np.zeros(width)
+    for start, end in merge_windows(windows):
+        part = grid.part(start, end)
+        union[part.window.start - offset : part.window.end - offset] += part.coverage
+    union = np.minimum(union, 1.0)
+    position_of = {home_id: position for position, home_id in enumerate(inputs.home_ids)}
+    committed_kw = np.zeros((len(inputs.events), homes))
+    for row, held in enumerate(inputs.committed):
+        for home_id, commitment in held.items():
+            # A home settled with no kW (a direct award acked with nothing) still gets a share.
+            committed_kw[row, position_of[home_id]] = max(commitment.kw, 1e-9)
+    shares = interval_shares(committed_kw, coverage)
+    reports = []
+    for row, (event, part) in enumerate(zip(inputs.events, parts, strict=True)):
+        held = inputs.committed[row]
+        ids = sorted(held)
+        rows = np.array([position_of[home_id] for home_id in ids], dtype=np.intp)
+        columns = slice(part.window.start, part.window.end)
+        in_window = slice(part.window.start - offset, part.window.end - offset)
+        weights = shares[row][rows][:, in_window] * union[None, in_window]
+        reports.append(
+            settle_event(
+                event.event_id,
+                ids,
+                baselines.subset(rows, part.window),
+                measured.power_kw[rows][:, columns],
+                [held[home_id].price for home_id in ids],
+                currency=event.currency,
+                terms=SettlementTerms(
+                    weights=weights,
+                    estimated=measured.estimated[rows][:, columns],
+                    estimated_pay_ratio=inputs.program.estimated_pay_ratio,
+                    committed_kw=[held[home_id].kw for home_id in ids],
+                    interval_starts=[
+                        grid.interval_start(position).isoformat()
+                        for position in range(part.window.start, part.window.end)
+                    ],
+                ),
+            )
+        )
+    return reports
+
+
+async def compute_group_off_loop(inputs: GroupInputs) -> list[EventSettlement]:
+    """Run :func:`compute_group` in a worker thread so homes stay served."""
+    return await asyncio.to_thread(compute_group, inputs)
+
+
+def ended(event: EventRecord, now: datetime | None = None) -> bool:
+    """Return True once an event can no longer change (terminal, or past its end)."""
+    return event.status.is_terminal or event.end <= (now or datetime.now(UTC))

@@ -22,6 +22,13 @@ OPERATOR_ROUTES = [
     ("GET", "/api/v1/events/evt_x"),
     ("POST", "/api/v1/events/evt_x/cancel"),
     ("GET", "/api/v1/events/evt_x/settlement"),
+    ("POST", "/api/v1/events/evt_x/settlement"),
+    ("GET", "/api/v1/events/evt_x/settlement/versions"),
+    ("GET", "/api/v1/events/evt_x/settlement/preview"),
+    ("GET", "/api/v1/homes/home_x/ledger"),
+    ("GET", "/api/v1/reliability"),
+    ("GET", "/api/v1/settlement/program"),
+    ("PUT", "/api/v1/settlement/program"),
     ("GET", "/api/v1/stream"),
 ]
 

@@ -556,7 +556,7 @@ async def test_telemetry_window_reads_come_from_the_covering_index(store: Store)
     async with store.engine.connect() as conn:
         indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("telemetry"))
         by_name = {index["name"]: index["column_names"] for index in indexes}
-        assert by_name["ix_telemetry_home_ts_power"] == ["home_id", "ts", "power_kw"]
+        assert by_name["ix_telemetry_home_ts_power"] == ["home_id", "ts", "power_kw", "measured"]
         query = (
             "SELECT home_id, ts, power_kw FROM telemetry WHERE home_id IN ('a', 'b') "
             "AND ts >= '2026-07-01' AND ts < '2026-07-02' ORDER BY home_id, ts"
