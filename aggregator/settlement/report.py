@@ -23,8 +23,9 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, NamedTuple, TextIO
@@ -385,6 +386,13 @@ def _qualities(estimated: npt.NDArray[np.intp], known: npt.NDArray[np.intp]) -> 
     ]
 
 
+def _row_tuples(array: npt.NDArray[Any]) -> Iterator[tuple[Any, ...]]:
+    """Return one tuple per row; rows all alike share one tuple (the common case: no overlap)."""
+    if array.shape[0] and (array == array[0]).all():
+        return itertools.repeat(tuple(array[0].tolist()), array.shape[0])
+    return map(tuple, array.tolist())
+
+
 @dataclass(frozen=True, slots=True)
 class SettlementTerms:
     """How a home's delivery is weighed and paid beyond the baseline (all optional)."""
@@ -488,8 +496,8 @@ def settle_event(
         payment.tolist(),
         missing.tolist(),
         committed.tolist(),
-        map(tuple, weights.tolist()),
-        map(tuple, estimated.tolist()),
+        _row_tuples(weights),
+        _row_tuples(estimated),
         qualities,
         estimated_count.tolist(),
         estimated_kwh.tolist(),
