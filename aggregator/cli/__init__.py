@@ -31,6 +31,7 @@ from aggregator.cli.server_commands import (
 )
 from aggregator.logs import configure_logging
 from aggregator.openadr import cli as openadr_cli
+from aggregator.settlement import cli as settlement_cli
 
 __all__ = ["CommandError", "build_parser", "main", "parse_duration", "parse_when"]
 
@@ -52,6 +53,7 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[None, None, 
     "simulate": run_simulate,
     "demo": run_demo,
     "openadr": _run_openadr,
+    "program": settlement_cli.run_program,
 }
 
 

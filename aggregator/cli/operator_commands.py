@@ -20,6 +20,7 @@ from aggregator.cli.output import (
     when,
 )
 from aggregator.cli.rest import OperatorClient
+from aggregator.settlement import cli as settlement_cli
 
 HOMES_PATH: Final = "/api/v1/homes"
 EVENTS_PATH: Final = "/api/v1/events"
@@ -65,9 +66,11 @@ def render_homes(answer: dict[str, Any]) -> str:
 
 
 async def run_home(args: argparse.Namespace) -> None:
-    """Run ``home add|list|code``."""
+    """Run ``home add|list|code|ledger|reliability``."""
     async with OperatorClient(args.url, args.token) as api:
-        if args.action == "add":
+        if args.action in settlement_cli.HOME_ACTIONS:
+            await settlement_cli.run_home_action(api, args)
+        elif args.action == "add":
             home = await api.call("POST", HOMES_PATH, {"name": args.name})
             emit(home, render_code, as_json=args.json)
         elif args.action == "code":
@@ -232,6 +235,11 @@ def render_settlement(report: dict[str, Any]) -> str:
     summary = fields(
         [
             ("event", report["event_id"]),
+            *(
+                [("version", f"v{report['version']}  {report['reason']}")]
+                if "version" in report
+                else []
+            ),
             ("baseline method", report["baseline_method"]),
             ("homes", f"{totals['homes']} ({totals['homes_paid']} paid)"),
             ("delivered", energy(totals["delivered_kwh"])),
@@ -256,7 +264,7 @@ def _event_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_event(args: argparse.Namespace) -> None:
-    """Run ``event create|list|show|cancel|settlement``."""
+    """Run ``event create|list|show|cancel`` and the settlement actions."""
     async with OperatorClient(args.url, args.token) as api:
         if args.action == "create":
             event = await api.call("POST", EVENTS_PATH, _event_body(args))
@@ -272,13 +280,4 @@ async def run_event(args: argparse.Namespace) -> None:
             event = await api.call("POST", path, {"reason": args.reason})
             emit(event, render_cancelled, as_json=args.json)
         else:
-            await _settlement(api, args)
-
-
-async def _settlement(api: OperatorClient, args: argparse.Namespace) -> None:
-    path = f"{EVENTS_PATH}/{args.event_id}/settlement"
-    query = {"baseline": args.baseline} if args.baseline else {}
-    if args.csv:
-        print((await api.text(path, {**query, "format": "csv"})).rstrip("\n"))
-        return
-    emit(await api.call("GET", path, query=query), render_settlement, as_json=args.json)
+            await settlement_cli.run_event_action(api, args, render_settlement)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from aggregator import __version__
 from aggregator.openadr import cli as openadr_cli
+from aggregator.settlement import cli as settlement_cli
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_DB: Final = "sqlite:///jeisson.db"
@@ -95,6 +96,7 @@ def _add_serve(commands: Commands) -> None:
     serve.add_argument("--ack-timeout", type=float, default=15.0)
     serve.add_argument("--drop-grace", type=float, default=60.0)
     serve.add_argument("--renegotiation-window", type=float, default=10.0)
+    settlement_cli.add_program_options(serve, parse_duration)
 
 
 def _add_operator_token(commands: Commands) -> None:
@@ -124,6 +126,7 @@ def _add_home(commands: Commands) -> None:
     actions.add_parser("list", help="list homes", parents=_OPERATOR)
     code = actions.add_parser("code", help="new enrolment code for a home", parents=_OPERATOR)
     code.add_argument("home_id")
+    settlement_cli.add_home_actions(actions, _OPERATOR, parse_when)
 
 
 def _add_event(commands: Commands) -> None:
@@ -146,12 +149,7 @@ def _add_event(commands: Commands) -> None:
     cancel = actions.add_parser("cancel", help="cancel an event", parents=_OPERATOR)
     cancel.add_argument("event_id")
     cancel.add_argument("--reason", default="")
-    settle = actions.add_parser(
-        "settlement", help="settle an ended event (table, --json or --csv)", parents=_OPERATOR
-    )
-    settle.add_argument("event_id")
-    settle.add_argument("--csv", action="store_true", help="print the CSV export")
-    settle.add_argument("--baseline", help="override the baseline method, e.g. caiso_10_of_10")
+    settlement_cli.add_event_actions(actions, _OPERATOR)
 
 
 def _add_simulation(commands: Commands) -> None:
@@ -191,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_serve, _add_operator_token, _add_db, _add_home, _add_event, _add_simulation):
         add(commands)
     openadr_cli.add_parser(commands, _OPERATOR)
+    settlement_cli.add_program(commands, _OPERATOR, parse_duration)
     return parser
 
 

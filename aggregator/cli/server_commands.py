@@ -29,8 +29,17 @@ async def run_serve(args: argparse.Namespace) -> None:
     """Run the aggregator until SIGINT or SIGTERM."""
     from aggregator.negotiation import NegotiationSettings  # noqa: PLC0415
     from aggregator.server import ServerConfig, serve  # noqa: PLC0415
+    from aggregator.settlement.api import ProgramBody  # noqa: PLC0415
+    from aggregator.settlement.calendar import CalendarError  # noqa: PLC0415
+    from aggregator.settlement.cli import program_body  # noqa: PLC0415
 
+    body = program_body(args)
+    try:
+        program = None if body is None else ProgramBody.model_validate(body).to_settings()
+    except (ValueError, CalendarError) as err:
+        raise CommandError(f"program settings: {err}") from err
     config = ServerConfig(
+        program=program,
         db_url=args.db,
         heartbeat_interval=args.heartbeat,
         negotiation=NegotiationSettings(

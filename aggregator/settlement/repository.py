@@ -1,10 +1,11 @@
 """Storage of settlement: program settings, statements, receipts, reliability, and its reads.
 
 Works on the store's engine (:attr:`aggregator.store.Store.engine`) and the tables of
-:mod:`aggregator.tables` (``settlement_program``, ``statements``, ``statement_lines``,
-``statement_receipts``, ``home_reliability``); it reads events, awards, homes and telemetry
-through the store or directly. Statements are only inserted, never updated: a new version of
-an event's statement and every home's new reliability score are written in one transaction.
+:mod:`aggregator.settlement.tables` (``settlement_program``, ``statements``,
+``statement_lines``, ``statement_receipts``, ``home_reliability``); it reads events, awards,
+homes and telemetry through the store or directly. Statements are only inserted, never
+updated: a new version of an event's statement and every home's new reliability score are
+written in one transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aggregator import tables
 from aggregator.records import EventRecord, EventStatus
+from aggregator.settlement import tables as settlement_tables
 from aggregator.settlement.calendar import ProgramCalendar
 from aggregator.settlement.program import ProgramSettings
 from aggregator.settlement.reliability import Reliability, reliability_of
@@ -70,7 +72,7 @@ class SettlementRepository:
 
     async def program(self) -> ProgramSettings:
         """Return the stored program settings (the defaults until some are saved)."""
-        table = tables.settlement_program
+        table = settlement_tables.settlement_program
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(select(table).where(table.c.program_id == PROGRAM_ID))
@@ -89,7 +91,7 @@ class SettlementRepository:
 
     async def save_program(self, settings: ProgramSettings) -> None:
         """Store the program settings (used by settlements from now on)."""
-        table = tables.settlement_program
+        table = settlement_tables.settlement_program
         values = {
             "timezone": settings.calendar.timezone,
             "holiday_country": settings.calendar.holiday_country,
@@ -123,7 +125,7 @@ class SettlementRepository:
 
     async def events_to_settle(self, ended_before: datetime, limit: int = 100) -> list[str]:
         """Return ids of finished events that ended before ``ended_before`` without statement."""
-        events, statements = tables.events, tables.statements
+        events, statements = tables.events, settlement_tables.statements
         query = (
             select(events.c.event_id)
             .where(
@@ -178,7 +180,11 @@ class SettlementRepository:
         self, statements: Sequence[Statement], reliability: Sequence[Reliability]
     ) -> None:
         """Insert new statement versions and replace the homes' reliability, atomically."""
-        header, lines, scores = tables.statements, tables.statement_lines, tables.home_reliability
+        header, lines, scores = (
+            settlement_tables.statements,
+            settlement_tables.statement_lines,
+            settlement_tables.home_reliability,
+        )
         now = utc_now()
         async with self._begin() as conn:
             for statement in statements:
@@ -207,7 +213,7 @@ class SettlementRepository:
         self, event_id: str, version: int | None = None, *, with_lines: bool = True
     ) -> Statement | None:
         """Return an event's statement (the latest version unless ``version``), or None."""
-        header = tables.statements
+        header = settlement_tables.statements
         query = select(header).where(header.c.event_id == event_id)
         if version is None:
             query = query.order_by(header.c.version.desc()).limit(1)
@@ -220,7 +226,7 @@ class SettlementRepository:
             found = _statement(row)
             if not with_lines:
                 return found
-            lines = tables.statement_lines
+            lines = settlement_tables.statement_lines
             rows = await conn.execute(
                 select(lines)
                 .where(lines.c.event_id == event_id, lines.c.version == found.version)
@@ -230,7 +236,7 @@ class SettlementRepository:
 
     async def statement_versions(self, event_id: str) -> list[Statement]:
         """Return the headers of every version of an event's statement, oldest first."""
-        header = tables.statements
+        header = settlement_tables.statements
         query = select(header).where(header.c.event_id == event_id).order_by(header.c.version)
         async with self._engine.connect() as conn:
             return [_statement(row) for row in await conn.execute(query)]
@@ -239,7 +245,7 @@ class SettlementRepository:
         self, home_ids: Sequence[str], limit: int
     ) -> dict[str, list[StatementLine]]:
         """Return each home's latest-version lines of its most recent events, newest first."""
-        lines = tables.statement_lines
+        lines = settlement_tables.statement_lines
         newest = (
             select(lines.c.event_id, lines.c.home_id, func.max(lines.c.version).label("version"))
             .group_by(lines.c.event_id, lines.c.home_id)
@@ -275,7 +281,11 @@ class SettlementRepository:
         until: datetime | None = None,
     ) -> Ledger:
         """Return a home's bookings (first statements and corrections) between two times."""
-        lines, header, events = tables.statement_lines, tables.statements, tables.events
+        lines, header, events = (
+            settlement_tables.statement_lines,
+            settlement_tables.statements,
+            tables.events,
+        )
         query = (
             select(lines, header.c.currency, events.c.start.label("event_start"))
             .join(
@@ -302,7 +312,7 @@ class SettlementRepository:
 
     async def reliability(self, home_ids: Sequence[str] | None = None) -> dict[str, Reliability]:
         """Return the stored reliability of ``home_ids`` (every scored home when None)."""
-        table = tables.home_reliability
+        table = settlement_tables.home_reliability
         query = select(table)
         if home_ids is not None:
             if not home_ids:
@@ -348,7 +358,7 @@ class SettlementRepository:
 
     async def record_receipt(self, home_id: str, event_id: str, version: int) -> None:
         """Remember that a home acknowledged (stored) a statement version."""
-        table = tables.statement_receipts
+        table = settlement_tables.statement_receipts
         statement = (
             self._insert(table)
             .values(home_id=home_id, event_id=event_id, version=version, acked_at=utc_now())
@@ -362,9 +372,9 @@ class SettlementRepository:
     async def unacknowledged(self, home_id: str, limit: int) -> list[tuple[StatementLine, str]]:
         """Return the home's latest statement lines it has not acknowledged, with currencies."""
         lines, receipts, header = (
-            tables.statement_lines,
-            tables.statement_receipts,
-            tables.statements,
+            settlement_tables.statement_lines,
+            settlement_tables.statement_receipts,
+            settlement_tables.statements,
         )
         newest = (
             select(lines.c.event_id, func.max(lines.c.version).label("version"))

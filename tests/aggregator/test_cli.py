@@ -219,6 +219,13 @@ async def test_settlement_is_a_table_or_json_or_csv(
     settled_event: dict[str, str],
 ) -> None:
     operator = {"token": server.operator_token, "url": server.url}
+    code, _, err = await cli("event", "settlement", "evt_settle", **operator)
+    assert code == 1
+    assert "not settled yet" in err
+    code, out, _ = await cli("event", "settle", "evt_settle", **operator)
+    assert code == 0
+    assert re.search(r"^version:\s+v1  settled by the operator$", out, re.MULTILINE)
+
     code, out, _ = await cli("event", "settlement", "evt_settle", **operator)
     assert code == 0
     assert re.search(r"^delivered:\s+2\.50 kWh$", out, re.MULTILINE)
@@ -230,8 +237,43 @@ async def test_settlement_is_a_table_or_json_or_csv(
     code, out, _ = await cli("event", "settlement", "evt_settle", "--csv", **operator)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("home_id")
+    assert lines[0].startswith("event_id,version,home_id")
     assert len(lines) == 4  # header, two homes, totals
+
+    code, out, _ = await cli("event", "statements", "evt_settle", **operator)
+    assert re.search(r"^\s+v1 .*0\.50 EUR\s+\+0\.50\s+settled by the operator$", out, re.M)
+    code, out, _ = await cli(
+        "event", "preview", "evt_settle", "--baseline", "pre_event_average", "--json", **operator
+    )
+    assert json.loads(out)["baseline_method"] == "pre_event_average"
+
+
+async def test_ledger_reliability_and_program_commands(
+    server: RunningServer,
+    settled_event: dict[str, str],  # noqa: F811
+) -> None:
+    operator = {"token": server.operator_token, "url": server.url}
+    home = settled_event["curtailing"]
+    await cli("event", "settle", "evt_settle", **operator)
+    code, out, _ = await cli("home", "ledger", home, **operator)
+    assert code == 0
+    assert re.search(r"evt_settle\s+v1\s+2\.50 kWh\s+\+0\.50 EUR$", out, re.M)
+    assert re.search(r"^total \d{4}-\d{2}:\s+0\.50 EUR$", out, re.M)
+    code, out, _ = await cli("home", "ledger", home, "--csv", **operator)
+    assert out.splitlines()[1].startswith(home)
+    code, out, _ = await cli("home", "reliability", **operator)
+    assert re.search(rf"^{home}\s+0\.806\s+1\s+2\.50 kWh\s+3\.00 kWh$", out, re.M)
+
+    code, out, _ = await cli(
+        "program", "set", "--timezone", "America/Santiago", "--holidays", "CL", **operator
+    )
+    assert code == 0, out
+    assert re.search(r"^holidays:\s+CL$", out, re.M)
+    code, out, _ = await cli("program", "show", "--json", **operator)
+    assert json.loads(out)["timezone"] == "America/Santiago"
+    code, _, err = await cli("program", "set", "--holidays", "ZZ", **operator)
+    assert code == 1
+    assert "ZZ" in err
 
 
 @pytest.mark.parametrize(
