@@ -43,10 +43,13 @@ def clear_round(
     last_curtailed: Mapping[str, datetime | None],
     inventories: Mapping[str, Mapping[str, Load]],
     now: datetime,
+    reliability: Mapping[str, float] | None = None,
+    default_reliability: float = 1.0,
 ) -> RoundOutcome:
     """Clear a round in merit order and build one award per home with accepted steps.
 
-    Every award carries the round's uniform clearing price.
+    Every award carries the round's uniform clearing price. ``reliability`` gives homes'
+    scores (expected kW = bid kW x score); homes not in it count ``default_reliability``.
     """
     homes = sorted({bid.home_id for bid in bids if bid.steps})
     home_index = {home_id: index for index, home_id in enumerate(homes)}
@@ -60,7 +63,9 @@ def clear_round(
         for step_index, step in enumerate(bid.steps):
             flat.append((bid.home_id, step))
             rows.append((home_index[bid.home_id], step_index, step.kw, step.price, stamp))
-    result = clear(StepTable.from_rows(rows), target_kw, price_cap)
+    scores = reliability or {}
+    step_scores = [scores.get(home_id, default_reliability) for home_id, _ in flat]
+    result = clear(StepTable.from_rows(rows, step_scores), target_kw, price_cap)
     if result.clearing_price is None:
         return RoundOutcome(result=result, awards=[], steps=len(rows))
 

@@ -5,12 +5,16 @@ into one columnar :class:`StepTable` and calls :func:`clear` with the event's re
 and price cap. The rules (from the product brief):
 
 * Steps priced above the cap are excluded (a step priced exactly at the cap is eligible).
-* Eligible steps are ranked in merit order: cheapest price first; equal prices go to the home
-  curtailed least recently (never-curtailed homes first), so the burden rotates; remaining ties
-  are broken by home index, then step index, then position in the table.
-* Steps are indivisible: they are accepted in merit order until the accepted kW reaches the
-  target (the step that reaches or crosses it is accepted, nothing after it). When every
-  eligible step together falls short, all of them are accepted and the shortfall reported.
+* Each step's **expected kW** is its kW times its home's reliability (delivered / committed
+  over recent events, :mod:`aggregator.settlement.reliability`; 1.0 when not given).
+* Eligible steps are ranked in merit order: cheapest price first; equal prices go to the more
+  reliable home, then to the home curtailed least recently (never-curtailed homes first), so
+  the burden rotates; remaining ties are broken by home index, then step index, then position
+  in the table.
+* Steps are indivisible: they are accepted in merit order until the accepted *expected* kW
+  reaches the target (the step that reaches or crosses it is accepted, nothing after it), so a
+  fleet of unreliable homes is over-procured by just enough bid kW. When every eligible step
+  together falls short, all of them are accepted and the (expected) shortfall reported.
 * The uniform clearing price is the price of the last accepted step, hence never above the cap.
 
 The round clears with array operations only: a fast sort by price narrows the steps to those
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -78,10 +82,11 @@ class StepTable:
     """All bid steps of one negotiation round, one row per step, stored column by column.
 
     Columns: ``home`` (the bidding home's index), ``step`` (the step's index within that
-    home's bid), ``kw`` (> 0), ``price`` (per kWh, >= 0) and ``last_curtailed`` (epoch
-    seconds when the home was last curtailed; ``-inf`` when never). The constructor copies
-    every column into a read-only array, checks that all have the same length and that the
-    values are usable, and normalises NaN in ``last_curtailed`` to ``-inf`` (never).
+    home's bid), ``kw`` (> 0), ``price`` (per kWh, >= 0), ``last_curtailed`` (epoch
+    seconds when the home was last curtailed; ``-inf`` when never) and ``reliability`` (the
+    home's reliability in [0, 1]; every step 1.0 when omitted). The constructor copies every
+    column into a read-only array, checks that all have the same length and that the values
+    are usable, and normalises NaN in ``last_curtailed`` to ``-inf`` (never).
     """
 
     home: npt.NDArray[np.int64]
@@ -89,6 +94,7 @@ class StepTable:
     kw: npt.NDArray[np.float64]
     price: npt.NDArray[np.float64]
     last_curtailed: npt.NDArray[np.float64]
+    reliability: npt.NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         """Coerce the columns to read-only 1-D arrays and validate them."""
@@ -97,6 +103,11 @@ class StepTable:
         kw = _float_column("kw", self.kw)
         price = _float_column("price", self.price)
         last_curtailed = _float_column("last_curtailed", self.last_curtailed)
+        reliability = (
+            np.ones(len(kw))
+            if self.reliability is None
+            else _float_column("reliability", self.reliability)
+        )
 
         lengths = {
             "home": len(home),
@@ -104,6 +115,7 @@ class StepTable:
             "kw": len(kw),
             "price": len(price),
             "last_curtailed": len(last_curtailed),
+            "reliability": len(reliability),
         }
         if len(set(lengths.values())) != 1:
             raise ValueError(f"StepTable columns must have the same length, got {lengths}")
@@ -128,6 +140,10 @@ class StepTable:
                 f"step {_first_bad(bad)}: last_curtailed must be a time, NaN or -inf (never)"
             )
         last_curtailed[np.isnan(last_curtailed)] = NEVER_CURTAILED
+        bad = ~((reliability >= 0) & (reliability <= 1))  # also catches NaN
+        if bad.any():
+            i = _first_bad(bad)
+            raise ValueError(f"step {i}: reliability must lie in [0, 1], got {reliability[i]}")
 
         for name, column in (
             ("home", home),
@@ -135,13 +151,32 @@ class StepTable:
             ("kw", kw),
             ("price", price),
             ("last_curtailed", last_curtailed),
+            ("reliability", reliability),
         ):
             column.setflags(write=False)
             object.__setattr__(self, name, column)
 
+    @property
+    def step_reliability(self) -> npt.NDArray[np.float64]:
+        """Return the reliability column (always set once constructed)."""
+        return cast("npt.NDArray[np.float64]", self.reliability)
+
+    @property
+    def expected_kw(self) -> npt.NDArray[np.float64]:
+        """Return each step's kW times its home's reliability."""
+        expected: npt.NDArray[np.float64] = self.kw * self.step_reliability
+        return expected
+
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[int, int, float, float, float | None]]) -> StepTable:
-        """Build a table from ``(home, step, kw, price, last_curtailed or None)`` rows."""
+    def from_rows(
+        cls,
+        rows: Iterable[tuple[int, int, float, float, float | None]],
+        reliability: Iterable[float] | None = None,
+    ) -> StepTable:
+        """Build a table from ``(home, step, kw, price, last_curtailed or None)`` rows.
+
+        ``reliability`` gives each row's home reliability (1.0 for every row when None).
+        """
         homes: list[int] = []
         steps: list[int] = []
         kws: list[float] = []
@@ -166,6 +201,7 @@ class StepTable:
             kw=np.asarray(kws),
             price=np.asarray(prices),
             last_curtailed=np.asarray(curtailed),
+            reliability=None if reliability is None else np.asarray(list(reliability)),
         )
 
     def __len__(self) -> int:
@@ -179,8 +215,9 @@ class ClearingResult:
 
     ``accepted`` holds indices into the :class:`StepTable`, in merit order (read-only).
     ``clearing_price`` is the price of the last accepted step, ``None`` when nothing was
-    accepted. ``shortfall_kw`` is ``0.0`` when the target was met, else ``target -
-    accepted_kw``. ``offered_kw`` is the kW of every step priced within the cap.
+    accepted. ``accepted_kw`` is the bid kW accepted, ``expected_kw`` the same times each
+    home's reliability. ``shortfall_kw`` is ``0.0`` when the target was met, else ``target -
+    expected_kw``. ``offered_kw`` is the kW of every step priced within the cap.
     """
 
     accepted: npt.NDArray[np.int64]
@@ -188,6 +225,7 @@ class ClearingResult:
     accepted_kw: float
     shortfall_kw: float
     offered_kw: float
+    expected_kw: float = 0.0
 
 
 def _validate_terms(target_kw: float, price_cap: float) -> None:
@@ -201,13 +239,15 @@ def _validate_terms(target_kw: float, price_cap: float) -> None:
 def _merit_sort(table: StepTable, steps: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
     """Return ``steps`` (indices into ``table``) rearranged into merit order.
 
-    Order: price ascending, then ``last_curtailed`` ascending (never-curtailed first), then
-    home index, then step index; ``np.lexsort`` is stable, so exact duplicates keep table order.
+    Order: price ascending, then reliability descending, then ``last_curtailed`` ascending
+    (never-curtailed first), then home index, then step index; ``np.lexsort`` is stable, so
+    exact duplicates keep table order.
     """
     keys = (
         table.step[steps],
         table.home[steps],
         table.last_curtailed[steps],
+        -table.step_reliability[steps],
         table.price[steps],
     )
     return steps[np.lexsort(keys)]
@@ -228,9 +268,9 @@ def _prefix_candidates(
     """
     prices = table.price[eligible]
     by_price = np.argsort(prices)
-    running = np.cumsum(table.kw[eligible][by_price])
-    offered_kw = float(running[-1])
-    margin = _SUMMATION_ERROR_FACTOR * len(eligible) * _FLOAT_EPS * offered_kw
+    running = np.cumsum(table.expected_kw[eligible][by_price])
+    offered_kw = float(table.kw[eligible].sum())
+    margin = _SUMMATION_ERROR_FACTOR * len(eligible) * _FLOAT_EPS * float(running[-1])
     reach = int(np.searchsorted(running, target_kw + margin, side="left"))
     if reach == len(running):
         return eligible, offered_kw
@@ -261,19 +301,20 @@ def clear(table: StepTable, target_kw: float, price_cap: float) -> ClearingResul
 
     candidates, offered_kw = _prefix_candidates(table, eligible, target_kw)
     order = _merit_sort(table, candidates)
-    cumulative = np.cumsum(table.kw[order])
+    cumulative = np.cumsum(table.expected_kw[order])
+    nominal = np.cumsum(table.kw[order])
     if len(candidates) == len(eligible):
-        offered_kw = float(cumulative[-1])  # the merit-order sum, equal to accepted_kw if short
-    # First position whose running total meets the target; len(order) when none does.
+        offered_kw = float(nominal[-1])  # the merit-order sum, equal to accepted_kw if short
+    # First position whose running expected total meets the target; len(order) when none does.
     last = int(np.searchsorted(cumulative, target_kw - TARGET_TOLERANCE_KW, side="left"))
     if last < len(order):
         accepted = order[: last + 1]
-        accepted_kw = float(cumulative[last])
+        accepted_kw, expected_kw = float(nominal[last]), float(cumulative[last])
         shortfall_kw = 0.0
     else:  # only reachable when the candidates are all eligible steps (see _prefix_candidates)
         accepted = order
-        accepted_kw = float(cumulative[-1])
-        shortfall_kw = float(target_kw) - accepted_kw
+        accepted_kw, expected_kw = float(nominal[-1]), float(cumulative[-1])
+        shortfall_kw = float(target_kw) - expected_kw
 
     accepted = accepted.astype(np.int64, copy=False)
     accepted.setflags(write=False)
@@ -283,4 +324,5 @@ def clear(table: StepTable, target_kw: float, price_cap: float) -> ClearingResul
         accepted_kw=accepted_kw,
         shortfall_kw=shortfall_kw,
         offered_kw=offered_kw,
+        expected_kw=expected_kw,
     )
