@@ -250,7 +250,7 @@ async def test_settlement_is_a_table_or_json_or_csv(
 
 async def test_ledger_reliability_and_program_commands(
     server: RunningServer,
-    settled_event: dict[str, str],  # noqa: F811
+    settled_event: dict[str, str],
 ) -> None:
     operator = {"token": server.operator_token, "url": server.url}
     home = settled_event["curtailing"]
