@@ -93,13 +93,18 @@ def test_every_github_link_to_the_project_names_its_one_home() -> None:
             assert url == REPOSITORY or url.startswith(f"{REPOSITORY}/"), (where, url)
 
 
-def test_pypi_links_name_this_repositorys_distributions() -> None:
-    """A PyPI project link names jeisson or jeisson-aggregator, nothing else."""
+def test_pypi_links_to_the_project_name_its_distributions() -> None:
+    """A PyPI link to a jeisson project names jeisson or jeisson-aggregator, as spelled there."""
     names = _distribution_names()
     assert names == {"jeisson", "jeisson-aggregator"}
-    for where, url in declared_urls():
-        if match := PYPI_PROJECT.match(url):
-            assert match["name"] in names, (where, url)
+    linked = [
+        (where, url, match["name"])
+        for where, url in declared_urls()
+        if (match := PYPI_PROJECT.match(url)) and match["name"].lower().startswith("jeisson")
+    ]
+    assert linked
+    for where, url, name in linked:
+        assert name in names, (where, url)
 
 
 def test_manifest_links_are_the_homeowner_guide_and_the_issue_tracker() -> None:
