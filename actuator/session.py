@@ -349,7 +349,7 @@ class ActuatorClient:
         """Log an ``error`` from Home Assistant; return True when it rejects the device."""
         code = message["code"]
         self._log.warning("Home Assistant reports %s: %s", code, message["message"])
-        return code in (protocol.E_AUTH_FAILED, protocol.E_UNSUPPORTED_VERSION)
+        return code in (protocol.E_AUTH_FAILED, protocol.E_UNSUPPORTED_VERSION, protocol.E_IGNORED)
 
     async def _report_loop(self, link: _Link) -> None:
         """Send state reports (periodic and on change) and pings; drop a silent connection."""

@@ -53,6 +53,7 @@ from .const import (
 )
 from .models import inventory_from_options
 from .options_flow import JeissonOptionsFlow
+from .wifi_devices import IDENTIFIER_PREFIX
 from .wifi_endpoint import (
     DISCOVERY_DEVICE_ID,
     DISCOVERY_MODEL,
@@ -60,6 +61,7 @@ from .wifi_endpoint import (
     DISCOVERY_RATED_KW,
     NotPendingError,
     WrongKeyError,
+    async_forget_pending,
     async_pair_with_key,
     pairing_unique_id,
 )
@@ -68,6 +70,35 @@ _URL_SCHEMES = ("http", "https")
 DEFAULT_TITLE = "Jeisson home"
 CONF_KEY = "key"
 DEFAULT_ACTUATOR_MODEL = "Jeisson WiFi actuator"
+
+
+_MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:@&\"'=$%^,;?/")
+"""ASCII punctuation that CommonMark lets a backslash escape (every character that can start
+markup, a link, an autolink, an entity or HTML)."""
+
+
+def escape_markdown(text: str) -> str:
+    """Return device-supplied ``text`` so markdown shows it literally.
+
+    Flow descriptions are rendered as markdown: a ``model`` such as ``[Pay here](https://...)``
+    would become a link. Every markup character is backslash-escaped (a CommonMark rule, also
+    marked's, the frontend's renderer) and line breaks and other control characters become
+    spaces. A few lines of our own: no library on Home Assistant's side does this.
+    """
+    out = []
+    for char in text:
+        if char in _MARKDOWN_SPECIAL:
+            out.append("\\" + char)
+        elif not char.isprintable():
+            out.append(" ")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def plain_text(text: str) -> str:
+    """Return device-supplied ``text`` for plain-text places (titles): controls become spaces."""
+    return "".join(char if char.isprintable() else " " for char in text)
 
 
 class InvalidUrl(ValueError):
@@ -246,6 +277,14 @@ class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
         )
 
+    async def async_step_ignore(self, user_input: dict[str, Any]) -> ConfigFlowResult:
+        """Ignore a discovered WiFi actuator: forget it now and refuse it from now on."""
+        result = await super().async_step_ignore(user_input)
+        unique_id = str(user_input.get("unique_id") or "")
+        if unique_id.startswith(IDENTIFIER_PREFIX):
+            await async_forget_pending(self.hass, unique_id.removeprefix(IDENTIFIER_PREFIX))
+        return result
+
     async def async_step_integration_discovery(
         self, discovery_info: DiscoveryInfoType
     ) -> ConfigFlowResult:
@@ -253,7 +292,9 @@ class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
         await self.async_set_unique_id(pairing_unique_id(discovery_info[DISCOVERY_DEVICE_ID]))
         self._abort_if_unique_id_configured(error="wifi_ignored")
         self._wifi_device = dict(discovery_info)
-        self.context["title_placeholders"] = {CONF_NAME: discovery_info[DISCOVERY_NAME]}
+        self.context["title_placeholders"] = {
+            CONF_NAME: plain_text(str(discovery_info[DISCOVERY_NAME]))
+        }
         return await self.async_step_wifi_confirm()
 
     async def async_step_wifi_confirm(
@@ -261,10 +302,10 @@ class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Pair the device once the user typed its key; a wrong key can be typed again."""
         device = self._wifi_device
-        placeholders = {
-            CONF_NAME: str(device[DISCOVERY_NAME]),
-            "model": str(device.get(DISCOVERY_MODEL) or DEFAULT_ACTUATOR_MODEL),
-            "rated_kw": str(device[DISCOVERY_RATED_KW]),
+        placeholders = {  # rendered as markdown: device-supplied text is escaped
+            CONF_NAME: escape_markdown(str(device[DISCOVERY_NAME])),
+            "model": escape_markdown(str(device.get(DISCOVERY_MODEL) or DEFAULT_ACTUATOR_MODEL)),
+            "rated_kw": str(float(device[DISCOVERY_RATED_KW])),  # a checked number
         }
         errors: dict[str, str] = {}
         if user_input is not None:

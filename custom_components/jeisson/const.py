@@ -20,6 +20,8 @@ CONF_AGGREGATOR_ID: Final = "aggregator_id"
 # --- Options (loads and terms) ------------------------------------------------------------------
 CONF_LOADS: Final = "loads"
 CONF_PARTICIPATING: Final = "participating"
+CONF_WIFI_REMOTE_DEVICES: Final = "wifi_remote_devices"
+"""Accept WiFi actuators from outside the local network (off by default)."""
 CONF_LOAD_ID: Final = "load_id"
 CONF_KIND: Final = "kind"
 CONF_RATED_KW: Final = "rated_kw"

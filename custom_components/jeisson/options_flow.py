@@ -47,6 +47,7 @@ from .const import (
     CONF_PARTICIPATING,
     CONF_POWER_SENSOR,
     CONF_RATED_KW,
+    CONF_WIFI_REMOTE_DEVICES,
     DEFAULT_MAX_OFF_MINUTES,
     DEFAULT_MIN_PRICE,
     MAX_OFF_MINUTES_LIMIT,
@@ -308,12 +309,14 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
     async def async_step_settings(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Switch the home's participation on or off."""
+        """Switch the home's participation on or off; accept remote WiFi actuators or not."""
+        options = self.config_entry.options
         if user_input is not None:
             return self.async_create_entry(
                 data={
-                    **self.config_entry.options,
+                    **options,
                     CONF_PARTICIPATING: user_input[CONF_PARTICIPATING],
+                    CONF_WIFI_REMOTE_DEVICES: user_input[CONF_WIFI_REMOTE_DEVICES],
                 }
             )
         return self.async_show_form(
@@ -321,9 +324,12 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
             data_schema=probatio.Schema(
                 {
                     probatio.Required(
-                        CONF_PARTICIPATING,
-                        default=self.config_entry.options.get(CONF_PARTICIPATING, True),
-                    ): BooleanSelector()
+                        CONF_PARTICIPATING, default=options.get(CONF_PARTICIPATING, True)
+                    ): BooleanSelector(),
+                    probatio.Required(
+                        CONF_WIFI_REMOTE_DEVICES,
+                        default=options.get(CONF_WIFI_REMOTE_DEVICES, False),
+                    ): BooleanSelector(),
                 }
             ),
         )

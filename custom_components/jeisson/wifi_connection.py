@@ -30,6 +30,8 @@ CLOSE_GOING_AWAY = 1001
 _CLOSE_CODES: dict[str, int] = {
     protocol.E_HANDSHAKE_TIMEOUT: protocol.CLOSE_HANDSHAKE_TIMEOUT,
     protocol.E_REPLACED: protocol.CLOSE_REPLACED,
+    protocol.E_BUSY: protocol.CLOSE_TRY_LATER,
+    protocol.E_IGNORED: protocol.CLOSE_IGNORED,
 }
 """Close codes of the errors only Home Assistant sends (the rest: ``ProtocolError.close_code``)."""
 
@@ -98,10 +100,10 @@ class DeviceConnection:
         except (ConnectionError, RuntimeError) as err:
             raise ConnectionLostError(str(err)) from err
 
-    async def receive(self, wait_s: float) -> Message | None:
+    async def receive(self, wait_s: float | None = None) -> Message | None:
         """Return the next valid message; None once the connection closed.
 
-        Raises ``TimeoutError`` after ``wait_s`` seconds without a frame and
+        Raises ``TimeoutError`` after ``wait_s`` seconds without a frame (pings included) and
         :class:`~jeisson.actuator.protocol.ProtocolError` for a frame the protocol refuses.
         """
         frame = await self.ws.receive(timeout=wait_s)

@@ -2,17 +2,21 @@
 
 ``ActuatorView`` serves ``jeisson.actuator.protocol.WS_PATH`` without HTTP authentication (devices
 have no HA account; they prove their key inside the websocket). The :class:`WifiRouter` (one per
-Home Assistant) runs each connection: ``challenge`` first, ``hello`` within the handshake timeout,
-then
+Home Assistant) admits each request (:mod:`.wifi_admission`: local peers only by default, caps on
+connections no home accepted yet, failing peers held off), then runs the connection:
+``challenge`` first, ``hello`` within an absolute handshake deadline, then
 
-* a device paired with a loaded home goes to that home's :class:`~.wifi_devices.WifiHub`, which
-  checks its proof (``auth_failed``, close 4003, on a wrong key) and welcomes it;
-* an unknown device is told ``pending`` and a discovered config flow asks the user for the key
-  printed on it; the flow checks the typed key against that ``hello`` and pairs it here.
+* a device paired with a loaded home goes to that home's :class:`~.wifi_devices.WifiHub` once
+  its proof checks out (``auth_failed``, close 4003, on a wrong key);
+* an unknown device is told ``pending`` (:mod:`.wifi_pending`: bounded, expiring, several
+  hellos per id) and a discovered config flow asks the user for the key printed on it; the
+  flow checks the typed key against the kept hellos and pairs the one it proves;
+* a device the user ignored is refused (``ignored``, close 4010).
 
 Every frame is decoded with :func:`jeisson.actuator.protocol.decode_from_device`; a refused one gets
-an ``error`` frame and the matching close code, and ends only that connection. While no Jeisson home
-is loaded the endpoint answers HTTP 503 (the device retries with backoff).
+an ``error`` frame and the matching close code, and ends only that connection. Warnings a peer
+can cause are throttled. While no Jeisson home is loaded the endpoint answers HTTP 503 (the
+device retries with backoff).
 """
 
 from __future__ import annotations
@@ -20,12 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 
 from aiohttp import web
-from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
+from homeassistant.config_entries import SOURCE_IGNORE, SOURCE_INTEGRATION_DISCOVERY
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import discovery_flow
 from homeassistant.helpers.http import HomeAssistantView
@@ -33,7 +36,8 @@ from homeassistant.util.hass_dict import HassKey
 
 from jeisson.actuator import protocol
 
-from .const import DOMAIN, LOGGER
+from .const import CONF_WIFI_REMOTE_DEVICES, DOMAIN, LOGGER
+from .wifi_admission import Admission, EndpointLimits, ThrottledLog, Ticket
 from .wifi_connection import (
     TRANSPORT_MAX_MSG_BYTES,
     ConnectionLostError,
@@ -41,15 +45,21 @@ from .wifi_connection import (
     Message,
     replaced_error,
 )
-from .wifi_devices import IDENTIFIER_PREFIX, PairedDevice, WifiHub
+from .wifi_devices import PairedDevice, WifiHub
 from .wifi_discovery import Announcement
+from .wifi_pending import (
+    NotPendingError,
+    PendingDevices,
+    PendingFullError,
+    busy_error,
+    pairing_unique_id,
+)
+
+__all__ = ["NotPendingError", "WrongKeyError", "pairing_unique_id"]
 
 DATA_ROUTER: HassKey[WifiRouter] = HassKey(f"{DOMAIN}_wifi_router")
 VIEW_NAME: Final = "api:jeisson:actuator"
 PENDING_MESSAGE: Final = "Confirm this device in Home Assistant with the key on its label"
-SILENCE_TIMEOUT_S: Final = 45.0
-"""A connection with no frame (report, ping) for this long is dropped: devices report every
-10 s and ping every 20 s."""
 CLOSE_TIMEOUT_S: Final = 2.0
 """How long a close waits for the device's close frame."""
 
@@ -61,34 +71,8 @@ DISCOVERY_FIRMWARE: Final = "firmware"
 DISCOVERY_RATED_KW: Final = "rated_kw"
 
 
-class NotPendingError(Exception):
-    """The device is not waiting to be paired (paired already, or no home is loaded)."""
-
-
 class WrongKeyError(Exception):
-    """The typed key is not the pending device's key (its ``hello`` proof does not match)."""
-
-
-def pairing_unique_id(device_id: str) -> str:
-    """Return the unique id of a device's discovered config flow."""
-    return IDENTIFIER_PREFIX + device_id
-
-
-@dataclass(kw_only=True)
-class EndpointTimings:
-    """Timeouts of the endpoint (seconds); tests shorten them."""
-
-    handshake_timeout_s: float = protocol.HANDSHAKE_TIMEOUT_S
-    silence_timeout_s: float = SILENCE_TIMEOUT_S
-
-
-@dataclass(kw_only=True)
-class PendingDevice:
-    """An unknown device's ``hello`` with the nonce it answered, waiting for the user."""
-
-    hello: Message
-    nonce: str
-    conn: DeviceConnection | None
+    """The typed key proves none of the pending device's ``hello`` messages."""
 
 
 class ActuatorView(HomeAssistantView):
@@ -126,9 +110,21 @@ async def async_pair_with_key(hass: HomeAssistant, device_id: str, key: bytes) -
     router = get_router(hass)
     if router is None:
         raise NotPendingError(device_id)
-    if not router.check_key(device_id, key):
-        raise WrongKeyError(device_id)
     return await router.async_pair(device_id, key)
+
+
+async def async_forget_pending(hass: HomeAssistant, device_id: str) -> None:
+    """Forget a pending device the user ignored and close its connections.
+
+    Its discovered flow is aborted by Home Assistant when the ignore entry is created.
+    """
+    if (router := get_router(hass)) is not None:
+        await router.pending.async_forget(device_id, ignored_error(), abort_flow=False)
+
+
+def ignored_error() -> protocol.ProtocolError:
+    """Return the refusal of a device the user ignored."""
+    return protocol.ProtocolError(protocol.E_IGNORED, "this device was ignored in Home Assistant")
 
 
 class WifiRouter:
@@ -137,10 +133,13 @@ class WifiRouter:
     def __init__(self, hass: HomeAssistant) -> None:
         """Start with no home loaded."""
         self.hass = hass
-        self.timings = EndpointTimings()
+        self.limits = EndpointLimits()
         self.setup_lock = asyncio.Lock()
+        self.log = ThrottledLog(LOGGER)
+        self.admission = Admission(hass, self.limits, self.log)
+        self.pending = PendingDevices(hass, self.limits)
         self._hubs: dict[str, WifiHub] = {}
-        self._pending: dict[str, PendingDevice] = {}
+        self._tickets: dict[DeviceConnection, Ticket] = {}
         self._announcement = Announcement(hass)
 
     # --- homes ----------------------------------------------------------------------------
@@ -149,6 +148,13 @@ class WifiRouter:
     def announced(self) -> bool:
         """Return True while the endpoint is announced over zeroconf."""
         return self._announcement.registered
+
+    @property
+    def allow_remote(self) -> bool:
+        """Return True when a loaded home accepts devices outside the local network."""
+        return any(
+            hub.entry.options.get(CONF_WIFI_REMOTE_DEVICES, False) for hub in self._hubs.values()
+        )
 
     def hub(self, entry_id: str) -> WifiHub | None:
         """Return the hub of a loaded home."""
@@ -171,32 +177,28 @@ class WifiRouter:
             await hub.async_stop()
         if self._hubs:
             return
-        pending, self._pending = self._pending, {}
-        for item in pending.values():
-            if item.conn is not None:
-                await item.conn.close()
+        await self.pending.async_clear()
         await self._announcement.async_stop()
 
     # --- pairing --------------------------------------------------------------------------
 
-    def check_key(self, device_id: str, key: bytes) -> bool:
-        """Return True when ``key`` is the key of the pending device (its ``hello`` proof)."""
-        pending = self._pending.get(device_id)
-        if pending is None:
-            raise NotPendingError(device_id)
-        return protocol.check_device_proof(key, pending.nonce, pending.hello)
-
     async def async_pair(self, device_id: str, key: bytes) -> PairedDevice:
-        """Pair the pending device with the first loaded home and welcome it if connected."""
-        pending = self._pending.pop(device_id, None)
+        """Pair the pending device ``key`` proves with the first loaded home; welcome it."""
         hub = next(iter(self._hubs.values()), None)
-        if pending is None or hub is None:  # pending devices are dropped with the last home
+        if hub is None:  # pending devices are dropped with the last home
             raise NotPendingError(device_id)
-        device = await hub.async_pair(pending.hello, key)
-        conn = pending.conn
-        if conn is not None and not conn.closed:
-            with contextlib.suppress(ConnectionLostError):
-                await hub.async_attach(conn, pending.hello)
+        proven = self.pending.matching(device_id, key)
+        if proven is None:
+            raise WrongKeyError(device_id)
+        pending = self.pending.pop(device_id)
+        device = await hub.async_pair(proven.hello, key)
+        for conn in pending.connections() if pending is not None else []:
+            if conn is proven.conn and not conn.closed:
+                self._accept(conn)
+                with contextlib.suppress(ConnectionLostError):
+                    await hub.async_attach(conn, proven.hello)
+            else:  # others that used the id; a real one reconnects and proves its key
+                await conn.refuse(replaced_error())
         return device
 
     def _start_flow(self, hello: Message) -> None:
@@ -213,6 +215,12 @@ class WifiRouter:
             },
         )
 
+    def _ignored(self, device_id: str) -> bool:
+        entry = self.hass.config_entries.async_entry_for_domain_unique_id(
+            DOMAIN, pairing_unique_id(device_id)
+        )
+        return entry is not None and entry.source == SOURCE_IGNORE
+
     # --- pending connections (this router owns them) --------------------------------------
 
     @callback
@@ -224,46 +232,52 @@ class WifiRouter:
     @callback
     def async_on_closed(self, conn: DeviceConnection) -> None:
         """Keep a pending device's ``hello`` while its flow waits for the user."""
-        device_id = conn.device_id
-        pending = self._pending.get(device_id) if device_id else None
-        if pending is None or pending.conn is not conn:
-            return
-        pending.conn = None
-        if not self.hass.config_entries.flow.async_progress_by_handler(
-            DOMAIN, match_context={"unique_id": pairing_unique_id(pending.hello["device_id"])}
-        ):
-            del self._pending[pending.hello["device_id"]]
+        self.pending.async_on_closed(conn)
 
     # --- connections ----------------------------------------------------------------------
 
     async def async_handle(self, request: web.Request) -> web.StreamResponse:
-        """Run one device connection from upgrade to close."""
+        """Admit one device connection and run it from upgrade to close."""
         if not self._hubs:
             return web.Response(
                 status=HTTPStatus.SERVICE_UNAVAILABLE, text="No Jeisson home is loaded"
             )
-        ws = web.WebSocketResponse(
-            max_msg_size=TRANSPORT_MAX_MSG_BYTES,
-            autoping=True,
-            compress=False,
-            timeout=CLOSE_TIMEOUT_S,
-        )
-        await ws.prepare(request)
-        conn = DeviceConnection(ws, protocol.new_nonce(), request.remote)
+        admitted = self.admission.admit(request, allow_remote=self.allow_remote)
+        if isinstance(admitted, web.Response):
+            return admitted
         try:
-            await self._async_serve(conn)
-        except ConnectionLostError:
-            LOGGER.debug("WiFi actuator connection from %s lost", conn.peer)
+            ws = web.WebSocketResponse(
+                max_msg_size=TRANSPORT_MAX_MSG_BYTES,
+                autoping=True,
+                compress=False,
+                timeout=CLOSE_TIMEOUT_S,
+            )
+            await ws.prepare(request)
+            conn = DeviceConnection(ws, protocol.new_nonce(), request.remote)
+            self._tickets[conn] = admitted
+            try:
+                await self._async_serve(conn)
+            except ConnectionLostError:
+                LOGGER.debug("WiFi actuator connection from %s lost", conn.peer)
+            finally:
+                self._accept(conn)
+                if conn.owner is not None:  # unavailable at once, not after the close handshake
+                    conn.owner.async_on_closed(conn)
+                await conn.close()
         finally:
-            if conn.owner is not None:  # unavailable at once, not after the close handshake
-                conn.owner.async_on_closed(conn)
-            await conn.close()
+            admitted.release()
         return ws
+
+    def _accept(self, conn: DeviceConnection) -> None:
+        """Stop counting ``conn`` as unauthenticated (a home took it, or it ended)."""
+        if (ticket := self._tickets.pop(conn, None)) is not None:
+            ticket.release()
 
     async def _async_serve(self, conn: DeviceConnection) -> None:
         await conn.send(protocol.challenge(conn.nonce, time.time()))
         try:
-            first = await conn.receive(self.timings.handshake_timeout_s)
+            async with asyncio.timeout(self.limits.handshake_timeout_s):
+                first = await conn.receive()
         except TimeoutError:
             await self._refuse(
                 conn, protocol.ProtocolError(protocol.E_HANDSHAKE_TIMEOUT, "no hello in time")
@@ -275,7 +289,8 @@ class WifiRouter:
         if first is None:
             return
         if first["type"] == protocol.ERROR:
-            LOGGER.warning(
+            self.log.emit(
+                "device_error",
                 "WiFi actuator at %s refused the challenge: %s: %s",
                 conn.peer,
                 first["code"],
@@ -294,7 +309,7 @@ class WifiRouter:
         """Hand the device's messages to its owner until the connection ends."""
         while True:
             try:
-                message = await conn.receive(self.timings.silence_timeout_s)
+                message = await conn.receive(self.limits.silence_timeout_s)
             except TimeoutError:
                 LOGGER.info("WiFi actuator %s went silent; dropping its connection", conn.device_id)
                 return
@@ -310,7 +325,10 @@ class WifiRouter:
                 conn.owner.async_on_message(conn, message)
 
     async def _refuse(self, conn: DeviceConnection, error: protocol.ProtocolError) -> None:
-        LOGGER.warning(
+        """Refuse a failing connection; the failure counts against its peer."""
+        self.admission.record_failure(conn.peer)
+        self.log.emit(
+            "refused_" + error.code,
             "Refused a frame from WiFi actuator %s at %s: %s (%s)",
             conn.device_id or "(no hello yet)",
             conn.peer,
@@ -328,18 +346,30 @@ class WifiRouter:
                     conn, protocol.ProtocolError(protocol.E_AUTH_FAILED, "wrong device key")
                 )
                 return False
+            self._accept(conn)
             await hub.async_attach(conn, hello)
             return True
-        previous = self._pending.get(device_id)
-        conn.owner = self
-        self._pending[device_id] = PendingDevice(hello=hello, nonce=conn.nonce, conn=conn)
-        if previous is not None and previous.conn is not None:
-            self.hass.async_create_background_task(
-                previous.conn.refuse(replaced_error()), f"jeisson wifi replace pending {device_id}"
+        if self._ignored(device_id):
+            LOGGER.debug("WiFi actuator %s was ignored by the user; refusing it", device_id)
+            await conn.refuse(ignored_error())
+            return False
+        try:
+            new = self.pending.add(conn, hello)
+        except PendingFullError as err:
+            self.log.emit(
+                "pending_full",
+                "Refused WiFi actuator %s at %s: %s",
+                device_id,
+                conn.peer,
+                err,
             )
+            await conn.refuse(busy_error(str(err)))
+            return False
+        conn.owner = self
         await conn.send(protocol.pending(PENDING_MESSAGE))
-        LOGGER.info("New Jeisson WiFi actuator %s (%s) waits for pairing", device_id, hello["name"])
-        self._start_flow(hello)
+        if new:
+            LOGGER.info("New Jeisson WiFi actuator %s waits for pairing", device_id)
+            self._start_flow(hello)
         return True
 
 

@@ -120,16 +120,20 @@ E_NOT_AUTHENTICATED = "not_authenticated"
 E_UNKNOWN_COMMAND = "unknown_command"
 E_HANDSHAKE_TIMEOUT = "handshake_timeout"
 E_REPLACED = "replaced"
+E_BUSY = "busy"
+E_IGNORED = "ignored"
 E_INTERNAL = "internal_error"
 
 # Websocket close codes (4000-4999 are the application's).
 CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013
 CLOSE_PROTOCOL = 4000
 CLOSE_UNSUPPORTED_VERSION = 4001
 CLOSE_AUTH_FAILED = 4003
 CLOSE_HANDSHAKE_TIMEOUT = 4008
 CLOSE_REPLACED = 4009
+CLOSE_IGNORED = 4010
 
 _DEVICE_LABEL = "jeisson-actuator device"
 _SERVER_LABEL = "jeisson-actuator home-assistant"

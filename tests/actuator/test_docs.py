@@ -65,6 +65,8 @@ def test_documented_constants_match_the_code() -> None:
         protocol.CLOSE_AUTH_FAILED,
         protocol.CLOSE_HANDSHAKE_TIMEOUT,
         protocol.CLOSE_REPLACED,
+        protocol.CLOSE_TRY_LATER,
+        protocol.CLOSE_IGNORED,
     ):
         assert f"close {code}" in text
     for error_code in (
@@ -78,5 +80,7 @@ def test_documented_constants_match_the_code() -> None:
         protocol.E_UNKNOWN_COMMAND,
         protocol.E_HANDSHAKE_TIMEOUT,
         protocol.E_REPLACED,
+        protocol.E_BUSY,
+        protocol.E_IGNORED,
     ):
         assert f"`{error_code}`" in text

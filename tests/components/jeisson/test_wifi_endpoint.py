@@ -129,7 +129,7 @@ async def test_a_silent_client_is_dropped_after_the_handshake_timeout(
     """No hello in time: handshake_timeout and close 4008."""
     router = get_router(hass)
     assert router is not None
-    router.timings.handshake_timeout_s = 0.3
+    router.limits.handshake_timeout_s = 0.3
     raw = await raw_device(endpoint_url)
     assert raw.challenge["type"] == "challenge"
     assert raw.challenge["protocol_min"] == raw.challenge["protocol_max"] == 1
@@ -145,7 +145,7 @@ async def test_a_device_that_stops_reporting_is_dropped_and_unavailable(
     """Reachable means connected and reporting: silence ends the link."""
     router = get_router(hass)
     assert router is not None
-    router.timings.silence_timeout_s = 0.5
+    router.limits.silence_timeout_s = 0.5
     raw = await raw_device(endpoint_url)
     await raw.send(raw.hello(KNOWN))
     assert (await raw.next())["type"] == "welcome"

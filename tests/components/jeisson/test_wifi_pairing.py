@@ -151,26 +151,31 @@ async def test_a_known_device_with_a_wrong_key_is_rejected(
     assert state_of(hass, "switch.water_heater_relay") == "unavailable"
 
 
-async def test_a_reconnecting_pending_device_replaces_its_older_connection(
+async def test_a_pending_id_used_twice_keeps_both_and_the_key_picks_the_device(
     hass: HomeAssistant, loaded_entry: MockConfigEntry, endpoint_url: str, raw_device: Any
 ) -> None:
-    """One connection per device while pending too; still one pairing flow."""
-    old = await raw_device(endpoint_url)
-    await old.send(old.hello("twice"))
-    assert (await old.next())["type"] == "pending"
+    """A second connection with a pending id does not replace the first; still one flow.
+
+    The typed key pairs the connection it proves (here the first), the other is closed.
+    """
+    real = await raw_device(endpoint_url)
+    await real.send(real.hello("twice", name="Boiler"))
+    assert (await real.next())["type"] == "pending"
     await wait_for_pairing_flow(hass, "twice")
-    new = await raw_device(endpoint_url)
-    await new.send(new.hello("twice"))
-    assert (await new.next())["type"] == "pending"
-    assert (await old.next())["code"] == "replaced"
-    assert await old.closed_with() == protocol.CLOSE_REPLACED
+    other = await raw_device(endpoint_url)
+    await other.send(other.hello("twice", OTHER_KEY, name="Impostor"))
+    assert (await other.next())["type"] == "pending"
     await hass.async_block_till_done()
     assert len(pairing_flows(hass, "twice")) == 1
-    # The key is checked against the newest hello.
+    assert not real.ws.closed
+
     flow = pairing_flows(hass, "twice")[0]
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"key": KEY_TEXT})
     assert result["reason"] == "wifi_paired"
-    assert (await new.next())["type"] == "welcome"
+    assert result["description_placeholders"]["name"] == "Boiler"
+    assert (await real.next())["type"] == "welcome"
+    assert (await other.next())["code"] == "replaced"
+    assert await other.closed_with() == protocol.CLOSE_REPLACED
 
 
 async def test_unloading_the_last_home_closes_pending_devices_and_the_endpoint(

@@ -308,9 +308,15 @@ async def raw_device(hass: HomeAssistant) -> AsyncIterator[Callable[[str], Any]]
     """Open raw websocket clients; close them after the test."""
     opened: list[RawDevice] = []
 
-    async def connect(url: str) -> RawDevice:
+    async def connect(url: str, *, peer: str | None = None) -> RawDevice:
+        """Connect; ``peer`` is the address a trusted proxy forwards (``X-Forwarded-For``)."""
         session = aiohttp.ClientSession()
-        ws = await session.ws_connect(url)
+        headers = {"X-Forwarded-For": peer} if peer else {}
+        try:
+            ws = await session.ws_connect(url, headers=headers)
+        except aiohttp.WSServerHandshakeError:
+            await session.close()
+            raise
         frame = await ws.receive(timeout=5)
         raw = RawDevice(session, ws, json.loads(frame.data))
         opened.append(raw)
