@@ -124,6 +124,11 @@ class Metrics:
             "Requests whose transaction failed (nothing stored; homes told to re-send)",
             registry=self.registry,
         )
+        self.connections_refused = Counter(
+            "jeisson_http_connections_refused",
+            "Connections refused (503) because the connection cap was reached",
+            registry=self.registry,
+        )
 
     def observe_commit(self, requests: int, changes: int, seconds: float) -> None:
         """Record one committed group-commit transaction."""

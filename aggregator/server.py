@@ -1,9 +1,15 @@
-"""The aggregator's aiohttp application: routes, start-up (store, negotiation) and shutdown."""
+"""The aggregator's aiohttp application: routes, start-up (store, negotiation) and shutdown.
+
+:func:`serve` runs it on a listening socket of its own with the limits of
+:mod:`aggregator.http_limits` (header/idle timeout, connection cap) and, given a certificate and
+key, TLS (``https://`` and ``wss://``) served directly.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,6 +31,7 @@ from aggregator.app_keys import (
     ServerInfo,
 )
 from aggregator.auth import bearer_token
+from aggregator.http_limits import CappedProtocolFactory, HttpLimits, Listener, listening_socket
 from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
 from aggregator.openadr import service as openadr
@@ -41,6 +48,9 @@ from jeisson.common.protocol import MAX_FRAME_BYTES
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_DB_URL: Final = "sqlite:///jeisson.db"
+LISTEN_BACKLOG: Final = 128
+"""Connections the kernel queues before they are accepted (each accept batch is at most this)."""
+SHUTDOWN_TIMEOUT_S: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,23 @@ class ServerConfig:
     program: ProgramSettings | None = None
     """Settlement program settings to store at start (None: keep the stored ones)."""
     settle_poll: timedelta = POLL_INTERVAL
+    limits: HttpLimits = field(default_factory=HttpLimits)
+    tls_cert: str | None = None
+    """PEM certificate chain: serve TLS directly (with ``tls_key``)."""
+    tls_key: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a certificate without its key, or a key without its certificate."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key")
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """Return the server TLS context for a PEM certificate chain and its key (TLS 1.2+)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 async def home_websocket(request: web.Request) -> web.StreamResponse:
@@ -148,12 +175,39 @@ async def _close_sessions(app: web.Application) -> None:
 
 async def serve(config: ServerConfig, host: str, port: int, stop: asyncio.Event) -> None:
     """Run the aggregator on ``host:port`` until ``stop`` is set."""
-    runner = web.AppRunner(create_app(config), handle_signals=False)
+    limits = config.limits
+    context = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        context = tls_context(config.tls_cert, config.tls_key)
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        keepalive_timeout=limits.header_timeout_s,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    _LOGGER.info("Listening on http://%s:%d", host, port)
+    if runner.server is None:  # pragma: no cover - set by setup()
+        raise RuntimeError("aiohttp runner has no server after setup")
+    factory = CappedProtocolFactory(
+        runner.server, limits, on_refused=app[METRICS].connections_refused.inc
+    )
+    listener = Listener(
+        listening_socket(host, port, LISTEN_BACKLOG),
+        factory,
+        tls=context,
+        handshake_timeout_s=limits.header_timeout_s,
+    )
+    listener.start()
+    _LOGGER.info(
+        "Listening on %s://%s:%d (at most %d connections)",
+        "https" if context else "http",
+        host,
+        port,
+        factory.cap,
+    )
     try:
         await stop.wait()
     finally:
+        await listener.close()
         await runner.cleanup()

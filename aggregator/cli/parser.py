@@ -97,6 +97,22 @@ def _add_serve(commands: Commands) -> None:
     serve.add_argument("--drop-grace", type=float, default=60.0)
     serve.add_argument("--renegotiation-window", type=float, default=10.0)
     settlement_cli.add_program_options(serve, parse_duration)
+    serve.add_argument(
+        "--tls-cert", help="PEM certificate chain: serve https:// and wss:// (with --tls-key)"
+    )
+    serve.add_argument("--tls-key", help="the certificate's PEM private key")
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="open connections at most; more get 503 (default: the file limit minus 256)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a connection may stay without a request (s)",
+    )
 
 
 def _add_operator_token(commands: Commands) -> None:

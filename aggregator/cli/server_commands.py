@@ -27,12 +27,15 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def run_serve(args: argparse.Namespace) -> None:
     """Run the aggregator until SIGINT or SIGTERM."""
+    from aggregator.http_limits import HttpLimits  # noqa: PLC0415
     from aggregator.negotiation import NegotiationSettings  # noqa: PLC0415
     from aggregator.server import ServerConfig, serve  # noqa: PLC0415
     from aggregator.settlement.api import ProgramBody  # noqa: PLC0415
     from aggregator.settlement.calendar import CalendarError  # noqa: PLC0415
     from aggregator.settlement.cli import program_body  # noqa: PLC0415
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CommandError("--tls-cert and --tls-key go together")
     body = program_body(args)
     try:
         program = None if body is None else ProgramBody.model_validate(body).to_settings()
@@ -47,6 +50,11 @@ async def run_serve(args: argparse.Namespace) -> None:
             drop_grace_s=args.drop_grace,
             renegotiation_window_s=args.renegotiation_window,
         ),
+        limits=HttpLimits(
+            header_timeout_s=args.header_timeout, max_connections=args.max_connections
+        ),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     await serve(config, args.host, args.port, _stop_on_signals())
 
