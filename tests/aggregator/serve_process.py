@@ -25,8 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from aggregator.store import Store
-
-from .conftest import free_port
+from tests.helpers import free_port
 
 READY_TIMEOUT_S: Final = 30.0
 LISTENING = re.compile(r"Listening on (https?)://\S+ \(at most (\d+) connections\)")

@@ -21,8 +21,8 @@ import pytest
 
 from jeisson.client import HomeClient, enroll
 from jeisson.common.protocol import Inventory
+from tests.helpers import free_port
 
-from .conftest import free_port
 from .serve_process import ServeProcess, self_signed
 
 DEPLOY: Final = Path(__file__).resolve().parents[2] / "docs" / "deploy"

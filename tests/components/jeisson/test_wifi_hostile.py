@@ -27,8 +27,8 @@ from custom_components.jeisson.const import CONF_WIFI_REMOTE_DEVICES, DOMAIN
 from custom_components.jeisson.wifi_admission import ThrottledLog
 from custom_components.jeisson.wifi_endpoint import WifiRouter, get_router, pairing_unique_id
 from jeisson.actuator import protocol
-
 from tests.helpers import wait_for
+
 from .wifi_support import (
     KEY,
     OTHER_KEY,
