@@ -216,6 +216,18 @@ telemetry_batches = Table(
     Column("received_at", UtcDateTime, nullable=False),
 )
 
+event_leases = Table(
+    "event_leases",
+    metadata,
+    # Which aggregator process coordinates an unfinished event (clustered deployments only).
+    # ``token`` grows by one at every change of holder: each step's transaction checks it (the
+    # fence), so a process that lost the lease can no longer write for the event.
+    Column("event_id", ID, primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
 # The OpenADR tables live with their package; importing them registers them on ``metadata``.
 from aggregator.openadr import tables as _openadr_tables  # noqa: E402, F401
 from aggregator.settlement import tables as _settlement_tables  # noqa: E402, F401

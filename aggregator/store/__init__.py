@@ -14,6 +14,8 @@ Callers persist every state change through the store *before* acting on it.
 from aggregator.records import new_id
 from aggregator.store.changes import (
     Change,
+    ClaimLease,
+    Fence,
     HomeCurtailed,
     HomeInventory,
     HomeSeen,
@@ -34,7 +36,8 @@ from aggregator.store.engine import (
     make_engine,
     split_pool_settings,
 )
-from aggregator.store.group_commit import GroupCommitter, StoreUnavailableError
+from aggregator.store.errors import FencedError, StoreUnavailableError
+from aggregator.store.group_commit import GroupCommitter
 from aggregator.store.homes import ENROLMENT_CODE_LIFETIME, Enrolled, EnrolmentRejected
 from aggregator.store.store import Store
 from aggregator.store.unit import Unit
@@ -45,8 +48,11 @@ __all__ = [
     "PG_DRIVER_OPTIONS",
     "SQLITE_BUSY_TIMEOUT_S",
     "Change",
+    "ClaimLease",
     "Enrolled",
     "EnrolmentRejected",
+    "Fence",
+    "FencedError",
     "GroupCommitter",
     "HomeCurtailed",
     "HomeInventory",

@@ -123,7 +123,28 @@ class Upsert:
     row: Row
 
 
-type Change = Insert | Update | Upsert | TelemetryBatch
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Store the transaction only while the event's lease still carries ``token`` (clusters).
+
+    Checked first, under a share lock on the lease row, so a takeover waits for the transaction
+    and a transaction after a takeover is refused (:class:`~aggregator.store.errors.FencedError`).
+    """
+
+    event_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLease:
+    """Make ``holder`` the first coordinator of a new event (token 1), as the event is stored."""
+
+    event_id: str
+    holder: str
+    ttl_s: float
+
+
+type Change = Insert | Update | Upsert | TelemetryBatch | Fence | ClaimLease
 
 
 @dataclass(slots=True)

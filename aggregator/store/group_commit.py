@@ -7,7 +7,8 @@ every caller: all of them succeed together, or all fail together with
 :class:`StoreUnavailableError` and nothing of the batch is stored. While a transaction is in
 flight the next batch builds up, so the batch size follows the load without a timer.
 
-A batch refused for its data (a constraint or a value the database rejects) is retried one
+A batch refused for its data (a constraint or a value the database rejects), or for a stale
+fencing token (:class:`~aggregator.store.errors.FencedError`, clusters only), is retried one
 request at a time, so one bad request fails alone.
 """
 
@@ -25,6 +26,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from aggregator.logs import Throttle
 from aggregator.store.changes import Change, Receipt
+from aggregator.store.errors import FencedError, StoreUnavailableError
 from aggregator.store.unit import Unit
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,10 +37,6 @@ CLOSE_TIMEOUT_S: Final = 10.0
 """How long closing waits for queued writes."""
 ERROR_LOG_INTERVAL_S: Final = 10.0
 """A failing database is logged at most once per this many seconds (with a count)."""
-
-
-class StoreUnavailableError(RuntimeError):
-    """The database did not take a write; nothing of it was stored. Retrying may succeed."""
 
 
 class _Transactions(Protocol):
@@ -141,7 +139,7 @@ class GroupCommitter:
         try:
             async with self._store.transaction() as unit:
                 receipt = await unit.apply(changes)
-        except (IntegrityError, DataError) as err:
+        except (IntegrityError, DataError, FencedError) as err:
             if len(batch) > 1:
                 for request in batch:
                     await self._write([request])
@@ -158,6 +156,13 @@ class GroupCommitter:
                 request.future.set_result(receipt)
 
     def _fail(self, batch: list[_Request], err: Exception) -> None:
+        if isinstance(err, FencedError):  # not a database failure: this process lost a lease
+            _LOGGER.info("Write refused: %s", err, extra={"event_id": err.event_id})
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(err)
+                    request.future.exception()
+            return
         if self._observer is not None:
             self._observer.observe_store_failure(len(batch))
         if count := self._throttle.ready():

@@ -9,10 +9,11 @@ order. Either every change of the unit is stored, or (the transaction rolled bac
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from itertools import batched
 from typing import Any, Final
 
-from sqlalchemy import Table, and_, bindparam, insert, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +21,8 @@ from aggregator import tables
 from aggregator.store.changes import (
     WRITE_ORDER,
     Change,
+    ClaimLease,
+    Fence,
     Insert,
     Receipt,
     Row,
@@ -27,6 +30,7 @@ from aggregator.store.changes import (
     Update,
     Upsert,
 )
+from aggregator.store.errors import FencedError
 from aggregator.store.mapping import RowMap
 
 KEYS_PER_QUERY: Final = 400
@@ -56,6 +60,9 @@ class Unit:
         upserts: dict[type[Row], dict[tuple[Any, ...], Row]] = {}
         updates: dict[type[Row], dict[tuple[Any, ...], Row]] = {}
         telemetry: dict[tuple[str, str], TelemetryBatch] = {}
+        changes = list(changes)
+        for fence in {c.event_id: c for c in changes if isinstance(c, Fence)}.values():
+            await self.check_fence(fence)
         for change in changes:
             match change:
                 case Insert(row=row, if_absent=if_absent):
@@ -77,10 +84,36 @@ class Unit:
                 await self.upsert(list(upserts[kind].values()))
             if kind in updates:
                 await self.update(list(updates[kind].values()))
+        await self.claim_leases(change for change in changes if isinstance(change, ClaimLease))
         receipt = Receipt()
         if telemetry:
             receipt.stored_telemetry = await self.save_telemetry(list(telemetry.values()))
         return receipt
+
+    async def check_fence(self, fence: Fence) -> None:
+        """Raise FencedError unless the event's lease still carries the fence's token.
+
+        ``FOR SHARE`` (PostgreSQL) holds the lease row until this transaction ends: a takeover
+        (an UPDATE of the row) waits for it, and so sees, and is seen after, every write here.
+        """
+        leases = tables.event_leases
+        query = select(leases.c.token).where(leases.c.event_id == fence.event_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(read=True)
+        token = (await self.connection.execute(query)).scalar_one_or_none()
+        if token != fence.token:
+            raise FencedError(fence.event_id, fence.token)
+
+    async def claim_leases(self, claims: Iterable[ClaimLease]) -> None:
+        """Insert new events' leases, token 1, running out ``ttl_s`` after the database's now."""
+        for claim in claims:
+            ttl = timedelta(seconds=claim.ttl_s)
+            expires = func.now() + ttl if self.dialect == "postgresql" else datetime.now(UTC) + ttl
+            await self.connection.execute(
+                insert(tables.event_leases).values(
+                    event_id=claim.event_id, holder=claim.holder, token=1, expires_at=expires
+                )
+            )
 
     async def insert(self, rows: Sequence[Row], *, if_absent: bool = False) -> None:
         """Insert rows of one type (``if_absent``: keep rows that already exist)."""

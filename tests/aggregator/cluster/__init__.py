@@ -1,0 +1,1 @@
+"""Tests of the scale-out: real NATS, real PostgreSQL, real aggregator processes."""
