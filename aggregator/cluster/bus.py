@@ -33,6 +33,7 @@ RECONNECT_WAIT_S: Final = 0.5
 CONNECT_TIMEOUT_S: Final = 2
 PING_INTERVAL_S: Final = 5
 MAX_OUTSTANDING_PINGS: Final = 2
+FLUSH_TIMEOUT_S: Final = 2
 MAX_PAYLOAD_BYTES: Final = 512 * 1024
 """Callers keep each message under this (NATS refuses more than max_payload, 1 MB by default)."""
 _TOKEN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -115,6 +116,7 @@ class Bus:
         self._nc: Client | None = None
         self._on_reconnected: list[Callable[[], Awaitable[None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -150,6 +152,7 @@ class Bus:
     async def close(self) -> None:
         """Flush what is queued and close the connection."""
         nc, self._nc = self._nc, None
+        self._closing = True
         if nc is not None and not nc.is_closed:
             try:
                 await nc.drain()
@@ -216,7 +219,13 @@ class Bus:
                 except (NatsError, OSError) as err:
                     _LOGGER.debug("Could not answer on %s: %s", message.subject, err)
 
-        return await self._client().subscribe(subject, cb=receive)
+        client = self._client()
+        subscription = await client.subscribe(subject, cb=receive)
+        try:  # the server knows the subscription once this returns
+            await client.flush(timeout=FLUSH_TIMEOUT_S)
+        except (NatsError, TimeoutError, OSError) as err:
+            _LOGGER.debug("Subscribed to %s while NATS is away (%s)", subject, err)
+        return subscription
 
     def _client(self) -> Client:
         if self._nc is None:
@@ -224,7 +233,8 @@ class Bus:
         return self._nc
 
     async def _disconnected(self) -> None:
-        _LOGGER.warning("Lost the connection to NATS; reconnecting")
+        if not self._closing:
+            _LOGGER.warning("Lost the connection to NATS; reconnecting")
 
     async def _reconnected(self) -> None:
         _LOGGER.info("Reconnected to NATS")
