@@ -13,7 +13,7 @@ from aggregator.cluster.bus import Bus, Json
 from aggregator.cluster.directory import SYNC_PAGE_SIZE, HomeDirectory
 from aggregator.records import HomeRecord
 from jeisson.common.protocol import Load, LoadKind
-from tests.aggregator.conftest import wait_for
+from tests.helpers import wait_for
 
 from .conftest import settings_for
 

@@ -27,7 +27,7 @@ from jeisson.common.protocol import (
     ProtocolError,
     ServerMessage,
 )
-from tests.aggregator.conftest import wait_for
+from tests.helpers import wait_for
 
 from .conftest import settings_for
 
