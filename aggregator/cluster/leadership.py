@@ -92,8 +92,8 @@ class Leadership:
             asyncio.create_task(self._sweep_loop(), name="leases-sweep"),
         ]
 
-    async def stop(self, *, hand_over: bool = True) -> None:
-        """Stop the loops; with ``hand_over`` let every held lease run out now."""
+    async def pause(self) -> None:
+        """Stop renewing and taking leases, and stop taking home messages (before a stop)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -101,13 +101,17 @@ class Leadership:
                 await task
         self._tasks = []
         await self._inbox.close_all()
+
+    async def hand_over(self) -> None:
+        """Let every held lease run out now, so the other processes take the events over."""
         held, self._held = self._held, {}
-        if hand_over and held:
-            try:
-                await self._leases.hand_over(held)
-                _LOGGER.info("Handed over %d events to the other processes", len(held))
-            except Exception as err:
-                _LOGGER.warning("Leases not handed over (%s); they run out by themselves", err)
+        if not held:
+            return
+        try:
+            await self._leases.hand_over(held)
+            _LOGGER.info("Handed %d events over to the other processes", len(held))
+        except Exception as err:
+            _LOGGER.warning("Leases not handed over (%s); they run out by themselves", err)
 
     async def sweep(self) -> None:
         """Take over every event that needs a coordinator (one pass)."""
