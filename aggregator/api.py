@@ -15,10 +15,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
 from aggregator.auth import bearer_token
-from aggregator.negotiation import EventNotFoundError, EventRequest, InvalidTransitionError
+from aggregator.negotiation import (
+    EventNotFoundError,
+    EventRequest,
+    InvalidTransitionError,
+    StoreProblem,
+)
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
 from aggregator.settlement.baselines import BaselineMethod
-from aggregator.store import EnrolmentRejected
+from aggregator.store import EnrolmentRejected, StoreUnavailableError
 from jeisson.common.protocol import EventKind, utc_now
 
 MAX_EVENT_DURATION: Final = timedelta(hours=24)
@@ -256,6 +261,27 @@ def award_view(award: AwardRecord) -> dict[str, Any]:
     }
 
 
+def problem_view(problem: StoreProblem | None) -> dict[str, Any] | None:
+    """Return the JSON view of why an event's steps are not being stored (None: they are)."""
+    if problem is None:
+        return None
+    return {
+        "since": problem.since.isoformat(),
+        "attempts": problem.attempts,
+        "step": problem.step,
+        "error": problem.error,
+        "retrying": problem.retry_at is not None,
+        "retry_at": problem.retry_at.isoformat() if problem.retry_at else None,
+    }
+
+
+def store_unavailable(err: StoreUnavailableError) -> web.Response:
+    """Answer a request whose change could not be stored (nothing changed; retry may work)."""
+    return json_error(
+        503, "store_unavailable", f"nothing was changed: the database refused the write ({err})"
+    )
+
+
 def event_summary(record: EventRecord) -> dict[str, Any]:
     """Return the short JSON view of an event (lists)."""
     return {
@@ -282,6 +308,7 @@ async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | 
     manager = app[MANAGER]
     store = app[STORE]
     live = manager.live(event_id)
+    problem = manager.problem(event_id)
     if live is not None:
         record = live.record
         rounds = [live.rounds[number] for number in sorted(live.rounds)]
@@ -305,6 +332,7 @@ async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | 
         "shortfall_kw": round(max(0.0, record.target_kw - committed), KW_DIGITS),
         "rounds": [round_view(item, offered.get(item.round, 0)) for item in rounds],
         "awards": [award_view(award) for award in awards],
+        "store_error": problem_view(problem),
     }
 
 
@@ -313,7 +341,10 @@ async def event_detail(app: web.Application, event_id: str) -> dict[str, Any] | 
 async def create_event(request: web.Request) -> web.Response:
     """Create an event; negotiation starts at once."""
     body = await parse_body(request, EventBody)
-    record = await request.app[MANAGER].create_event(body.to_request())
+    try:
+        record = await request.app[MANAGER].create_event(body.to_request())
+    except StoreUnavailableError as err:
+        return store_unavailable(err)
     detail = await event_detail(request.app, record.event_id)
     return web.json_response(detail, status=201)
 
@@ -352,6 +383,8 @@ async def cancel_event(request: web.Request) -> web.Response:
         return json_error(404, "not_found", "no such event")
     except InvalidTransitionError as err:
         return json_error(409, "invalid_state", str(err))
+    except StoreUnavailableError as err:
+        return store_unavailable(err)
     detail = await event_detail(request.app, event_id)
     return web.json_response(detail)
 

@@ -30,6 +30,8 @@ class EventFigures:
     target_kw: float
     committed_kw: float
     delivered_kw: float
+    store_failing: bool = False
+    """The event's last step could not be stored (it is being retried)."""
 
 
 class _LiveCollector(Collector):
@@ -61,13 +63,20 @@ class _LiveCollector(Collector):
             "Reduction homes report now for a running event",
             labels=["event_id"],
         )
+        failing = 0
         for figures in self._events():
+            failing += figures.store_failing
             target.add_metric([figures.event_id], figures.target_kw)
             committed.add_metric([figures.event_id], figures.committed_kw)
             delivered.add_metric([figures.event_id], figures.delivered_kw)
         yield target
         yield committed
         yield delivered
+        yield GaugeMetricFamily(
+            "jeisson_events_store_failing",
+            "Running events whose last step could not be stored and is being retried",
+            value=failing,
+        )
 
 
 class Metrics:
@@ -117,6 +126,12 @@ class Metrics:
             "jeisson_store_batch_requests",
             "Requests (home messages, negotiation steps) written per transaction",
             buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.step_failures = Counter(
+            "jeisson_negotiation_step_failures",
+            "Negotiation steps whose transaction failed (state unchanged; retried), by step",
+            ["step"],
             registry=self.registry,
         )
         self.store_failures = Counter(

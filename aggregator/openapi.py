@@ -109,6 +109,7 @@ def openapi_document() -> dict[str, Any]:
                     "Create an event (negotiation starts at once)",
                     ("201", "the event"),
                     body=_body(EventBody),
+                    errors=("400", "401", "503"),
                 ),
                 "get": _operation("List recent events", ("200", "events")),
             },
@@ -126,7 +127,7 @@ def openapi_document() -> dict[str, Any]:
                     "Cancel an event",
                     ("200", "the cancelled event"),
                     body=_body(CancelBody, required=False),
-                    errors=("400", "401", "404", "409"),
+                    errors=("400", "401", "404", "409", "503"),
                 ),
             },
             "/api/v1/events/{event_id}/settlement": {

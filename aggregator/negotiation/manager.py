@@ -1,0 +1,414 @@
+"""The negotiation's public face: what the operator API and home sessions call.
+
+:class:`EventManager` keeps one :class:`~aggregator.negotiation.driver.EventDriver` per unfinished
+event, the registry of connected homes, and each event's live delivery figures. It turns
+operator actions and home messages into steps (:mod:`.machine`, :mod:`.home_steps`) run by the
+event's driver, and resumes stored events after a restart (:meth:`EventManager.start`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Final
+
+from aggregator.metrics import EventFigures, Metrics
+from aggregator.negotiation import home_steps, machine, messages
+from aggregator.negotiation.driver import Compute, EventDriver, StoreProblem
+from aggregator.negotiation.homes import HomeRegistry
+from aggregator.negotiation.model import (
+    Env,
+    EventNotFoundError,
+    EventRequest,
+    HomeLink,
+    HomeView,
+    InvalidTransitionError,
+    NegotiationSettings,
+    StepResult,
+)
+from aggregator.negotiation.state import DeliverySample, EventState
+from aggregator.records import AwardStatus, EventRecord, EventStatus, HomeRecord, new_id
+from aggregator.store import (
+    GroupCommitter,
+    HomeCurtailed,
+    Store,
+    StoreUnavailableError,
+    TelemetryBatch,
+    Update,
+)
+from jeisson.common.protocol import (
+    AwardAck,
+    Bid,
+    ErrorCode,
+    HeldAward,
+    OptOut,
+    ProtocolError,
+    ServerMessage,
+    Telemetry,
+    utc_now,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+BACKGROUND_RETRIES: Final = 8
+"""Tries of a reconnect catch-up or a drop-off whose write failed, before giving up."""
+
+
+class EventManager:
+    """Runs every unfinished event; the operator API and home sessions call into it."""
+
+    def __init__(
+        self,
+        store: Store,
+        link: HomeLink,
+        settings: NegotiationSettings | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        metrics: Metrics | None = None,
+        committer: GroupCommitter | None = None,
+    ) -> None:
+        """Create a manager; call :meth:`start` to resume stored events."""
+        self._store = store
+        self._link = link
+        self._settings = settings or NegotiationSettings()
+        self._now = clock
+        self._metrics = metrics or Metrics()
+        self._committer = committer or GroupCommitter(store)
+        self._homes = HomeRegistry()
+        self._drivers: dict[str, EventDriver] = {}
+        self._delivery: dict[str, dict[str, DeliverySample]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def settings(self) -> NegotiationSettings:
+        """Return the timing settings."""
+        return self._settings
+
+    # --- lifecycle of the manager ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load unfinished events from the store and resume them."""
+        grace = max(self._settings.ack_timeout_s, self._settings.drop_grace_s)
+        for record in await self._store.unfinished_events():
+            rounds = await self._store.rounds_for(record.event_id)
+            open_bids = (
+                await self._store.bids_for(record.event_id, record.current_round)
+                if any(item.round == record.current_round for item in rounds)
+                else []
+            )
+            state = machine.restore(
+                record,
+                rounds=rounds,
+                offered=await self._store.offered_homes(record.event_id),
+                open_bids=open_bids,
+                awards=await self._store.awards_for(record.event_id),
+                opted_out=await self._store.homes_opted_out(record.event_id),
+                unacked_deadline=self._now() + timedelta(seconds=grace),
+            )
+            self._start_driver(state)
+            _LOGGER.info(
+                "Resumed event %s (%s)",
+                record.event_id,
+                record.status,
+                extra={"event_id": record.event_id},
+            )
+        # Every home is disconnected after a restart: those holding awards get the grace period.
+        for driver in self._drivers.values():
+            for award in driver.state.awards.values():
+                if award.status is AwardStatus.ACKED:
+                    self._arm_drop_timer(award.home_id)
+
+    async def stop(self) -> None:
+        """Stop every driver and timer (the stored state is kept for the next start)."""
+        self._homes.cancel_timers()
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        for driver in list(self._drivers.values()):
+            await driver.stop()
+        self._drivers.clear()
+
+    # --- operator actions --------------------------------------------------------------------
+
+    async def create_event(self, request: EventRequest) -> EventRecord:
+        """Store a new event and start negotiating it, in one transaction.
+
+        Raises StoreUnavailableError when it could not be stored (nothing was).
+        """
+        record = EventRecord(
+            event_id=new_id("evt"),
+            name=request.name,
+            kind=request.kind,
+            status=EventStatus.DRAFT,
+            target_kw=request.target_kw,
+            price_cap=request.price_cap,
+            start=request.start,
+            end=request.end,
+            bid_window_s=request.bid_window_s,
+            restore_stagger_s=request.restore_stagger_s,
+            currency=request.currency,
+            created_at=self._now(),
+            baseline_method=request.baseline_method,
+        )
+        result = machine.create(record, self._env())
+        await self._committer.commit(result.changes)
+        driver = self._start_driver(result.state, started=result)
+        _LOGGER.info(
+            "Event %s created: %s %.1f kW %s..%s cap %.3f",
+            record.event_id,
+            record.kind,
+            record.target_kw,
+            record.start.isoformat(),
+            record.end.isoformat(),
+            record.price_cap,
+            extra={"event_id": record.event_id},
+        )
+        return driver.state.record
+
+    async def cancel_event(self, event_id: str, reason: str = "") -> EventRecord:
+        """Cancel an event: store it, then tell every home involved to restore.
+
+        Raises StoreUnavailableError when the cancel could not be stored (the event runs on
+        unchanged; cancelling again may succeed).
+        """
+        driver = self._drivers.get(event_id)
+        if driver is None:
+            record = await self._store.get_event(event_id)
+            if record is None:
+                raise EventNotFoundError(event_id)
+            raise InvalidTransitionError(f"event {event_id} is already {record.status}")
+        try:
+            result = await driver.run(lambda state, env: machine.cancel(state, reason, env))
+        except ProtocolError as err:  # finished meanwhile
+            raise InvalidTransitionError(f"event {event_id} is no longer running") from err
+        return result.state.record
+
+    def live(self, event_id: str) -> EventState | None:
+        """Return the live state of an unfinished event (None once finished)."""
+        driver = self._drivers.get(event_id)
+        return driver.state if driver is not None else None
+
+    def problem(self, event_id: str) -> StoreProblem | None:
+        """Return why an unfinished event's steps are not being stored, if they are not."""
+        driver = self._drivers.get(event_id)
+        return driver.problem if driver is not None else None
+
+    def delivered_kw(self, state: EventState) -> float:
+        """Return the kW homes currently report shedding for an event."""
+        stale = timedelta(seconds=self._settings.telemetry_stale_s)
+        return state.delivered_kw(self._delivery.get(state.event_id, {}), self._now(), stale)
+
+    def figures(self) -> list[EventFigures]:
+        """Return the live figures of every running event (for metrics and dashboards)."""
+        return [
+            EventFigures(
+                event_id=driver.state.event_id,
+                status=driver.state.record.status.value,
+                target_kw=driver.state.record.target_kw,
+                committed_kw=driver.state.committed_kw,
+                delivered_kw=self.delivered_kw(driver.state),
+                store_failing=driver.problem is not None,
+            )
+            for driver in self._drivers.values()
+        ]
+
+    def flexible_kw(self) -> float:
+        """Return the curtailable kW of the connected, participating homes."""
+        return self._homes.flexible_kw()
+
+    # --- home events -------------------------------------------------------------------------
+
+    async def home_ready(self, home: HomeRecord, held: Iterable[HeldAward]) -> None:
+        """Bring a home that said hello and sent its inventory up to date with every event."""
+        view = self._homes.ready(home)
+        for driver in list(self._drivers.values()):
+            catch_up = partial(_catch_up, home=view)
+            try:
+                await driver.run(catch_up)
+            except StoreUnavailableError:
+                self._retry_later(driver, catch_up, lambda: home.home_id in self._homes.views)
+            except ProtocolError:
+                continue  # the event ended meanwhile
+        over = [award.event_id for award in held if award.event_id not in self._drivers]
+        if over:
+            self._spawn(self._tell_events_over(home.home_id, list(dict.fromkeys(over))))
+
+    def home_inventory_changed(self, home: HomeRecord) -> None:
+        """Refresh what the negotiation knows of a connected home's loads."""
+        self._homes.changed(home)
+
+    def home_disconnected(self, home_id: str) -> None:
+        """Start a disconnected home's drop-off grace period if it holds awards."""
+        self._homes.gone(home_id)
+        if any(
+            award.status is AwardStatus.ACKED
+            for driver in self._drivers.values()
+            for award in driver.state.awards_of(home_id)
+        ):
+            self._arm_drop_timer(home_id)
+
+    async def handle_bid(self, home_id: str, bid: Bid) -> None:
+        """Store a bid (refused after its round's deadline); clearing starts once all are in."""
+        driver = self._driver_for(bid.event_id, bid.id)
+        try:
+            await self._run(driver, partial(_accept_bid, home_id=home_id, bid=bid), bid.id)
+        except home_steps.RoundClosedError:
+            stored = await self._store.bid_message_id(bid.event_id, bid.round, home_id)
+            if stored != bid.id:
+                raise
+            # A re-sent bid of a round already cleared: it was stored, acknowledge it again.
+
+    async def handle_award_ack(self, home_id: str, ack: AwardAck) -> None:
+        """Record an award acknowledgement: only acknowledged awards count as committed."""
+        driver = self._driver_for(ack.event_id, ack.id)
+        await self._run(driver, partial(_ack_award, home_id=home_id, ack=ack), ack.id)
+
+    async def handle_opt_out(self, home_id: str, opt_out: OptOut) -> None:
+        """Store an opt-out and re-negotiate the commitment it loses."""
+        driver = self._driver_for(opt_out.event_id, opt_out.id)
+        await self._run(driver, partial(_opt_out, home_id=home_id, message=opt_out), opt_out.id)
+
+    async def handle_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
+        """Store a telemetry batch and update the event's live delivery figure."""
+        batch = TelemetryBatch(
+            home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
+        )
+        receipt = await self._committer.commit([batch])
+        if batch.key not in receipt.stored_telemetry or telemetry.event_id is None:
+            return
+        samples = self._delivery.get(telemetry.event_id)
+        if samples is None or not telemetry.samples:
+            return
+        latest = max(telemetry.samples, key=lambda sample: sample.ts)
+        known = samples.get(home_id)
+        if known is None or latest.ts >= known.ts:
+            samples[home_id] = DeliverySample(ts=latest.ts, shed_kw=latest.shed_kw)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _env(self) -> Env:
+        return Env(self._now(), self._settings, self._homes.views)
+
+    def _start_driver(self, state: EventState, started: StepResult | None = None) -> EventDriver:
+        driver = EventDriver(
+            state,
+            committer=self._committer,
+            link=self._link,
+            homes=self._homes.views,
+            settings=self._settings,
+            clock=self._now,
+            metrics=self._metrics,
+            on_committed=self._committed,
+        )
+        self._drivers[state.event_id] = driver
+        self._delivery.setdefault(state.event_id, {})
+        if started is not None:
+            driver.deliver(started)
+        driver.start()
+        return driver
+
+    def _committed(self, result: StepResult) -> None:
+        """React to a committed step outside the event: homes' rotation, finished events."""
+        for change in result.changes:
+            if isinstance(change, Update) and isinstance(change.row, HomeCurtailed):
+                self._homes.curtailed(change.row.home_id, change.row.last_curtailed_at)
+        if result.state.record.status.is_terminal:
+            self._drivers.pop(result.state.event_id, None)
+            self._delivery.pop(result.state.event_id, None)
+
+    def _driver_for(self, event_id: str, message_id: str) -> EventDriver:
+        driver = self._drivers.get(event_id)
+        if driver is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_EVENT, f"event {event_id!r} is not running", message_id
+            )
+        return driver
+
+    @staticmethod
+    async def _run(driver: EventDriver, compute: Compute, message_id: str) -> StepResult:
+        """Run a home's step; errors that answer no message get the message's id."""
+        try:
+            return await driver.run(compute)
+        except ProtocolError as err:
+            if err.reply_to is None:
+                err.reply_to = message_id
+            raise
+
+    def _arm_drop_timer(self, home_id: str) -> None:
+        self._homes.arm_drop_timer(
+            home_id,
+            self._settings.drop_grace_s,
+            lambda: self._spawn(self._home_dropped(home_id)),
+        )
+
+    async def _home_dropped(self, home_id: str) -> None:
+        """Mark the awards of a home that stayed away past the grace period as lost."""
+        if self._link.is_connected(home_id):
+            return
+        drop = partial(_drop_home, home_id=home_id)
+        for driver in list(self._drivers.values()):
+            try:
+                await driver.run(drop)
+            except StoreUnavailableError:
+                self._retry_later(driver, drop, lambda: not self._link.is_connected(home_id))
+            except ProtocolError:
+                continue
+
+    def _retry_later(
+        self, driver: EventDriver, compute: Compute, still: Callable[[], bool]
+    ) -> None:
+        """Try a step whose write failed again, a few times, while it still makes sense."""
+
+        async def retry() -> None:
+            for attempt in range(BACKGROUND_RETRIES):
+                await asyncio.sleep(min(self._settings.retry_max_s, 0.5 * 2**attempt))
+                if not still() or driver.finished:
+                    return
+                with contextlib.suppress(StoreUnavailableError):
+                    await driver.run(compute)
+                    return
+
+        self._spawn(retry())
+
+    async def _tell_events_over(self, home_id: str, event_ids: list[str]) -> None:
+        """Tell a home, in order, to stop awards it holds for events that are over or unknown."""
+        for event_id in event_ids:
+            record = await self._store.get_event(event_id)
+            if record is not None and record.status is EventStatus.CANCELLED:
+                message: ServerMessage = messages.cancel(event_id, record.cancel_reason or "")
+            else:
+                message = messages.event_end(event_id)
+            self._link.send(home_id, message)
+
+    def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+# Steps with the home's message bound, as the driver calls them: (state, env) -> result.
+def _accept_bid(state: EventState, env: Env, *, home_id: str, bid: Bid) -> StepResult:
+    return home_steps.accept_bid(state, home_id, bid, env)
+
+
+def _ack_award(state: EventState, env: Env, *, home_id: str, ack: AwardAck) -> StepResult:
+    return home_steps.ack_award(state, home_id, ack, env)
+
+
+def _opt_out(state: EventState, env: Env, *, home_id: str, message: OptOut) -> StepResult:
+    return home_steps.opt_out(state, home_id, message, env)
+
+
+def _catch_up(state: EventState, env: Env, *, home: HomeView) -> StepResult:
+    return home_steps.catch_up(state, home, env)
+
+
+def _drop_home(state: EventState, env: Env, *, home_id: str) -> StepResult:
+    return home_steps.drop_home(state, home_id, env)
