@@ -23,6 +23,7 @@ class StoreBase:
         # than have pooled connections race for the file lock and time out under load.
         # Reads stay concurrent (WAL). PostgreSQL needs no such thing.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._operator_tokens: dict[str, float] = {}
 
     @property
     def engine(self) -> AsyncEngine:

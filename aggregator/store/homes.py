@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,9 @@ from aggregator.store.changes import HOMES, HomeCurtailed, HomeInventory, HomeSe
 from jeisson.common.protocol import Load, utc_now
 
 ENROLMENT_CODE_LIFETIME: Final = timedelta(days=7)
+OPERATOR_TOKEN_CACHE_S: Final = 60.0
+"""A valid operator token is trusted this long without asking the database again, so the
+operator can still watch events (and see why they are stuck) while the database is down."""
 
 
 class EnrolmentRejected(Exception):
@@ -48,6 +52,9 @@ class Enrolled:
 class HomeStore(StoreBase):
     """Operators, homes and enrolment."""
 
+    _operator_tokens: dict[str, float]
+    """Hashes of operator tokens found valid, and until when (monotonic) that is trusted."""
+
     async def create_operator_token(self, name: str) -> str:
         """Create an operator token and return it (only its hash is stored)."""
         token = new_token()
@@ -63,13 +70,20 @@ class HomeStore(StoreBase):
         return token
 
     async def operator_token_is_valid(self, token: str) -> bool:
-        """Return True when ``token`` is a live operator token."""
+        """Return True when ``token`` is a live operator token (valid ones cached a minute)."""
+        token_hash = hash_secret(token)
+        now = time.monotonic()
+        if self._operator_tokens.get(token_hash, 0.0) > now:
+            return True
         query = select(tables.operator_tokens.c.token_id).where(
-            tables.operator_tokens.c.token_hash == hash_secret(token),
+            tables.operator_tokens.c.token_hash == token_hash,
             tables.operator_tokens.c.revoked_at.is_(None),
         )
         async with self._engine.connect() as conn:
-            return (await conn.execute(query)).first() is not None
+            valid = (await conn.execute(query)).first() is not None
+        if valid:
+            self._operator_tokens[token_hash] = now + OPERATOR_TOKEN_CACHE_S
+        return valid
 
     async def add_home(self, name: str) -> tuple[HomeRecord, str]:
         """Add a home and return it with its one-time enrolment code."""

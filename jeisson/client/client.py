@@ -14,7 +14,9 @@ No Home Assistant imports. One :class:`HomeClient` per home:
 * Requests (:meth:`send_bid`, :meth:`ack_award`, :meth:`send_telemetry`, :meth:`opt_out`,
   :meth:`send_inventory`) send a message and wait for the ``ack``/``error`` whose ``reply_to``
   is its id. Opt-outs, award acks and telemetry made while disconnected wait in an outbox and are
-  re-sent, with the same message id, after the next successful connect.
+  re-sent, with the same message id, after the next successful connect; one the aggregator
+  answers with a retryable error (``internal_error``: it could not store it) is re-sent after a
+  growing, jittered delay (``backoff_base`` doubling up to ``backoff_max``) until it is settled.
 * Server messages are de-duplicated by id before reaching subscribers.
 
 Liveness uses WebSocket ping frames sent by aiohttp (``ws_connect(heartbeat=...)``): the
@@ -33,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 import aiohttp
@@ -243,6 +246,8 @@ class HomeClient:
         self._subscribers: list[MessageCallback] = []
         self._connection_subscribers: list[ConnectionCallback] = []
         self._callback_tasks: set[asyncio.Future[None]] = set()
+        self._retries: dict[str, int] = {}
+        """Tries so far of queued messages the aggregator asked to re-send."""
 
     @property
     def connected(self) -> bool:
@@ -593,9 +598,16 @@ class HomeClient:
                 _LOGGER.warning("Ignoring an unexpected %s from the aggregator", message.type)
 
     def _resolve(self, reply_to: str, reply: Ack | RequestRejected) -> None:
-        """Complete the request ``reply_to`` and drop it from the outbox if it is settled."""
+        """Complete the request ``reply_to`` and drop it from the outbox if it is settled.
+
+        A queued message refused with a retryable error (the aggregator could not store it)
+        stays in the outbox and is sent again after a growing, jittered delay while connected.
+        """
         retryable = isinstance(reply, RequestRejected) and reply.code in _RETRYABLE_ERRORS
+        if retryable and reply_to in self._outbox:
+            self._retry_queued(reply_to)
         if not retryable:
+            self._retries.pop(reply_to, None)
             queued = self._outbox.pop(reply_to, None)
             if queued is not None and isinstance(reply, RequestRejected):
                 _LOGGER.warning("The aggregator refused queued %s: %s", queued.type, reply)
@@ -606,6 +618,24 @@ class HomeClient:
             future.set_result(reply)
         else:
             future.set_exception(reply)
+
+    def _retry_queued(self, message_id: str) -> None:
+        """Send a queued message again later, unless it is settled or the connection changed."""
+        attempt = self._retries.get(message_id, 0)
+        self._retries[message_id] = attempt + 1
+        ceiling = min(self._backoff_max, self._backoff_base * 2.0 ** min(attempt, 16))
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        ws = self._ws
+
+        async def resend() -> None:
+            await asyncio.sleep(delay)
+            message = self._outbox.get(message_id)
+            if message is None or ws is None or ws is not self._ws or not self._connected:
+                return  # settled, or the next connection re-sends the whole outbox
+            with suppress(CannotConnect):
+                await self._send(ws, dump_message(message))
+
+        self._track(resend(), "retry")
 
     def _handle_error(self, message: ErrorMessage) -> None:
         """Turn an error into a rejected request, or log it when it answers nothing of ours."""
@@ -723,9 +753,24 @@ class HomeClient:
 
         Not queued: raises NotConnected when offline (a late bid is useless), ValueError when the
         steps are inconsistent, RequestRejected (e.g. ``deadline_passed``) or RequestTimeout.
+        A bid the aggregator could not store (``internal_error``) is sent again, with the same
+        id, after a growing, jittered delay while the deadline allows.
         """
         bid = Bid(reply_to=offer.id, event_id=offer.event_id, round=offer.round, steps=list(steps))
-        return await self._request(self._live_ws(), bid)
+        attempt = 0
+        while True:
+            try:
+                return await self._request(self._live_ws(), bid)
+            except RequestRejected as err:
+                if err.code not in _RETRYABLE_ERRORS:
+                    raise
+                ceiling = min(self._backoff_max, self._backoff_base * 2.0 ** min(attempt, 16))
+                delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+                left = (offer.bid_deadline - datetime.now(UTC)).total_seconds()
+                if delay >= left:
+                    raise
+                attempt += 1
+                await asyncio.sleep(delay)
 
     async def ack_award(
         self,

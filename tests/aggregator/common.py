@@ -45,6 +45,8 @@ FAST = NegotiationSettings(
     drop_grace_s=1.0,
     renegotiation_window_s=1.0,
     min_offer_lead_s=0.2,
+    retry_base_s=0.05,
+    retry_max_s=0.5,
 )
 
 # The settled event (conftest's settled_event fixture) is on a Wednesday evening.

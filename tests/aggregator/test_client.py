@@ -440,6 +440,54 @@ async def test_internal_error_keeps_queued_message_for_resend(
     assert isinstance(queued, OptOut)
 
 
+async def test_a_message_the_aggregator_could_not_store_is_sent_again_until_stored(
+    peer: ProtocolPeer, make_client: Callable[..., HomeClient]
+) -> None:
+    peer.reject = {"award_ack": ErrorCode.INTERNAL_ERROR}
+    client = make_client(backoff_base=0.05, backoff_max=0.2)
+    await client.connect()
+    award = make_award()
+
+    with pytest.raises(RequestRejected) as refused:
+        await client.ack_award(award)
+    assert refused.value.code is ErrorCode.INTERNAL_ERROR
+    await peer.wait_until(lambda: len(peer.of_type("award_ack")) >= 3)  # re-sent, still refused
+    peer.reject = {}  # the aggregator's database is back
+
+    async with asyncio.timeout(WAIT):
+        while client.queued_messages:  # settled by the peer's ack to the next re-send
+            await asyncio.sleep(0.02)
+    sent = peer.of_type("award_ack")
+    assert len({message.id for message in sent}) == 1  # always the same message, same id
+    count = len(sent)
+    await asyncio.sleep(0.5)
+    assert len(peer.of_type("award_ack")) == count  # settled: not sent again
+
+
+async def test_a_bid_the_aggregator_could_not_store_is_sent_again_before_the_deadline(
+    peer: ProtocolPeer, make_client: Callable[..., HomeClient]
+) -> None:
+    peer.reject = {"bid": ErrorCode.INTERNAL_ERROR}
+    client = make_client(backoff_base=0.05, backoff_max=0.2)
+    await client.connect()
+    steps = [BidStep(kw=4.5, price=0.2, loads=["wh"])]
+
+    sending = asyncio.ensure_future(client.send_bid(make_offer(), steps))
+    await peer.wait_until(lambda: len(peer.of_type("bid")) >= 2)
+    peer.reject = {}
+    ack = await sending
+
+    bids = peer.of_type("bid")
+    assert len({bid.id for bid in bids}) == 1  # the same bid, same id, every time
+    assert ack.reply_to == bids[0].id
+
+    peer.reject = {"bid": ErrorCode.INTERNAL_ERROR}
+    closing = make_offer().model_copy(update={"bid_deadline": utc_now() + timedelta(seconds=0.1)})
+    with pytest.raises(RequestRejected) as refused:
+        await client.send_bid(closing, steps)  # no time left to try again
+    assert refused.value.code is ErrorCode.INTERNAL_ERROR
+
+
 async def test_bid_carries_the_offer_id_event_and_round(
     peer: ProtocolPeer, make_client: Callable[..., HomeClient]
 ) -> None:
