@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Final
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aggregator import tables
@@ -20,9 +21,9 @@ from aggregator.store.changes import HOMES, HomeCurtailed, HomeInventory, HomeSe
 from jeisson.common.protocol import Load, utc_now
 
 ENROLMENT_CODE_LIFETIME: Final = timedelta(days=7)
-OPERATOR_TOKEN_CACHE_S: Final = 60.0
-"""A valid operator token is trusted this long without asking the database again, so the
-operator can still watch events (and see why they are stuck) while the database is down."""
+OPERATOR_TOKEN_OUTAGE_S: Final = 600.0
+"""While the database cannot be read, an operator token found valid this recently still is, so
+the operator can watch events (and see why they are stuck) during an outage."""
 
 
 class EnrolmentRejected(Exception):
@@ -53,7 +54,7 @@ class HomeStore(StoreBase):
     """Operators, homes and enrolment."""
 
     _operator_tokens: dict[str, float]
-    """Hashes of operator tokens found valid, and until when (monotonic) that is trusted."""
+    """Hashes of operator tokens the database found valid, and when (monotonic)."""
 
     async def create_operator_token(self, name: str) -> str:
         """Create an operator token and return it (only its hash is stored)."""
@@ -70,19 +71,28 @@ class HomeStore(StoreBase):
         return token
 
     async def operator_token_is_valid(self, token: str) -> bool:
-        """Return True when ``token`` is a live operator token (valid ones cached a minute)."""
+        """Return True when ``token`` is a live operator token.
+
+        The database decides; only when it cannot be read is a token that it found valid in the
+        last :data:`OPERATOR_TOKEN_OUTAGE_S` seconds trusted (a revocation counts at once).
+        """
         token_hash = hash_secret(token)
-        now = time.monotonic()
-        if self._operator_tokens.get(token_hash, 0.0) > now:
-            return True
         query = select(tables.operator_tokens.c.token_id).where(
             tables.operator_tokens.c.token_hash == token_hash,
             tables.operator_tokens.c.revoked_at.is_(None),
         )
-        async with self._engine.connect() as conn:
-            valid = (await conn.execute(query)).first() is not None
+        try:
+            async with self._engine.connect() as conn:
+                valid = (await conn.execute(query)).first() is not None
+        except (SQLAlchemyError, OSError):
+            seen = self._operator_tokens.get(token_hash)
+            if seen is not None and time.monotonic() - seen < OPERATOR_TOKEN_OUTAGE_S:
+                return True
+            raise
         if valid:
-            self._operator_tokens[token_hash] = now + OPERATOR_TOKEN_CACHE_S
+            self._operator_tokens[token_hash] = time.monotonic()
+        else:
+            self._operator_tokens.pop(token_hash, None)
         return valid
 
     async def add_home(self, name: str) -> tuple[HomeRecord, str]:
