@@ -46,6 +46,8 @@ _LOGGER = logging.getLogger(__name__)
 type Compute = Callable[[EventState, Env], StepResult]
 
 ERROR_LOG_INTERVAL_S: Final = 10.0
+FAN_OUT_WARNING_SHARE: Final = 0.5
+"""Share of a round's bid window that storing and queueing its offers may take unremarked."""
 _OFFER_STEPS: Final = frozenset({StepKind.CREATE, StepKind.BEGIN, StepKind.OPEN_ROUND})
 
 
@@ -268,22 +270,22 @@ class EventDriver:
             self._on_committed(result)
 
     def _check_fan_out(self, started: float) -> None:
-        """Warn when storing and queueing a round's offers took longer than their lead."""
+        """Warn when storing and queueing a round's offers used up half of its bid window."""
         open_now = self._state.open_round
         if open_now is None:
             return
-        offered = len(self._state.offered_in(open_now.round))
         elapsed = time.perf_counter() - started
-        lead = self._settings.offer_lead(offered)
-        if elapsed > lead:
+        window = (open_now.deadline - open_now.opened_at).total_seconds()
+        if elapsed > window * FAN_OUT_WARNING_SHARE:
+            offered = len(self._state.offered_in(open_now.round))
             _LOGGER.warning(
-                "Event %s round %d: the offers to %d homes took %.3f s to store and queue, more "
-                "than their %.3f s lead; raise offer_lead_per_home_s",
+                "Event %s round %d: the offers to %d homes took %.3f s to store and queue, "
+                "more than half of the %.3f s the homes have to bid",
                 self._state.event_id,
                 open_now.round,
                 offered,
                 elapsed,
-                lead,
+                window,
                 extra={"event_id": self._state.event_id, "round": open_now.round},
             )
 
