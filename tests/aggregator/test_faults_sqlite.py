@@ -137,6 +137,10 @@ async def test_a_write_failure_at_every_step_loses_nothing_and_tells_every_home(
 
     # Every kind of negotiation write failed once somewhere along the way.
     assert faults.tables_failed() >= {*NEGOTIATION_WRITES, "homes", "telemetry_batches"}
+    print(  # the figures docs/reliability.md quotes (pytest -s)
+        f"\n{len(faults.failed)} write statements failed once each "
+        f"({len(faults.tables_failed())} tables); the create was refused {refused} times"
+    )
     # What the homes were acknowledged is exactly what is stored.
     awards = await server.store.awards_for(event["id"])
     statuses = {award.home_id: award.status for award in awards}
