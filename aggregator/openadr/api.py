@@ -117,7 +117,10 @@ async def add_vtn(request: web.Request) -> web.Response:
     body = await parse_body(request, VtnBody)
     service = request.app[VEN_SERVICE]
     sealed = service.box.seal(body.client_secret.get_secret_value()) if body.client_secret else None
-    config = await request.app[VEN_STORE].add_vtn(
+    store = request.app[VEN_STORE]
+    if any(item.name == body.name for item in await store.list_vtns()):
+        return json_error(409, "conflict", f"a VTN named {body.name!r} is followed already")
+    config = await store.add_vtn(
         VtnConfig(
             vtn_id="",
             name=body.name,
