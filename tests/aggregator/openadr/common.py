@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.aiohttp import AIOHTTPOpenAPIWebRequest, AIOHTTPOpenAPIWebResponse
@@ -23,6 +24,15 @@ from tests.aggregator.common import RunningServer
 
 JEISSON_AGENT = "jeisson-aggregator/"
 """The User-Agent of Jeisson's VEN (tests' raw aiohttp requests and openadr3-client differ)."""
+
+VTN_ON_BOTH_DATABASES = pytest.mark.parametrize(
+    "vtn_database", ["sqlite", "postgresql"], indirect=True
+)
+"""Run a test with Jeisson's VTN (the ``vtn_server`` fixture) on SQLite and on PostgreSQL."""
+VEN_ON_BOTH_DATABASES = pytest.mark.parametrize(
+    "ven_database", ["sqlite", "postgresql"], indirect=True
+)
+"""Run a test with Jeisson as a VEN (the ``jeisson`` fixture) on SQLite and on PostgreSQL."""
 
 KNOWN_SPEC_DEFECT = "'VEN' is not one of ['BL_VEN_REQUEST']"
 """The 3.1.0 ``ven`` schema is allOf(objectMetadata, BlVenRequest): objectType must be one of the

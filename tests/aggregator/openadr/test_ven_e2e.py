@@ -9,13 +9,9 @@ every response either VTN gives is checked against the official OpenADR 3.1.0 do
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-import pytest
 from openadr3_client.bl.http_factory import BusinessLogicHttpClientFactory
 from openadr3_client.oadr310.models.event.event import EventUpdate, NewEvent
 from openadr3_client.oadr310.models.program.program import NewProgram
@@ -24,9 +20,8 @@ from openadr3_client.version import OADRVersion
 from aggregator.simulation.fleet import Fleet, FleetConfig
 from aggregator.simulation.home import HomeTiming
 from jeisson.common.protocol import utc_now
-from tests.aggregator.common import FAST
-from tests.aggregator.openadr.common import CheckedServer
-from tests.helpers import free_port, wait_for
+from tests.aggregator.openadr.common import VEN_ON_BOTH_DATABASES, CheckedServer
+from tests.helpers import wait_for
 
 FAST_HOMES = FleetConfig(
     timing=HomeTiming(
@@ -39,20 +34,6 @@ FAST_HOMES = FleetConfig(
     backoff_base_s=0.05,
 )
 PROGRAM = "residential-peak"
-
-
-@pytest.fixture
-async def jeisson(
-    tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[CheckedServer]:
-    """Yield the aggregator that follows the utility (its secret key file in tmp_path)."""
-    monkeypatch.setenv("JEISSON_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
-    running = CheckedServer(db_path=tmp_path / "jeisson.db", port=free_port(), settings=FAST)
-    running.session = http
-    await running.start()
-    yield running
-    await running.stop()
-    assert running.checker.violations == []
 
 
 def utility_event(program_id: str, kw: float, start_in_s: float, interval_s: int) -> NewEvent:
@@ -113,6 +94,7 @@ async def links(jeisson: CheckedServer, vtn_id: str) -> dict[str, Any]:
     return dict(shown)
 
 
+@VEN_ON_BOTH_DATABASES
 async def test_a_utility_event_is_negotiated_on_homes_and_reported_back(
     vtn_server: CheckedServer, jeisson: CheckedServer
 ) -> None:

@@ -22,7 +22,7 @@ from openadr3_client.version import OADRVersion
 
 from aggregator.openadr import BASE_PATH
 from jeisson.common.protocol import utc_now
-from tests.aggregator.openadr.common import CheckedServer
+from tests.aggregator.openadr.common import VTN_ON_BOTH_DATABASES, CheckedServer
 
 
 def bl_client(server: CheckedServer, client_id: str, secret: str):  # type: ignore[no-untyped-def]
@@ -74,6 +74,7 @@ def shed_event(program_id: str) -> NewEvent:
     )
 
 
+@VTN_ON_BOTH_DATABASES
 async def test_utility_and_ven_clients_work_through_jeissons_vtn(
     vtn_server: CheckedServer,
 ) -> None:
