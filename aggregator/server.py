@@ -8,6 +8,7 @@ key, TLS (``https://`` and ``wss://``) served directly.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -173,6 +174,19 @@ async def _close_sessions(app: web.Application) -> None:
     await app[REGISTRY].close_all()
 
 
+GC_THRESHOLDS: Final = (50_000, 20, 100)
+"""Young-generation collections every 50,000 allocations rather than CPython's 700: a round of
+10,000 homes allocates millions of short-lived objects (frames, messages, records), and each
+collection also walks every object younger than the last full one."""
+
+
+def settle_garbage_collector() -> None:
+    """After start-up: freeze what it allocated (never scanned again), collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(config: ServerConfig, host: str, port: int, stop: asyncio.Event) -> None:
     """Run the aggregator on ``host:port`` until ``stop`` is set."""
     limits = config.limits
@@ -187,6 +201,7 @@ async def serve(config: ServerConfig, host: str, port: int, stop: asyncio.Event)
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
     await runner.setup()
+    settle_garbage_collector()
     if runner.server is None:  # pragma: no cover - set by setup()
         raise RuntimeError("aiohttp runner has no server after setup")
     factory = CappedProtocolFactory(

@@ -69,8 +69,7 @@ def accept_bid(state: EventState, home_id: str, bid: Bid, env: Env) -> StepResul
         steps=tuple(bid.steps),
         received_at=env.now,
     )
-    state = replace(state, open_bids=state.open_bids.insert(home_id, record))
-    return StepResult(StepKind.BID, state, (Upsert(record),))
+    return StepResult(StepKind.BID, state.with_bid(record), (Upsert(record),))
 
 
 def _check_bid_loads(state: EventState, home_id: str, bid: Bid, env: Env) -> None:

@@ -149,6 +149,20 @@ class EventState:
 
     # --- new states -------------------------------------------------------------------------
 
+    def with_bid(self, bid: BidRecord) -> EventState:
+        """Return the state with a bid of the open round added or replaced (the hot path)."""
+        return EventState(
+            self.record,
+            self.rounds,
+            self.offered,
+            self.open_bids.insert(bid.home_id, bid),
+            self.awards,
+            self.awards_by_home,
+            self.ack_deadlines,
+            self.opted_out,
+            self.needs_round,
+        )
+
     def with_record(self, **changes: Any) -> EventState:
         """Return the state with the event record changed."""
         return replace(self, record=replace(self.record, **changes))
@@ -163,8 +177,16 @@ class EventState:
         if award.award_id not in self.awards:
             known = by_home.get(award.home_id, ())
             by_home = by_home.insert(award.home_id, (*known, award.award_id))
-        return replace(
-            self, awards=self.awards.insert(award.award_id, award), awards_by_home=by_home
+        return EventState(
+            self.record,
+            self.rounds,
+            self.offered,
+            self.open_bids,
+            self.awards.insert(award.award_id, award),
+            by_home,
+            self.ack_deadlines,
+            self.opted_out,
+            self.needs_round,
         )
 
     def with_awards(self, awards: list[AwardRecord]) -> EventState:

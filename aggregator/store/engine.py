@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
+from pydantic_core import to_json
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -79,6 +80,11 @@ class PoolSettings:
     def engine_arguments(self) -> dict[str, Any]:
         """Return the settings as ``create_async_engine`` keyword arguments."""
         return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+def json_dumps(value: Any) -> str:
+    """Serialise a JSON column's value (pydantic-core's encoder: several times the stdlib's)."""
+    return to_json(value).decode()
 
 
 def _parse_url(url: str) -> URL:
@@ -176,6 +182,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         return create_async_engine(
             parsed,
             connect_args={"server_settings": {"application_name": APPLICATION_NAME}, **options},
+            json_serializer=json_dumps,
             **settings.engine_arguments(),
         )
     if backend == "sqlite":
@@ -185,6 +192,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         engine = create_async_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+            json_serializer=json_dumps,
             poolclass=AsyncAdaptedQueuePool,
             pool_size=SQLITE_POOL_SIZE,
             max_overflow=0,

@@ -15,6 +15,7 @@ See ``docs/protocol.md`` for the integrator reference and ``docs/examples/`` for
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -417,6 +418,16 @@ def parse_message(frame: str | bytes, *, allowed: frozenset[str] | None = None) 
     """
     if _exceeds_frame_limit(frame):
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frame exceeds {MAX_FRAME_BYTES} bytes")
+    # The common case in one pass; a frame that fails is parsed again to say exactly why.
+    with contextlib.suppress(ValidationError):
+        message: Message = _ANY_MESSAGE.validate_json(frame, strict=True)
+        if allowed is not None and message.type not in allowed:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TYPE,
+                f"message type {message.type!r} is not accepted here",
+                message.id,
+            )
+        return message
     try:
         raw = _JSON_OBJECT.validate_json(frame)
     except ValidationError as err:

@@ -7,10 +7,12 @@ import json
 import aiohttp
 import pytest
 
+from aggregator.sessions import ack_frame
 from jeisson.common.const import CLOSE_REPLACED, CLOSE_UNSUPPORTED_VERSION
 from jeisson.common.protocol import (
     MAX_FRAME_BYTES,
     SCHEMA_VERSION,
+    Ack,
     Bid,
     BidStep,
     ErrorCode,
@@ -182,3 +184,12 @@ async def test_bids_naming_unknown_loads_or_late_rounds_are_refused(
         await home.send(dump_message(late))
         error = await home.receive_type("error")
         assert error["code"] == ErrorCode.DEADLINE_PASSED
+
+
+def test_the_fast_ack_frame_is_the_protocols_ack() -> None:
+    for reply_to in ("bid-1", "a.b:c_d-9", "x" * 64):
+        frame = ack_frame(reply_to)
+        parsed = parse_message(frame)
+        assert isinstance(parsed, Ack)
+        assert parsed.reply_to == reply_to
+        assert frame == dump_message(Ack(id=parsed.id, reply_to=reply_to))
