@@ -52,6 +52,8 @@ class ProgramMapping(BaseModel):
     """kW to shed for SIMPLE levels 0, 1, 2, 3."""
     bid_window_s: float = Field(default=30.0, ge=1, le=3600)
     restore_stagger_s: float = Field(default=300.0, ge=0, le=3600)
+    report_delay_s: float = Field(default=30.0, ge=0, le=3600)
+    """How long after an interval's end its report waits, so the homes' last telemetry is in."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ Jeisson's VEN once, reads the mapped programs' events, and for each event create
 event :func:`~aggregator.openadr.mapping.plan_event` asks for (through the EventManager, as the
 operator API does). An event that changes is re-planned: the Jeisson event is cancelled and a
 new one created (a Jeisson event's target and window are fixed once negotiated); an event that
-disappears cancels its Jeisson event. While an interval runs, committed and delivered kW are
-sampled each poll; once it has ended, its report is sent (once: reports sent are stored).
+disappears cancels its Jeisson event. Once an interval has ended (and the homes'
+last telemetry had time to arrive), its report is sent with the figures the database holds
+(``delivery``); once: reports sent are stored.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from datetime import timedelta
 from typing import Any, Final
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from aggregator.api import EventBody, event_detail
+from aggregator.api import EventBody
 from aggregator.app_keys import MANAGER
 from aggregator.negotiation import EventNotFoundError, InvalidTransitionError
+from aggregator.openadr.delivery import span_figures
 from aggregator.openadr.mapping import (
     EventPlan,
     NotMappable,
@@ -42,6 +43,8 @@ ACTIVE: Final = "active"
 CANCELLED: Final = "cancelled"
 IGNORED: Final = "ignored"
 MIN_LEAD_S: Final = 2.0
+DEFAULT_REPORT_DELAY: Final = timedelta(seconds=30)
+"""For events of a program no longer mapped: how long after an interval its report waits."""
 
 
 class VenRunner:
@@ -55,8 +58,9 @@ class VenRunner:
         self._store = store
         self._config = config
         self._box = box
-        self._samples: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
         self._ven_id: str | None = config.remote_ven_id
+        self._mappings: dict[str, ProgramMapping] = {}
+        """The mapping of each followed program, by the program's id on the VTN."""
 
     async def run(self) -> None:
         """Poll until cancelled; a failed poll is recorded and retried at the next one."""
@@ -72,8 +76,15 @@ class VenRunner:
                     )
                 except VtnError as err:
                     _LOGGER.warning("VTN %s: %s", self._config.name, err)
-                    await self._store.note_poll(self._config.vtn_id, error=str(err))
+                    await self._note_failure(str(err))
+                except Exception as err:  # keep following: retried at the next poll
+                    _LOGGER.exception("VTN %s: the poll failed", self._config.name)
+                    await self._note_failure(f"{type(err).__name__}: {err}"[:500])
                 await asyncio.sleep(self._config.poll_interval_s)
+
+    async def _note_failure(self, error: str) -> None:
+        with contextlib.suppress(Exception):  # the database may be what failed
+            await self._store.note_poll(self._config.vtn_id, error=error)
 
     async def poll(self, vtn: VtnClient) -> None:
         """Take one step: register, follow events, sample delivery, send due reports."""
@@ -88,13 +99,14 @@ class VenRunner:
             for program in programs:
                 if mapping.program not in (program["programName"], program["id"]):
                     continue
+                self._mappings[program["id"]] = mapping
                 for event in await vtn.search("/events", "event", programID=program["id"]):
                     seen.add(event["id"])
                     await self._follow(event, mapping, links.get(event["id"]))
         for link in links.values():
             if link.status == ACTIVE and link.remote_event_id not in seen:
                 await self._cancel(link, "the utility withdrew the event")
-        await self._sample_and_report(vtn)
+        await self._report_due(vtn)
 
     async def _follow(
         self, event: dict[str, Any], mapping: ProgramMapping, link: EventLink | None
@@ -175,27 +187,34 @@ class VenRunner:
             _LOGGER.info("Jeisson event %s cancelled: %s", link.jeisson_event_id, reason)
         await self._save(link.event, link.jeisson_event_id, link.fingerprint, CANCELLED, reason)
 
-    async def _sample_and_report(self, vtn: VtnClient) -> None:
+    async def _report_due(self, vtn: VtnClient) -> None:
+        """Report every interval that ended (and whose telemetry had time to arrive).
+
+        The figures come from the database (:mod:`.delivery`), so an interval that ended while
+        the aggregator was down is reported with what the homes measured once it is back.
+        """
         now = utc_now()
         reported = await self._store.reported(self._config.vtn_id)
         for link in await self._store.links(self._config.vtn_id):
-            if link.jeisson_event_id is None or link.status == IGNORED:
+            if link.jeisson_event_id is None or link.status != ACTIVE:
                 continue
-            detail = await event_detail(self._app, link.jeisson_event_id)
-            if detail is None:
-                continue
+            mapping = self._mappings.get(link.remote_program_id)
+            delay = timedelta(seconds=mapping.report_delay_s) if mapping else DEFAULT_REPORT_DELAY
             for interval in interval_windows(link.event):
                 key = (link.remote_event_id, interval.interval_id)
-                if key in reported or now < interval.start:
+                if key in reported or now < interval.end + delay:
                     continue
-                if now < interval.end:
-                    self._samples[key].append((detail["committed_kw"], detail["delivered_kw"]))
+                figures = await span_figures(
+                    self._app, link.jeisson_event_id, interval.start, interval.end
+                )
+                if figures is None:
                     continue
-                samples = self._samples.pop(key, []) or [(detail["committed_kw"], 0.0)]
-                committed = sum(item[0] for item in samples) / len(samples)
-                delivered = sum(item[1] for item in samples) / len(samples)
                 body = report_body(
-                    link.event, self._config.ven_name, interval, committed, delivered
+                    link.event,
+                    self._config.ven_name,
+                    interval,
+                    figures.committed_kw,
+                    figures.delivered_kw,
                 )
                 report_id = await vtn.post_report(body)
                 await self._store.save_report(
@@ -203,8 +222,8 @@ class VenRunner:
                     link.remote_event_id,
                     interval.interval_id,
                     report_id=report_id,
-                    committed_kw=committed,
-                    delivered_kw=delivered,
+                    committed_kw=figures.committed_kw,
+                    delivered_kw=figures.delivered_kw,
                 )
 
 

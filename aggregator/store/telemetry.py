@@ -38,6 +38,22 @@ class TelemetryStore(StoreBase):
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def event_shed(
+        self, event_id: str, start: datetime, end: datetime
+    ) -> list[tuple[str, datetime, float]]:
+        """Return ``(home_id, ts, shed_kw)`` of an event's samples with ``start <= ts < end``.
+
+        Ordered by home, then time (the ``ix_telemetry_event`` index finds them).
+        """
+        telemetry = tables.telemetry
+        query = (
+            select(telemetry.c.home_id, telemetry.c.ts, telemetry.c.shed_kw)
+            .where(telemetry.c.event_id == event_id, telemetry.c.ts >= start, telemetry.c.ts < end)
+            .order_by(telemetry.c.home_id, telemetry.c.ts)
+        )
+        async with self._engine.connect() as conn:
+            return [(row.home_id, row.ts, row.shed_kw) for row in await conn.execute(query)]
+
     async def telemetry_between(
         self, home_ids: Sequence[str], start: datetime, end: datetime
     ) -> list[tuple[str, datetime, float]]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from openadr3_client.bl.http_factory import BusinessLogicHttpClientFactory
+from openadr3_client.version import OADRVersion
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.aiohttp import AIOHTTPOpenAPIWebRequest, AIOHTTPOpenAPIWebResponse
 
@@ -143,3 +145,16 @@ class CheckedServer(RunningServer):
 
 
 type ServerFactory = Callable[[str], CheckedServer]
+
+
+async def business_logic(server: CheckedServer, name: str = "utility") -> Any:
+    """Return openadr3-client's business-logic client (a utility) on a new BL client of the VTN."""
+    client_id, secret = await server.add_client(name, "bl")
+    return BusinessLogicHttpClientFactory.create_http_bl_client(
+        vtn_base_url=server.vtn_url,
+        client_id=client_id,
+        client_secret=secret,
+        token_url=f"{server.vtn_url}/auth/token",
+        allow_insecure_http=True,
+        version=OADRVersion.OADR_310,
+    )

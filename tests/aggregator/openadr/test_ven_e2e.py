@@ -9,18 +9,17 @@ every response either VTN gives is checked against the official OpenADR 3.1.0 do
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 from typing import Any
 
-from openadr3_client.bl.http_factory import BusinessLogicHttpClientFactory
 from openadr3_client.oadr310.models.event.event import EventUpdate, NewEvent
 from openadr3_client.oadr310.models.program.program import NewProgram
-from openadr3_client.version import OADRVersion
 
 from aggregator.simulation.fleet import Fleet, FleetConfig
 from aggregator.simulation.home import HomeTiming
 from jeisson.common.protocol import utc_now
-from tests.aggregator.openadr.common import VEN_ON_BOTH_DATABASES, CheckedServer
+from tests.aggregator.openadr.common import VEN_ON_BOTH_DATABASES, CheckedServer, business_logic
 from tests.helpers import wait_for
 
 FAST_HOMES = FleetConfig(
@@ -36,7 +35,9 @@ FAST_HOMES = FleetConfig(
 PROGRAM = "residential-peak"
 
 
-def utility_event(program_id: str, kw: float, start_in_s: float, interval_s: int) -> NewEvent:
+def utility_event(
+    program_id: str, kw: float, start_in_s: float, interval_s: int, intervals: int = 2
+) -> NewEvent:
     return NewEvent.model_validate(
         {
             "programID": program_id,
@@ -61,7 +62,7 @@ def utility_event(program_id: str, kw: float, start_in_s: float, interval_s: int
                         {"type": "PRICE", "values": [0.4]},
                     ],
                 }
-                for index in range(2)
+                for index in range(intervals)
             ],
         }
     )
@@ -78,7 +79,13 @@ async def follow(jeisson: CheckedServer, utility: CheckedServer, **program: Any)
             "client_id": ven_id,
             "client_secret": ven_secret,
             "programs": [
-                {"program": PROGRAM, "bid_window_s": 1, "restore_stagger_s": 0.5, **program}
+                {
+                    "program": PROGRAM,
+                    "bid_window_s": 1,
+                    "restore_stagger_s": 0.5,
+                    "report_delay_s": 0.5,
+                    **program,
+                }
             ],
             "poll_interval_s": 0.3,
         },
@@ -99,15 +106,7 @@ async def test_a_utility_event_is_negotiated_on_homes_and_reported_back(
     vtn_server: CheckedServer, jeisson: CheckedServer
 ) -> None:
     utility = vtn_server
-    bl_id, bl_secret = await utility.add_client("utility-dispatch", "bl")
-    bl = BusinessLogicHttpClientFactory.create_http_bl_client(
-        vtn_base_url=utility.vtn_url,
-        client_id=bl_id,
-        client_secret=bl_secret,
-        token_url=f"{utility.vtn_url}/auth/token",
-        allow_insecure_http=True,
-        version=OADRVersion.OADR_310,
-    )
+    bl = await business_logic(utility)
     program = await asyncio.to_thread(bl.programs.create_program, NewProgram(program_name=PROGRAM))
     vtn_id = await follow(jeisson, utility)
 
@@ -115,7 +114,7 @@ async def test_a_utility_event_is_negotiated_on_homes_and_reported_back(
         homes = await fleet.start(6)
         target = round(sum(home.flexible_kw for home in homes) * 0.3, 1)
         event = await asyncio.to_thread(
-            bl.events.create_event, utility_event(program.id, target, 3, 3)
+            bl.events.create_event, utility_event(program.id, target, 2.5, 2)
         )
 
         async def negotiated() -> bool:
@@ -153,15 +152,7 @@ async def test_a_changed_event_is_renegotiated_and_a_withdrawn_one_cancelled(
     vtn_server: CheckedServer, jeisson: CheckedServer
 ) -> None:
     utility = vtn_server
-    bl_id, bl_secret = await utility.add_client("utility-dispatch", "bl")
-    bl = BusinessLogicHttpClientFactory.create_http_bl_client(
-        vtn_base_url=utility.vtn_url,
-        client_id=bl_id,
-        client_secret=bl_secret,
-        token_url=f"{utility.vtn_url}/auth/token",
-        allow_insecure_http=True,
-        version=OADRVersion.OADR_310,
-    )
+    bl = await business_logic(utility)
     program = await asyncio.to_thread(bl.programs.create_program, NewProgram(program_name=PROGRAM))
     vtn_id = await follow(jeisson, utility)
     event = await asyncio.to_thread(
@@ -198,3 +189,47 @@ async def test_a_changed_event_is_renegotiated_and_a_withdrawn_one_cancelled(
     await asyncio.to_thread(bl.events.delete_event_by_id, event.id)
     await wait_for(lambda: link_status("cancelled"), timeout=10, what="withdrawn event cancelled")
     assert (await jeisson.event(second))["status"] == "cancelled"
+
+
+async def test_an_interval_that_ends_while_jeisson_is_down_is_reported_from_stored_telemetry(
+    vtn_server: CheckedServer, jeisson: CheckedServer
+) -> None:
+    utility = vtn_server
+    bl = await business_logic(utility)
+    program = await asyncio.to_thread(bl.programs.create_program, NewProgram(program_name=PROGRAM))
+    vtn_id = await follow(jeisson, utility)
+    homes_config = dataclasses.replace(FAST_HOMES, backoff_max_s=0.3)
+    async with Fleet(jeisson.url, jeisson.operator_token, seed=5, config=homes_config) as fleet:
+        homes = await fleet.start(4)
+        target = round(sum(home.flexible_kw for home in homes) * 0.3, 1)
+        event = utility_event(program.id, target, start_in_s=2.5, interval_s=4, intervals=1)
+        await asyncio.to_thread(bl.events.create_event, event)
+
+        async def delivering() -> bool:
+            events = (await links(jeisson, vtn_id))["events"]
+            if not events or events[0]["jeisson_event_id"] is None:
+                return False
+            return bool((await jeisson.event(events[0]["jeisson_event_id"]))["delivered_kw"] > 0)
+
+        await wait_for(delivering, timeout=15, what="homes delivering the utility's event")
+        interval_end = event.interval_period.start + timedelta(seconds=4)
+        await jeisson.stop()  # down before the interval ends: its report is owed
+        await asyncio.sleep(max(0.0, (interval_end - utc_now()).total_seconds()) + 0.5)
+        assert not await asyncio.to_thread(bl.reports.get_reports, None, None, None, None)
+        restarted_at = utc_now()
+        await jeisson.start()
+
+        async def reported() -> bool:
+            return bool(await asyncio.to_thread(bl.reports.get_reports, None, None, None, None))
+
+        await wait_for(reported, timeout=15, what="the owed report after the restart")
+
+    (report,) = await asyncio.to_thread(bl.reports.get_reports, None, None, None, None)
+    (interval,) = report.resources[0].intervals
+    values = {item.type: item.values[0] for item in interval.payloads}
+    assert values["LOAD_SHED_DELTA_AVAILABLE"] > 0
+    # Delivered comes from the telemetry stored before the stop (and any re-sent after it):
+    # the in-memory samples of before would have reported 0.
+    assert values["DELTA_USAGE"] < 0
+    (sent,) = (await links(jeisson, vtn_id))["reports"]
+    assert datetime.fromisoformat(sent["sent_at"]) > restarted_at
