@@ -201,17 +201,6 @@ async def add_home(request: web.Request) -> web.Response:
     return web.json_response({**view, "code": code}, status=201)
 
 
-@routes.get("/api/v1/homes")
-@operator_only
-async def list_homes(request: web.Request) -> web.Response:
-    """List every home with its connection state."""
-    registry = request.app[REGISTRY]
-    homes = await request.app[STORE].list_homes()
-    return web.json_response(
-        {"homes": [home_view(home, registry.is_connected(home.home_id)) for home in homes]}
-    )
-
-
 @routes.post("/api/v1/homes/{home_id}/code")
 @operator_only
 async def new_home_code(request: web.Request) -> web.Response:

@@ -24,6 +24,9 @@ from aiohttp import web
 from aggregator.api import operator_only
 from aggregator.app_keys import MANAGER, REGISTRY, STORE
 from aggregator.auth import bearer_token
+from aggregator.history import routes as history_routes
+from aggregator.history.recorder import HistorySettings
+from aggregator.history.routes import FLEET_INDEX
 from aggregator.live_feed import FeedSettings, LiveFeed, Snapshot, build_snapshot
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
@@ -92,8 +95,9 @@ routes.static(STATIC_PREFIX, STATIC_DIR)
 
 
 async def _snapshot(app: web.Application) -> Snapshot:
+    await app[FLEET_INDEX].ensure_fresh()  # names of homes and loads
     return await build_snapshot(
-        app[STORE], app[MANAGER], app[REGISTRY], app[FEED].settings.max_awards
+        app[STORE], app[MANAGER], app[REGISTRY], app[FEED].settings.max_awards, app[FLEET_INDEX]
     )
 
 
@@ -108,9 +112,14 @@ async def _close_feed(app: web.Application) -> None:
     await app[FEED].close()
 
 
-def setup(app: web.Application, settings: FeedSettings | None = None) -> None:
-    """Add the dashboard's routes, live feed and shutdown hook to the aggregator application."""
+def setup(
+    app: web.Application,
+    settings: FeedSettings | None = None,
+    history_settings: HistorySettings | None = None,
+) -> None:
+    """Add the dashboard's routes, live feed, history and shutdown hook to the application."""
     app.add_routes(routes)
+    history_routes.setup(app, history_settings)
     app[FEED] = LiveFeed(partial(_snapshot, app), settings)
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_feed)

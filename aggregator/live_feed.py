@@ -22,8 +22,9 @@ from datetime import datetime
 from typing import Any, Final
 
 from aggregator.api import award_view, event_summary, round_view
+from aggregator.history.index import FleetIndex
 from aggregator.negotiation import EventManager
-from aggregator.records import EventRecord, EventStatus
+from aggregator.records import AwardRecord, EventRecord, EventStatus
 from aggregator.sessions import SessionRegistry
 from aggregator.store import Store
 from jeisson.common.protocol import utc_now
@@ -67,8 +68,21 @@ def _sort_key(record: EventRecord) -> tuple[int, datetime]:
     return (_STATUS_ORDER.get(record.status, len(_STATUS_ORDER)), record.start)
 
 
+def named_award(award: AwardRecord, names: FleetIndex) -> dict[str, Any]:
+    """Return an award's JSON view with its home's name and its loads' names."""
+    return {
+        **award_view(award),
+        "home_name": names.name_of(award.home_id),
+        "load_names": [names.load_name(award.home_id, load) for load in award.loads],
+    }
+
+
 async def build_snapshot(
-    store: Store, manager: EventManager, registry: SessionRegistry, max_awards: int
+    store: Store,
+    manager: EventManager,
+    registry: SessionRegistry,
+    max_awards: int,
+    names: FleetIndex,
 ) -> Snapshot:
     """Return what the dashboard shows now: homes, flexible kW and every unfinished event."""
     records = await store.unfinished_events()
@@ -92,7 +106,7 @@ async def build_snapshot(
                     round_view(state.rounds[number], len(state.offered.get(number, ())))
                     for number in sorted(state.rounds)
                 ],
-                "awards": [award_view(award) for award in awards[:max_awards]],
+                "awards": [named_award(award, names) for award in awards[:max_awards]],
                 "awards_total": len(awards),
             }
         )

@@ -8,6 +8,16 @@ from pydantic import BaseModel
 
 from aggregator import __version__
 from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
+from aggregator.history.models import (
+    MAX_PAGE,
+    EventHistory,
+    EventHomes,
+    FleetHistory,
+    FleetNow,
+    HomeSort,
+    HomesPage,
+    RoundBids,
+)
 from aggregator.openadr import api as openadr_api
 from aggregator.settlement.api import ProgramBody
 from aggregator.settlement.baselines import BaselineMethod
@@ -34,8 +44,50 @@ def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     }
 
 
-def _ok(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {}}}}
+_ANSWERS: Final = (HomesPage, FleetNow, FleetHistory, EventHistory, RoundBids, EventHomes)
+"""Answers described by a model (the others are still free-form JSON)."""
+
+
+def _ok(description: str, model: type[BaseModel] | None = None) -> dict[str, Any]:
+    schema = {} if model is None else {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_PAGE: Final = [
+    _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "rows to skip"),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
+        "rows in the page",
+    ),
+]
+_HOMES_QUERY: Final = [
+    _query("q", {"type": "string", "maxLength": 100}, "part of the name or home id"),
+    _query("online", {"type": "boolean"}, "only homes connected (true) or not (false)"),
+    _query("participating", {"type": "boolean"}, "only homes taking part (true) or not"),
+    _query("min_reliability", {"type": "number", "minimum": 0, "maximum": 1}, "at least"),
+    _query("max_reliability", {"type": "number", "minimum": 0, "maximum": 1}, "at most"),
+    _query(
+        "sort",
+        {"type": "string", "enum": [item.value for item in HomeSort], "default": "name"},
+        "order; a leading - is descending",
+    ),
+    *_PAGE,
+]
+_RANGE: Final = [
+    _query("since", {"type": "string", "format": "date-time"}, "default: until - 24 h"),
+    _query("until", {"type": "string", "format": "date-time"}, "default: now"),
+]
 
 
 def _operation(
@@ -45,11 +97,15 @@ def _operation(
     body: dict[str, Any] | None = None,
     operator: bool = True,
     errors: tuple[str, ...] = ("400", "401"),
+    answer: type[BaseModel] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok[0]: _ok(ok[1]), **dict.fromkeys(errors, _ERROR)},
+        "responses": {ok[0]: _ok(ok[1], answer), **dict.fromkeys(errors, _ERROR)},
     }
+    if parameters:
+        operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = body
     if operator:
@@ -61,11 +117,15 @@ def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI document served at ``/api/v1/openapi.json``."""
     event_id = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
     home_id = {"name": "home_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    schemas: dict[str, Any] = {
-        model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for model in (EnrollBody, HomeBody, EventBody, CancelBody, ProgramBody)
-    }
+    schemas: dict[str, Any] = {}
+    for model in (EnrollBody, HomeBody, EventBody, CancelBody, ProgramBody, *_ANSWERS):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     schemas.update(openadr_api.openapi_schemas())
+    for schema in list(schemas.values()):
+        # Nested models (enums, items) become components of their own, so every $ref resolves.
+        schemas.update(schema.pop("$defs", {}))
     schemas["Error"] = {
         "type": "object",
         "required": ["error", "message"],
@@ -94,7 +154,64 @@ def openapi_document() -> dict[str, Any]:
                     ("201", "the home and its code"),
                     body=_body(HomeBody),
                 ),
-                "get": _operation("List homes", ("200", "homes"), errors=("401",)),
+                "get": _operation(
+                    "List homes a page at a time: search, filters, order",
+                    ("200", "a page of homes and how many match"),
+                    answer=HomesPage,
+                    parameters=_HOMES_QUERY,
+                ),
+            },
+            "/api/v1/fleet": {
+                "get": _operation(
+                    "The fleet now: homes, online, taking part, flexible kW",
+                    ("200", "the fleet"),
+                    answer=FleetNow,
+                    errors=("401",),
+                )
+            },
+            "/api/v1/fleet/history": {
+                "get": _operation(
+                    "The fleet over time (a sample a minute) and events started per day",
+                    ("200", "samples and events per day"),
+                    answer=FleetHistory,
+                    parameters=_RANGE,
+                )
+            },
+            "/api/v1/events/{event_id}/history": {
+                "parameters": [event_id],
+                "get": _operation(
+                    "An event's target/committed/delivered kW over time and its activity",
+                    ("200", "chart points and activity"),
+                    answer=EventHistory,
+                    errors=("401", "404"),
+                ),
+            },
+            "/api/v1/events/{event_id}/rounds/{round}/bids": {
+                "parameters": [
+                    event_id,
+                    {
+                        "name": "round",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                ],
+                "get": _operation(
+                    "A round's bid curve in merit order, with the steps accepted",
+                    ("200", "the bid curve"),
+                    answer=RoundBids,
+                    errors=("400", "401", "404"),
+                ),
+            },
+            "/api/v1/events/{event_id}/homes": {
+                "parameters": [event_id],
+                "get": _operation(
+                    "An event's homes, most committed first: awarded, committed, delivered kW",
+                    ("200", "a page of the event's homes"),
+                    answer=EventHomes,
+                    errors=("400", "401", "404"),
+                    parameters=_PAGE,
+                ),
             },
             "/api/v1/homes/{home_id}/code": {
                 "parameters": [home_id],

@@ -32,6 +32,7 @@ from aggregator.app_keys import (
     ServerInfo,
 )
 from aggregator.auth import bearer_token
+from aggregator.history.recorder import HistorySettings
 from aggregator.http_limits import CappedProtocolFactory, HttpLimits, Listener, listening_socket
 from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
@@ -68,6 +69,8 @@ class ServerConfig:
     tls_cert: str | None = None
     """PEM certificate chain: serve TLS directly (with ``tls_key``)."""
     tls_key: str | None = None
+    history: HistorySettings = field(default_factory=HistorySettings)
+    """How often the dashboard's history is sampled."""
 
     def __post_init__(self) -> None:
         """Refuse a certificate without its key, or a key without its certificate."""
@@ -156,14 +159,15 @@ def _lifecycle(
 
 def create_app(config: ServerConfig | None = None) -> web.Application:
     """Build the aggregator application (the store opens when the app starts)."""
+    config = config or ServerConfig()
     app = web.Application(middlewares=[operator_auth])
     app.add_routes(routes)
     app.add_routes(settlement_api.routes)
-    dashboard.setup(app)
+    dashboard.setup(app, history_settings=config.history)
     app.router.add_get(WS_PATH, home_websocket)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/metrics", prometheus_metrics)
-    app.cleanup_ctx.append(_lifecycle(config or ServerConfig()))
+    app.cleanup_ctx.append(_lifecycle(config))
     openadr.setup(app)
     app.on_shutdown.append(_close_sessions)
     return app

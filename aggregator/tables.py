@@ -229,5 +229,6 @@ event_leases = Table(
 )
 
 # The OpenADR tables live with their package; importing them registers them on ``metadata``.
+from aggregator.history import tables as _history_tables  # noqa: E402, F401
 from aggregator.openadr import tables as _openadr_tables  # noqa: E402, F401
 from aggregator.settlement import tables as _settlement_tables  # noqa: E402, F401

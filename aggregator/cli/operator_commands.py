@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
+from functools import partial
 from typing import Any, Final
 
 from aggregator.cli.output import (
@@ -39,8 +40,8 @@ def render_code(home: dict[str, Any]) -> str:
     )
 
 
-def render_homes(answer: dict[str, Any]) -> str:
-    """Return the homes as a table."""
+def render_homes(answer: dict[str, Any], *, filtered: bool = False) -> str:
+    """Return a page of homes as a table, and which part of how many it is."""
     columns = (
         Column("home id"),
         Column("name"),
@@ -48,6 +49,7 @@ def render_homes(answer: dict[str, Any]) -> str:
         Column("taking part"),
         Column("flexible", numeric=True),
         Column("loads", numeric=True),
+        Column("reliability", numeric=True),
         Column("last seen"),
     )
     rows = [
@@ -58,11 +60,18 @@ def render_homes(answer: dict[str, Any]) -> str:
             "yes" if home["participating"] else "no",
             kw(home["flexible_kw"]),
             str(len(home["loads"])),
+            "-" if home["reliability"] is None else f"{home['reliability']:.0%}",
             when(home["last_seen_at"]),
         )
         for home in answer["homes"]
     ]
-    return table(columns, rows, empty="no homes yet (add one: jeisson-aggregator home add)")
+    if not rows:
+        if filtered or answer["total"]:
+            return "no homes match"
+        return "no homes yet (jeisson-aggregator home add)"
+    first = answer["offset"] + 1
+    shown = f"homes {first}-{answer['offset'] + len(rows)} of {answer['total']}"
+    return table(columns, rows) + f"\n({shown})"
 
 
 async def run_home(args: argparse.Namespace) -> None:
@@ -77,7 +86,21 @@ async def run_home(args: argparse.Namespace) -> None:
             code = await api.call("POST", f"{HOMES_PATH}/{args.home_id}/code")
             emit(code, render_code, as_json=args.json)
         else:
-            emit(await api.call("GET", HOMES_PATH), render_homes, as_json=args.json)
+            filtered = bool(args.search or args.online or args.offline)
+            emit(
+                await api.call("GET", HOMES_PATH, query=_homes_query(args)),
+                partial(render_homes, filtered=filtered),
+                as_json=args.json,
+            )
+
+
+def _homes_query(args: argparse.Namespace) -> dict[str, str]:
+    query = {"sort": args.sort, "limit": str(args.limit), "offset": str(args.offset)}
+    if args.search:
+        query["q"] = args.search
+    if args.online or args.offline:
+        query["online"] = "true" if args.online else "false"
+    return query
 
 
 # --- events -----------------------------------------------------------------------------------

@@ -139,7 +139,18 @@ def _add_home(commands: Commands) -> None:
     actions = home.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a home, print its code", parents=_OPERATOR)
     add.add_argument("--name", required=True)
-    actions.add_parser("list", help="list homes", parents=_OPERATOR)
+    listing = actions.add_parser("list", help="list homes, a page at a time", parents=_OPERATOR)
+    listing.add_argument("--search", default="", help="part of the name or home id")
+    state = listing.add_mutually_exclusive_group()
+    state.add_argument("--online", action="store_true", help="only connected homes")
+    state.add_argument("--offline", action="store_true", help="only homes not connected")
+    listing.add_argument(
+        "--sort",
+        default="name",
+        help="name, flexible_kw, last_seen, reliability or created; --sort=-NAME: descending",
+    )
+    listing.add_argument("--limit", type=int, default=50, help="homes per page (max 500)")
+    listing.add_argument("--offset", type=int, default=0, help="homes to skip")
     code = actions.add_parser("code", help="new enrolment code for a home", parents=_OPERATOR)
     code.add_argument("home_id")
     settlement_cli.add_home_actions(actions, _OPERATOR, parse_when)

@@ -35,6 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 HOST: Final = "127.0.0.1"
 EVENTS_PATH: Final = "/api/v1/events"
 HOMES_PATH: Final = "/api/v1/homes"
+HOMES_PAGE: Final = 500
 TERMINAL: Final = frozenset({"completed", "cancelled"})
 KW_DIGITS: Final = 3
 TIME_DIGITS: Final = 1
@@ -102,6 +103,18 @@ class _Operator:
             if response.status not in _OK:
                 raise DemoError(f"{method} {path}: HTTP {response.status} {payload}")
             return payload
+
+
+async def _connected_homes(operator: _Operator) -> list[dict[str, Any]]:
+    """Return every connected home, reading ``GET /api/v1/homes`` a page at a time."""
+    homes: list[dict[str, Any]] = []
+    while True:
+        page = await operator.call(
+            "GET", f"{HOMES_PATH}?online=true&limit={HOMES_PAGE}&offset={len(homes)}"
+        )
+        homes.extend(page["homes"])
+        if not page["homes"] or len(homes) >= page["total"]:
+            return homes
 
 
 def _seconds(moment: str, origin: datetime) -> float:
@@ -283,8 +296,8 @@ async def _scenario(
         operator = _Operator(session, url, token)
         progress(f"Enrolling and connecting {homes} simulated homes")
         await fleet.start(homes)
-        listed = await operator.call("GET", HOMES_PATH)
-        flexible = sum(item["flexible_kw"] for item in listed["homes"] if item["connected"])
+        connected = await _connected_homes(operator)
+        flexible = sum(item["flexible_kw"] for item in connected)
         target = round(config.target_share * flexible, TIME_DIGITS)
         progress(
             f"{fleet.connected} homes connected with "
@@ -320,7 +333,7 @@ async def _scenario(
         return {
             "homes": {
                 "count": homes,
-                "connected": len([item for item in listed["homes"] if item["connected"]]),
+                "connected": len(connected),
                 "loads": sum(len(home.loads) for home in fleet.homes),
                 "flexible_kw": round(flexible, KW_DIGITS),
             },

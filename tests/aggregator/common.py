@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from aggregator.app_keys import STORE
+from aggregator.history.recorder import HistorySettings
 from aggregator.negotiation import NegotiationSettings
 from aggregator.server import ServerConfig, create_app
 from aggregator.store import Store
@@ -69,6 +70,8 @@ class RunningServer:
     session: aiohttp.ClientSession | None = None
     db_url: str | None = None
     """Another database (e.g. ``pg_url``) instead of SQLite at ``db_path``."""
+    history: HistorySettings = field(default_factory=HistorySettings)
+    """How often the dashboard's history is sampled."""
 
     @property
     def url(self) -> str:
@@ -87,6 +90,7 @@ class RunningServer:
             db_url=self.db_url or f"sqlite:///{self.db_path}",
             heartbeat_interval=self.heartbeat_interval,
             negotiation=self.settings,
+            history=self.history,
         )
         self.runner = web.AppRunner(create_app(config), shutdown_timeout=2)
         await self.runner.setup()

@@ -124,11 +124,17 @@ async def test_home_commands_print_lines_and_tables_or_json(server: RunningServe
 
     code, out, _ = await cli("home", "list", **operator)
     header, *rows = out.splitlines()
-    columns = ["HOME ID", "NAME", "STATE", "TAKING PART", "FLEXIBLE", "LOADS", "LAST SEEN"]
-    assert re.split(r"\s{2,}", header) == columns
+    columns = ["HOME ID", "NAME", "STATE", "TAKING PART", "FLEXIBLE", "LOADS", "RELIABILITY"]
+    assert re.split(r"\s{2,}", header) == [*columns, "LAST SEEN"]
     assert any("Casa 7" in row and "offline" in row and "0.00 kW" in row for row in rows)
+    assert rows[-1] == "(homes 1-2 of 2)"
     code, out, _ = await cli("home", "list", "--json", **operator)
     assert {home["name"] for home in json.loads(out)["homes"]} == {"Casa 7", "Casa 8"}
+    code, out, _ = await cli("home", "list", "--search", "casa 8", "--offline", **operator)
+    assert "Casa 8" in out
+    assert "Casa 7" not in out
+    code, out, _ = await cli("home", "list", "--online", **operator)
+    assert out.strip() == "no homes match"
 
     code, out, _ = await cli("home", "code", added["home_id"], **operator)
     assert f"({added['home_id']})" in out

@@ -102,7 +102,9 @@ async def test_page_is_served_with_a_strict_content_security_policy(
 @pytest.mark.parametrize(
     ("path", "content_type", "marker"),
     [
-        ("/static/app.js", JAVASCRIPT, "/api/v1/stream"),
+        ("/static/app.js", JAVASCRIPT, "./js/live.js"),
+        ("/static/js/live.js", JAVASCRIPT, "/api/v1/stream"),
+        ("/static/js/homes.js", JAVASCRIPT, "/api/v1/homes"),
         ("/static/app.css", {"text/css"}, ".chart-box"),
         ("/static/vendor/chart.umd.min.js", JAVASCRIPT, "Chart.js v4"),
         ("/static/vendor/chart.js.LICENSE.txt", {"text/plain"}, "MIT License"),

@@ -6,6 +6,7 @@ own browser download is not used. Screenshots go to ``artifacts/`` at the top of
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
@@ -13,7 +14,11 @@ from typing import Final
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from aggregator.simulation.fleet import Fleet
+from tests.aggregator.common import RunningServer
 from tests.aggregator.fixtures import http, server  # noqa: F401 - fixtures used by the tests
+
+from .helpers import FAST_HOMES, HOMES
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
@@ -45,6 +50,18 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 def artifacts() -> Path:
-    """Return the folder for screenshots and downloads kept after the run (git-ignored)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
+    """Return the folder for screenshots and downloads kept after the run (git-ignored).
+
+    ``JEISSON_SCREENSHOTS`` names another folder (for a person to look at them).
+    """
+    folder = Path(os.environ.get("JEISSON_SCREENSHOTS") or ARTIFACTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+async def fleet(server: RunningServer) -> AsyncIterator[Fleet]:
+    """Yield a started fleet of simulated homes connected to the server."""
+    async with Fleet(server.url, server.operator_token, seed=7, config=FAST_HOMES) as started:
+        await started.start(HOMES)
+        yield started

@@ -9,99 +9,32 @@ it as CSV. Screenshots land in ``artifacts/`` (git-ignored): ``dashboard.png`` (
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, expect
+from playwright.async_api import Browser, Page, expect
 
-from aggregator.simulation.fleet import Fleet, FleetConfig
-from aggregator.simulation.home import HomeTiming
+from aggregator.simulation.fleet import Fleet
+from jeisson.common.protocol import utc_now
 from tests.aggregator.common import RunningServer
 from tests.helpers import wait_for
 
-HOMES: Final = 4
-LAPTOP: Final = ViewportSize(width=1366, height=900)
-PHONE: Final = ViewportSize(width=390, height=844)
+from .helpers import (
+    HOMES,
+    LAPTOP,
+    PHONE,
+    WAIT_MS,
+    PageErrors,
+    kw_of,
+    settlement_answer,
+    sign_in,
+)
+
 NO_FIGURE: Final = "\N{EN DASH}"
 """What a figure shows before there is one."""
-WAIT_MS: Final = 20_000
-FAST_HOMES: Final = FleetConfig(
-    timing=HomeTiming(
-        event_sample_s=0.2,
-        event_report_s=0.5,
-        idle_sample_s=1.0,
-        idle_report_s=2.0,
-        bid_delay_max_s=0.1,
-    ),
-    backoff_base_s=0.05,
-    backoff_max_s=0.2,
-)
-_KW: Final = re.compile(r"^(-?\d+(?:\.\d+)?) kW$")
-
-
-@pytest.fixture
-async def fleet(server: RunningServer) -> AsyncIterator[Fleet]:
-    """Yield a started fleet of simulated homes connected to the server."""
-    async with Fleet(server.url, server.operator_token, seed=7, config=FAST_HOMES) as started:
-        await started.start(HOMES)
-        yield started
-
-
-class PageErrors:
-    """Collects console errors and uncaught exceptions of a page (CSP violations included)."""
-
-    def __init__(self, page: Page) -> None:
-        self.messages: list[str] = []
-        self.failed: list[str] = []
-        page.on(
-            "response",
-            lambda response: (
-                self.failed.append(f"{response.status} {response.url}")
-                if response.status >= 400
-                else None
-            ),
-        )
-        page.on("pageerror", lambda error: self.messages.append(f"pageerror: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                self.messages.append(f"console: {message.text}")
-                if message.type == "error"
-                else None
-            ),
-        )
-
-    def assert_only(self, *expected: str) -> None:
-        """Assert no error happened but the expected failed requests ("404 /path?query")."""
-        failed = [
-            f"{status} {url.split('/', 3)[-1]}"
-            for status, url in (entry.split(" ", 1) for entry in self.failed)
-        ]
-        assert failed == [item.replace(" /", " ", 1) for item in expected]
-        failed_loads = [text for text in self.messages if "Failed to load resource" in text]
-        assert len(failed_loads) == len(expected), self.messages
-        assert [text for text in self.messages if text not in failed_loads] == []
-
-
-async def kw_of(page: Page, selector: str) -> float:
-    """Return the kW figure shown in an element ("12.3 kW")."""
-    text = (await page.locator(selector).text_content() or "").strip()
-    match = _KW.match(text)
-    assert match, f"{selector} shows {text!r}, not a kW figure"
-    return float(match.group(1))
-
-
-async def sign_in(page: Page, server: RunningServer) -> None:
-    """Open the dashboard and sign in with the operator token."""
-    await page.goto(server.url + "/")
-    await page.fill("#token", server.operator_token)
-    await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#app-view")).to_be_visible()
-    await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
 
 
 async def record_figures(page: Page) -> None:
@@ -122,15 +55,6 @@ async def record_figures(page: Page) -> None:
             }
         }"""
     )
-
-
-async def settlement_answer(server: RunningServer, event_id: str, query: str = "") -> Any:
-    """Return (status, body text) of the settlement endpoint for an event."""
-    assert server.session is not None
-    headers = {"Authorization": f"Bearer {server.operator_token}"}
-    url = f"{server.url}/api/v1/events/{event_id}/settlement{query}"
-    async with server.session.get(url, headers=headers) as response:
-        return response.status, await response.text()
 
 
 async def create_event_in_form(page: Page, server: RunningServer, target: float) -> dict[str, Any]:
@@ -209,16 +133,26 @@ async def check_live_event(
 async def check_phone(
     browser: Browser, server: RunningServer, artifacts: Path, points: int
 ) -> None:
-    """A phone joining mid-event sees the same event with the chart so far, and no side-scroll."""
+    """A phone joining mid-event sees the same event with the chart so far, and no side-scroll.
+
+    The chart and the activity come from the server: they begin before the phone opened the
+    page, and each activity line carries the time it happened.
+    """
     phone = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = await phone.new_page()
     errors = PageErrors(page)
+    opened = utc_now()
     await sign_in(page, server)
     await expect(page.locator("#event-title")).to_have_text("Browser peak", timeout=WAIT_MS)
     await expect(page.locator("#activity")).to_contain_text("sim-home-")
     await expect(page.locator("#activity")).not_to_contain_text("home_")  # names, not ids
-    seeded = await page.evaluate("Chart.getChart('chart').data.datasets[1].data.length")
-    assert seeded >= points  # seeded from the stream's history
+    await expect(page.locator("#chart")).to_have_attribute("data-points", re.compile(r"\d+"))
+    first = await page.evaluate("Chart.getChart('chart').data.datasets[1].data[0].x")
+    assert first < (opened - timedelta(seconds=2)).timestamp() * 1000
+    assert points > 0
+    cleared = page.locator("#activity li", has_text="Round 1 cleared")
+    stamped = datetime.fromisoformat(await cleared.locator("time").get_attribute("datetime") or "")
+    assert stamped < opened  # when it happened, not when the page loaded
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], "the page scrolls sideways on a phone"
     await page.evaluate("window.scrollTo(0, 0)")
@@ -236,46 +170,23 @@ async def cancel_in_page(page: Page, server: RunningServer, event: dict[str, Any
     await expect(row).to_contain_text("cancelled")
     await expect(page.locator("#event-cancel")).to_be_hidden()
     assert (await server.event(event["id"]))["status"] == "cancelled"
-    await expect(page.locator("#activity")).to_contain_text("Browser peak: cancelled")
+    await expect(page.locator("#activity")).to_contain_text("Event cancelled", timeout=WAIT_MS)
 
 
-async def check_settlement(
-    page: Page, server: RunningServer, fleet: Fleet, artifacts: Path, event: dict[str, Any]
+async def check_settlement_waits_for_the_window(
+    page: Page, server: RunningServer, event: dict[str, Any]
 ) -> None:
-    """Open the event's settlement: a row per awarded home, the totals, and the CSV download."""
+    """A cancelled event is settled once its window is over: until then the page says why."""
     row = page.locator(f"#events tbody tr[data-event-id='{event['id']}']")
-    await row.get_by_role("button", name="Settlement").click()
-    status, body = await settlement_answer(server, event["id"])
-    assert status == 200, body
-    report = json.loads(body)
-    assert report["homes"]
-    table = page.locator("#settlement-table")
-    await expect(table).to_be_visible()
-    await expect(table.locator("tbody tr")).to_have_count(len(report["homes"]))
-    for home in report["homes"]:
-        cells = table.locator(f"tbody tr[data-home-id='{home['home_id']}'] td")
-        await expect(cells.nth(0)).to_have_text(fleet.home(home["home_id"]).name)
-        await expect(cells.nth(3)).to_have_text(f"{home['measured_kwh']:.2f}")
-        await expect(cells.nth(4)).to_have_text(f"{home['delivered_kwh']:.2f}")
-        await expect(cells.nth(6)).to_have_text(f"{home['payment']:.2f} {report['currency']}")
-        await expect(cells.nth(7)).to_have_text(home["status"].replace("_", " "))
-    totals = report["totals"]
-    await expect(table.locator("tfoot")).to_contain_text(
-        f"{totals['payment']:.2f} {report['currency']}"
-    )
-    await expect(table.locator("tfoot")).to_contain_text(f"{totals['homes']} homes")
-    await page.locator("#settlement").screenshot(path=str(artifacts / "dashboard-settlement.png"))
-
-    async with page.expect_download() as download_info:
-        await page.click("#settlement-csv")
-    download = await download_info.value
-    assert download.suggested_filename == f"settlement-{event['id']}.csv"
-    saved = artifacts / "settlement.csv"
-    await download.save_as(saved)
-    status, csv_text = await settlement_answer(server, event["id"], "?format=csv")
-    assert status == 200
-    assert saved.read_bytes().decode() == csv_text  # byte for byte (CRLF rows)
-    assert csv_text.startswith("home_id,")
+    await row.get_by_role("link", name="Settlement").click()
+    await expect(page.locator("#view-event")).to_be_visible()
+    assert page.url.endswith(f"#/events/{event['id']}/settlement")
+    await expect(page.locator("#settlement-note")).to_contain_text("Not settled yet")
+    await page.click("#settlement-settle")
+    await expect(page.locator("#settlement-note")).to_contain_text("has not finished yet")
+    await expect(page.locator("#settlement-table")).to_be_hidden()
+    status, _ = await settlement_answer(server, event["id"])
+    assert status == 409
 
 
 async def test_operator_runs_an_event_from_the_dashboard(
@@ -295,8 +206,11 @@ async def test_operator_runs_an_event_from_the_dashboard(
     # Fleet figures.
     await expect(page.locator("#stat-homes")).to_have_text(str(HOMES), timeout=WAIT_MS)
     assert await kw_of(page, "#stat-flex") == pytest.approx(flexible, abs=0.05)
+    await page.click("#nav a[data-view=homes]")
     await expect(page.locator("#homes tbody tr")).to_have_count(HOMES)
     await expect(page.locator("#homes tbody")).not_to_contain_text("offline")
+    await page.click("#nav a[data-view=live]")
+    await expect(page.locator("#view-live")).to_be_visible()
 
     await record_figures(page)
     event = await create_event_in_form(page, server, round(flexible * 0.4, 1))
@@ -306,10 +220,11 @@ async def test_operator_runs_an_event_from_the_dashboard(
 
     await check_phone(browser, server, artifacts, points)
     await cancel_in_page(page, server, event)
-    await check_settlement(page, server, fleet, artifacts, event)
+    await check_settlement_waits_for_the_window(page, server, event)
 
     assert await page.evaluate("window.__sameLoad") is True
-    errors.assert_only()
+    settlement = f"409 /api/v1/events/{event['id']}/settlement"
+    errors.assert_only(settlement, settlement)  # asked (GET), then "Settle now" (POST)
     await context.close()
 
 
