@@ -85,6 +85,8 @@ class Metrics:
     def __init__(self) -> None:
         """Create the metrics in a registry of their own."""
         self.registry = CollectorRegistry()
+        self._in: dict[str, Counter] = {}
+        self._out: dict[str, Counter] = {}
         self.messages_in = Counter(
             "jeisson_messages_received",
             "Messages received from homes, by type",
@@ -144,6 +146,20 @@ class Metrics:
             "Connections refused (503) because the connection cap was reached",
             registry=self.registry,
         )
+
+    def count_in(self, kind: str) -> None:
+        """Count one message received (the labelled child is looked up once per type)."""
+        child = self._in.get(kind)
+        if child is None:
+            child = self._in[kind] = self.messages_in.labels(kind)
+        child.inc()
+
+    def count_out(self, kind: str, amount: int = 1) -> None:
+        """Count messages queued for homes."""
+        child = self._out.get(kind)
+        if child is None:
+            child = self._out[kind] = self.messages_out.labels(kind)
+        child.inc(amount)
 
     def observe_commit(self, requests: int, changes: int, seconds: float) -> None:
         """Record one committed group-commit transaction."""

@@ -107,7 +107,7 @@ class SessionRegistry:
         session = self._sessions.get(home_id)
         if session is None or not session.enqueue(dump_message(message)):
             return False
-        self.metrics.messages_out.labels(message.type).inc()
+        self.metrics.count_out(message.type)
         return True
 
     def broadcast(self, home_ids: Iterable[str], message: ServerMessage) -> int:
@@ -118,7 +118,7 @@ class SessionRegistry:
             session = self._sessions.get(home_id)
             if session is not None and session.enqueue(frame):
                 sent += 1
-        self.metrics.messages_out.labels(message.type).inc(sent)
+        self.metrics.count_out(message.type, sent)
         return sent
 
     async def register(self, session: HomeSession) -> None:
@@ -297,7 +297,7 @@ class HomeSession:
 
     async def _dispatch(self, message: Message) -> None:
         """Hand a validated message to the handler named after it."""
-        self._registry.metrics.messages_in.labels(message.type).inc()
+        self._registry.metrics.count_in(message.type)
         if not self._helloed and not isinstance(message, HomeHello):
             raise ProtocolError(ErrorCode.NOT_HELLOED, "send home_hello first", message.id)
         match message:

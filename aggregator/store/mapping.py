@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, ClassVar, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Table
 
 type Encoder = Callable[[Any], Any]
@@ -53,10 +53,11 @@ def _container_codec(annotation: Any) -> tuple[Encoder, Decoder]:
     if origin is tuple:
         (item, *_) = typing.get_args(annotation)
         if isinstance(item, type) and issubclass(item, BaseModel):
-            model = item
+            # One call into pydantic-core for the whole list, not one per model.
+            adapter: TypeAdapter[tuple[Any, ...]] = TypeAdapter(tuple[item, ...])  # type: ignore[valid-type]
             return (
-                lambda value: [entry.model_dump(mode="json") for entry in value],
-                lambda value: tuple(model.model_validate(entry) for entry in value or ()),
+                lambda value: adapter.dump_python(value, mode="json"),
+                lambda value: adapter.validate_python(value or ()),
             )
         return list, lambda value: tuple(value or ())
     if origin is dict:
