@@ -6,21 +6,31 @@ client's secret is in the creation response only; a VTN's client secret is never
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from aggregator.api import json_error, operator_only, parse_body
+from aggregator.auth import bearer_token, secrets_match
 from aggregator.openadr.mapping import ProgramMapping
+from aggregator.openadr.problems import ProblemError, parse_json_object, problem
 from aggregator.openadr.ven import VenService
 from aggregator.openadr.ven_store import VenStore, VtnConfig
+from aggregator.openadr.ven_webhook import (
+    NOTIFICATIONS_PATH,
+    NotificationError,
+    callback_url,
+    parse_notification,
+)
 from aggregator.openadr.vtn_auth import VTN_STORE
 from aggregator.openadr.vtn_store import ClientRole, VtnClient
+from aggregator.records import new_id
 from jeisson.common.protocol import utc_now
 
 VEN_STORE = web.AppKey("openadr_ven_store", VenStore)
 VEN_SERVICE = web.AppKey("openadr_ven_service", VenService)
+MAX_NOTIFICATION_BYTES: Final = 256 * 1024
 
 routes = web.RouteTableDef()
 
@@ -88,6 +98,10 @@ class VtnBody(BaseModel):
     ven_name: str = Field(default="jeisson", min_length=1, max_length=128)
     programs: list[ProgramMapping] = Field(min_length=1, max_length=50)
     poll_interval_s: float = Field(default=30.0, ge=0.2, le=3600)
+    """How often the VTN is read in full (with a webhook subscription: ten times less often)."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://", max_length=1000)
+    """This aggregator's base URL as the VTN reaches it, for webhook notifications (default:
+    ``JEISSON_PUBLIC_URL``; neither: polling only)."""
     enabled: bool = True
 
 
@@ -107,6 +121,8 @@ def vtn_view(config: VtnConfig) -> dict[str, Any]:
         "remote_ven_id": config.remote_ven_id,
         "last_poll_at": config.last_poll_at.isoformat() if config.last_poll_at else None,
         "last_error": config.last_error,
+        "callback_url": config.callback_url,
+        "subscription_id": config.remote_subscription_id,
     }
 
 
@@ -120,9 +136,10 @@ async def add_vtn(request: web.Request) -> web.Response:
     store = request.app[VEN_STORE]
     if any(item.name == body.name for item in await store.list_vtns()):
         return json_error(409, "conflict", f"a VTN named {body.name!r} is followed already")
+    vtn_id = new_id("vtn")
     config = await store.add_vtn(
         VtnConfig(
-            vtn_id="",
+            vtn_id=vtn_id,
             name=body.name,
             base_url=body.base_url.rstrip("/"),
             ven_name=body.ven_name,
@@ -133,6 +150,7 @@ async def add_vtn(request: web.Request) -> web.Response:
             client_id=body.client_id,
             secret_box=sealed,
             enabled=body.enabled,
+            callback_url=callback_url(body.public_url, vtn_id),
         )
     )
     service.follow(config)
@@ -174,10 +192,35 @@ async def show_vtn(request: web.Request) -> web.Response:
 async def remove_vtn(request: web.Request) -> web.Response:
     """Stop following a VTN (Jeisson events already made run on)."""
     vtn_id = request.match_info["vtn_id"]
-    request.app[VEN_SERVICE].forget(vtn_id)
+    await request.app[VEN_SERVICE].remove(vtn_id)
     if not await request.app[VEN_STORE].remove_vtn(vtn_id):
         return json_error(404, "not_found", "no such VTN")
     return web.json_response({"vtn_id": vtn_id, "removed": True})
+
+
+@routes.post(NOTIFICATIONS_PATH)
+async def vtn_notification(request: web.Request) -> web.Response:
+    """Take a webhook notification from a followed VTN (its subscription's bearer token)."""
+    config = await request.app[VEN_STORE].get_vtn(request.match_info["vtn_id"])
+    token = bearer_token(request.headers.get("Authorization"))
+    if (
+        config is None
+        or token is None
+        or config.callback_token_hash is None
+        or not secrets_match(token, config.callback_token_hash)
+    ):
+        return problem(401, "a valid bearer token is required")
+    if request.content_length is not None and request.content_length > MAX_NOTIFICATION_BYTES:
+        return problem(413, f"a notification is at most {MAX_NOTIFICATION_BYTES} bytes")
+    try:
+        notification = parse_notification(parse_json_object(await request.read()))
+    except ProblemError as err:
+        return err.response()
+    except NotificationError as err:
+        return problem(400, str(err))
+    if not request.app[VEN_SERVICE].notify(config.vtn_id, notification):
+        return problem(503, "not following this VTN now; the next poll catches up")
+    return web.json_response({}, status=200)
 
 
 def openapi_schemas() -> dict[str, Any]:

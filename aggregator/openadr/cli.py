@@ -81,6 +81,9 @@ def _add_vtn_parser(groups: Any, operator: Sequence[argparse.ArgumentParser]) ->
     add.add_argument("--bid-window", type=float, help="seconds (30)")
     add.add_argument("--stagger", type=float, help="restore stagger, seconds (300)")
     add.add_argument("--poll-interval", type=float, default=30.0, help="seconds (30)")
+    add.add_argument(
+        "--public-url", help="this aggregator's base URL as the VTN reaches it (webhooks)"
+    )
     add.add_argument("--disabled", action="store_true", help="store it without following it")
     actions.add_parser("list", help="list the VTNs followed", parents=operator)
     show = actions.add_parser("show", help="a VTN's events and reports", parents=operator)
@@ -191,6 +194,7 @@ def _vtn_body(args: argparse.Namespace) -> dict[str, Any]:
         "client_id": args.client_id,
         "client_secret": _client_secret(args),
         "token_url": args.token_url,
+        "public_url": args.public_url,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body

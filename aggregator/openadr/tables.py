@@ -2,8 +2,9 @@
 
 VTN side: the clients allowed in (business logic or VEN; secrets and tokens stored hashed), and
 every OpenADR object they create (its validated JSON plus the columns searches filter on). VEN
-side: each utility VTN Jeisson follows (its client secret encrypted), the link of each of its
-events to a Jeisson event, and every interval report sent.
+side: each utility VTN Jeisson follows (its client secret encrypted; the bearer token of its
+webhook subscription hashed), the link of each of its events to a Jeisson event, and every
+interval report sent.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ openadr_vtns = Table(
     Column("enabled", Boolean, nullable=False),
     Column("remote_ven_id", String(128)),
     Column("remote_subscription_id", String(128)),
+    Column("callback_token_hash", String(64)),
     Column("last_poll_at", UtcDateTime),
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),

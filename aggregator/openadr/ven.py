@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ from aggregator.openadr.mapping import (
 from aggregator.openadr.secret_box import SecretBox
 from aggregator.openadr.ven_client import VtnClient, VtnError
 from aggregator.openadr.ven_store import EventLink, VenStore, VtnConfig
+from aggregator.openadr.ven_webhook import SAFETY_POLL_FACTOR, Notification, Subscription
 from jeisson.common.protocol import EventKind, utc_now
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,6 +45,10 @@ ACTIVE: Final = "active"
 CANCELLED: Final = "cancelled"
 IGNORED: Final = "ignored"
 MIN_LEAD_S: Final = 2.0
+MAX_QUEUED_NOTIFICATIONS: Final = 100
+UNSUBSCRIBE_TIMEOUT_S: Final = 10.0
+_WAKE: Final = Notification("", "", {})
+"""Queued to wake a runner that should stop."""
 DEFAULT_REPORT_DELAY: Final = timedelta(seconds=30)
 """For events of a program no longer mapped: how long after an interval its report waits."""
 
@@ -61,35 +67,81 @@ class VenRunner:
         self._ven_id: str | None = config.remote_ven_id
         self._mappings: dict[str, ProgramMapping] = {}
         """The mapping of each followed program, by the program's id on the VTN."""
+        self._subscription = Subscription(store, config)
+        self._inbox: asyncio.Queue[Notification] = asyncio.Queue(maxsize=MAX_QUEUED_NOTIFICATIONS)
+        self._poll_now = False
+        self._unsubscribe = asyncio.Event()
+
+    def notify(self, notification: Notification) -> bool:
+        """Queue a notification from the VTN (False: too many queued; the poll catches up)."""
+        try:
+            self._inbox.put_nowait(notification)
+        except asyncio.QueueFull:
+            self._poll_now = True
+            return False
+        return True
 
     async def run(self) -> None:
-        """Poll until cancelled; a failed poll is recorded and retried at the next one."""
+        """Follow the VTN until cancelled: notifications at once, full polls on a timer.
+
+        Without a webhook subscription the VTN is read in full every ``poll_interval_s``; with
+        one, every ``SAFETY_POLL_FACTOR`` times that (a safety net), while reports are still
+        checked every ``poll_interval_s``. A failed step is recorded and retried.
+        """
         secret = self._box.open(self._config.secret_box) if self._config.secret_box else None
+        loop = asyncio.get_running_loop()
         async with VtnClient(
             self._config.base_url, self._config.client_id, secret, self._config.token_url
         ) as vtn:
-            while True:
+            next_poll = loop.time()
+            while not self._unsubscribe.is_set():
+                if self._poll_now or loop.time() >= next_poll:
+                    self._poll_now = False
+                    factor = SAFETY_POLL_FACTOR if self._subscription.active else 1
+                    next_poll = loop.time() + self._config.poll_interval_s * factor
+                    await self._step(self.poll(vtn), record=True)
+                else:
+                    await self._step(self._report_due(vtn))
                 try:
-                    await self.poll(vtn)
-                    await self._store.note_poll(
-                        self._config.vtn_id, error=None, remote_ven_id=self._ven_id
+                    notification = await asyncio.wait_for(
+                        self._inbox.get(), timeout=self._config.poll_interval_s
                     )
-                except VtnError as err:
-                    _LOGGER.warning("VTN %s: %s", self._config.name, err)
-                    await self._note_failure(str(err))
-                except Exception as err:  # keep following: retried at the next poll
-                    _LOGGER.exception("VTN %s: the poll failed", self._config.name)
-                    await self._note_failure(f"{type(err).__name__}: {err}"[:500])
-                await asyncio.sleep(self._config.poll_interval_s)
+                except TimeoutError:
+                    continue
+                await self._step(self._handle(notification))
+            with contextlib.suppress(VtnError):
+                await self._subscription.remove(vtn)
+
+    def unsubscribe(self) -> None:
+        """Ask the runner to delete its webhook subscription on the VTN, then to stop."""
+        self._unsubscribe.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbox.put_nowait(_WAKE)
+
+    async def _step(self, step: Coroutine[Any, Any, None], *, record: bool = False) -> None:
+        """Run one step; record a full poll's outcome, and any failure (retried later)."""
+        try:
+            await step
+            if record:
+                await self._store.note_poll(
+                    self._config.vtn_id, error=None, remote_ven_id=self._ven_id
+                )
+        except VtnError as err:
+            _LOGGER.warning("VTN %s: %s", self._config.name, err)
+            await self._note_failure(str(err))
+        except Exception as err:  # keep following: retried at the next step
+            _LOGGER.exception("VTN %s: a step failed", self._config.name)
+            await self._note_failure(f"{type(err).__name__}: {err}"[:500])
 
     async def _note_failure(self, error: str) -> None:
         with contextlib.suppress(Exception):  # the database may be what failed
             await self._store.note_poll(self._config.vtn_id, error=error)
 
     async def poll(self, vtn: VtnClient) -> None:
-        """Take one step: register, follow events, sample delivery, send due reports."""
+        """Read the VTN in full: register, keep the subscription, follow events, report."""
         if self._ven_id is None:
             self._ven_id = await vtn.register_ven(self._config.ven_name)
+        await self._subscription.ensure(vtn)
         programs = await vtn.search("/programs", "program")
         links = {
             link.remote_event_id: link for link in await self._store.links(self._config.vtn_id)
@@ -107,6 +159,36 @@ class VenRunner:
             if link.status == ACTIVE and link.remote_event_id not in seen:
                 await self._cancel(link, "the utility withdrew the event")
         await self._report_due(vtn)
+
+    async def _handle(self, notification: Notification) -> None:
+        """Act on a notification at once: follow a created or changed event, cancel a deleted one.
+
+        Anything else (a program changed, an event of a program not known yet) asks for a full
+        poll, which reads the VTN as it is now.
+        """
+        if notification is _WAKE:
+            return
+        if notification.object_type != "EVENT":
+            self._poll_now = True
+            return
+        event = notification.object
+        link = next(
+            (
+                item
+                for item in await self._store.links(self._config.vtn_id)
+                if item.remote_event_id == event["id"]
+            ),
+            None,
+        )
+        if notification.operation == "DELETE":
+            if link is not None and link.status == ACTIVE:
+                await self._cancel(link, "the utility deleted the event")
+            return
+        mapping = self._mappings.get(event["programID"])
+        if mapping is None:
+            self._poll_now = True
+            return
+        await self._follow(event, mapping, link)
 
     async def _follow(
         self, event: dict[str, Any], mapping: ProgramMapping, link: EventLink | None
@@ -235,6 +317,7 @@ class VenService:
         self._app = app
         self._store = store
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runners: dict[str, VenRunner] = {}
         self._box: SecretBox | None = None
 
     @property
@@ -254,18 +337,38 @@ class VenService:
         self.forget(config.vtn_id)
         if config.enabled:
             runner = VenRunner(self._app, self._store, config, self.box)
+            self._runners[config.vtn_id] = runner
             self._tasks[config.vtn_id] = asyncio.create_task(runner.run())
 
+    def notify(self, vtn_id: str, notification: Notification) -> bool:
+        """Hand a VTN's notification to its runner (False: not followed, or too many queued)."""
+        runner = self._runners.get(vtn_id)
+        return runner is not None and runner.notify(notification)
+
     def forget(self, vtn_id: str) -> None:
-        """Stop following one VTN."""
+        """Stop following one VTN (its subscription stays: a restart reuses it)."""
+        self._runners.pop(vtn_id, None)
         task = self._tasks.pop(vtn_id, None)
         if task is not None:
+            task.cancel()
+
+    async def remove(self, vtn_id: str) -> None:
+        """Stop following one VTN for good: its webhook subscription is deleted first."""
+        runner = self._runners.pop(vtn_id, None)
+        task = self._tasks.pop(vtn_id, None)
+        if runner is None or task is None:
+            return
+        runner.unsubscribe()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=UNSUBSCRIBE_TIMEOUT_S)
+        except (TimeoutError, asyncio.CancelledError):
             task.cancel()
 
     async def stop(self) -> None:
         """Stop every runner."""
         tasks = list(self._tasks.values())
         self._tasks.clear()
+        self._runners.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -6,6 +6,8 @@ non-conforming one is skipped and logged (by id), never guessed at.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -25,6 +27,10 @@ USER_AGENT: Final = f"jeisson-aggregator/{__version__} (OpenADR 3.1 VEN)"
 
 class VtnError(RuntimeError):
     """The VTN could not be reached or refused a request."""
+
+
+class VtnNotFoundError(VtnError):
+    """The VTN answered 404: no such object."""
 
 
 class VtnClient:
@@ -105,15 +111,23 @@ class VtnClient:
             async with self._http.request(
                 method, self._base + path, json=body, params=query, headers=headers
             ) as response:
-                payload = await response.json(content_type=None)
-                if response.status == 401 and authenticated:
-                    self._token = None
-                if response.status >= 300:
-                    detail = payload.get("detail") if isinstance(payload, dict) else None
-                    raise VtnError(f"{method} {path} answered {response.status}: {detail}")
-                return payload
+                text = await response.text()
+                status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             raise VtnError(f"{method} {path} failed: {type(err).__name__}") from err
+        try:
+            payload = json.loads(text) if text.strip() else None
+        except ValueError:
+            payload = None
+            if status < 300:
+                raise VtnError(f"{method} {path} did not answer JSON") from None
+        if status == 401 and authenticated:
+            self._token = None
+        if status >= 300:
+            detail = payload.get("detail") if isinstance(payload, dict) else None
+            error = VtnNotFoundError if status == 404 else VtnError
+            raise error(f"{method} {path} answered {status}: {detail}")
+        return payload
 
     async def search(self, path: str, component: str, **query: str) -> list[dict[str, Any]]:
         """Return every object of a search (all pages), keeping only spec-conforming ones."""
@@ -147,6 +161,31 @@ class VtnClient:
             "POST", "/vens", {"objectType": "VEN_VEN_REQUEST", "venName": ven_name}
         )
         return str(created["id"])
+
+    async def webhooks_offered(self) -> bool:
+        """Return True when the VTN says it sends webhook notifications (``GET notifiers``)."""
+        offered = await self._call("GET", "/notifiers")
+        return isinstance(offered, dict) and offered.get("WEBHOOK") is True
+
+    async def subscription_exists(self, subscription_id: str, callback_url: str) -> bool:
+        """Return True when the subscription is still there and still calls ``callback_url``."""
+        try:
+            found = await self._call("GET", f"/subscriptions/{subscription_id}")
+        except VtnNotFoundError:
+            return False
+        return isinstance(found, dict) and any(
+            item.get("callbackUrl") == callback_url for item in found.get("objectOperations", [])
+        )
+
+    async def subscribe(self, body: dict[str, Any]) -> str:
+        """Create a subscription; return its id on the VTN."""
+        created = await self._call("POST", "/subscriptions", body)
+        return str(created["id"])
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        """Delete a subscription (gone already is fine)."""
+        with contextlib.suppress(VtnNotFoundError):
+            await self._call("DELETE", f"/subscriptions/{subscription_id}")
 
     async def post_report(self, report: dict[str, Any]) -> str:
         """Send a report; return its id on the VTN."""

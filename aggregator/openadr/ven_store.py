@@ -33,6 +33,11 @@ class VtnConfig:
     remote_ven_id: str | None = None
     last_poll_at: datetime | None = None
     last_error: str | None = None
+    callback_url: str | None = None
+    """Where the VTN is asked to send notifications (None: polling only)."""
+    remote_subscription_id: str | None = None
+    callback_token_hash: str | None = None
+    """Digest of the bearer token the subscription gives the VTN to present on the callback."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +62,8 @@ class VenStore:
         self._engine = engine
 
     async def add_vtn(self, config: VtnConfig) -> VtnConfig:
-        """Store a new VTN configuration (its id is made here)."""
-        stored = replace(config, vtn_id=new_id("vtn"))
+        """Store a new VTN configuration (its id is made here unless given)."""
+        stored = replace(config, vtn_id=config.vtn_id or new_id("vtn"))
         async with self._engine.begin() as conn:
             await conn.execute(insert(openadr_vtns).values(**_vtn_values(stored)))
         return stored
@@ -92,6 +97,17 @@ class VenStore:
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(openadr_vtns).where(openadr_vtns.c.vtn_id == vtn_id).values(**values)
+            )
+
+    async def note_subscription(
+        self, vtn_id: str, subscription_id: str | None, token_hash: str | None
+    ) -> None:
+        """Record the webhook subscription made on a VTN and its token's digest (None: none)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(openadr_vtns)
+                .where(openadr_vtns.c.vtn_id == vtn_id)
+                .values(remote_subscription_id=subscription_id, callback_token_hash=token_hash)
             )
 
     async def links(self, vtn_id: str) -> list[EventLink]:
@@ -183,7 +199,9 @@ def _vtn_values(config: VtnConfig) -> dict[str, Any]:
         "ven_name": config.ven_name,
         "programs": [item.model_dump() for item in config.programs],
         "poll_interval_s": config.poll_interval_s,
-        "callback_url": None,
+        "callback_url": config.callback_url,
+        "remote_subscription_id": config.remote_subscription_id,
+        "callback_token_hash": config.callback_token_hash,
         "enabled": config.enabled,
         "created_at": config.created_at,
     }
@@ -205,6 +223,9 @@ def _vtn(row: Any) -> VtnConfig:
         remote_ven_id=row.remote_ven_id,
         last_poll_at=row.last_poll_at,
         last_error=row.last_error,
+        callback_url=row.callback_url,
+        remote_subscription_id=row.remote_subscription_id,
+        callback_token_hash=row.callback_token_hash,
     )
 
 

@@ -143,6 +143,23 @@ class CheckedServer(RunningServer):
         )
         return body["client_id"], body["client_secret"]
 
+    async def client_token(self, name: str, role: str) -> str:
+        """Create a VTN client and return a bearer token of it (for raw HTTP requests)."""
+        client_id, secret = await self.add_client(name, role)
+        assert self.session is not None
+        form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+        async with self.session.post(f"{self.vtn_url}/auth/token", data=form) as response:
+            assert response.status == 200
+            return str((await response.json())["access_token"])
+
+    async def read(self, token: str, path: str) -> Any:
+        """GET an OpenADR path of the VTN with a bearer token; return the JSON."""
+        assert self.session is not None
+        headers = {"Authorization": f"Bearer {token}"}
+        async with self.session.get(f"{self.vtn_url}/{path}", headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
 
 type ServerFactory = Callable[[str], CheckedServer]
 
