@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import batched
 from typing import Any, Final
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -155,32 +154,28 @@ class Unit:
     async def save_telemetry(self, batches: Sequence[TelemetryBatch]) -> set[tuple[str, str]]:
         """Store telemetry batches not stored before; return the keys of those stored now.
 
-        Two statements whatever the number of batches: claim every batch id (a re-sent one is
-        already claimed), then insert the samples of the batches claimed now.
+        Two statements whatever the number of batches: claim every batch id, getting back the
+        ids claimed now (``INSERT ... ON CONFLICT DO NOTHING RETURNING``; a re-sent batch is
+        claimed already, and so is one another aggregator process claimed at the same moment),
+        then insert the samples of the batches claimed now.
         """
         claims = tables.telemetry_batches
-        already: set[tuple[str, str]] = set()
-        for chunk in batched([batch.key for batch in batches], KEYS_PER_QUERY):
-            known = await self.connection.execute(
-                claims.select()
-                .with_only_columns(claims.c.home_id, claims.c.message_id)
-                .where(tuple_(claims.c.home_id, claims.c.message_id).in_(chunk))
-            )
-            already.update((row.home_id, row.message_id) for row in known)
-        new = [batch for batch in batches if batch.key not in already]
-        if not new:
-            return set()
-        # DO NOTHING: another aggregator process may claim the same batch at the same moment.
-        claim = backend_insert(self.dialect, claims).on_conflict_do_nothing(
-            index_elements=[claims.c.home_id, claims.c.message_id]
+        claim = (
+            backend_insert(self.dialect, claims)
+            .on_conflict_do_nothing(index_elements=[claims.c.home_id, claims.c.message_id])
+            .returning(claims.c.home_id, claims.c.message_id)
         )
-        await self.connection.execute(
+        claimed = await self.connection.execute(
             claim,
             [
                 {"home_id": b.home_id, "message_id": b.message_id, "received_at": b.received_at}
-                for b in new
+                for b in batches
             ],
         )
+        stored = {(row.home_id, row.message_id) for row in claimed}
+        new = [batch for batch in batches if batch.key in stored]
+        if not new:
+            return set()
         samples = [
             {
                 "home_id": batch.home_id,
@@ -195,4 +190,4 @@ class Unit:
         ]
         if samples:
             await self.connection.execute(insert(tables.telemetry), samples)
-        return {batch.key for batch in new}
+        return stored
