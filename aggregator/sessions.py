@@ -43,7 +43,6 @@ from jeisson.common.protocol import (
     AwardAck,
     Bid,
     ErrorCode,
-    ErrorMessage,
     HeldAward,
     HomeHello,
     HomeMessage,
@@ -318,9 +317,7 @@ class HomeSession:
 
     def _send_error(self, err: ProtocolError) -> None:
         self._registry.metrics.errors.labels(err.code.value).inc()
-        self.enqueue(
-            dump_message(ErrorMessage(reply_to=err.reply_to, code=err.code, message=err.message))
-        )
+        self.enqueue(dump_message(err.to_message()))
 
     def _ack(self, message: HomeMessage) -> None:
         self.enqueue(ack_frame(message.id))

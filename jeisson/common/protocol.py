@@ -16,6 +16,7 @@ See ``docs/protocol.md`` for the integrator reference and ``docs/examples/`` for
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,8 +45,15 @@ MAX_STEPS_PER_BID: Final = 32
 MAX_LOADS_PER_HOME: Final = 64
 MAX_SAMPLES_PER_TELEMETRY: Final = 512
 
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9_.:-]+$"
+MAX_IDENTIFIER_LENGTH: Final = 64
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH, pattern=IDENTIFIER_PATTERN)
+]
 """Ids of messages, homes, loads, events and awards: short, printable, no spaces."""
+MAX_ERROR_TEXT: Final = 1000
+"""Longest ``error.message``; longer texts are cut (ending with an ellipsis)."""
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 Kilowatts = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
 Price = Annotated[float, Field(ge=0, le=1_000, allow_inf_nan=False)]
@@ -79,6 +87,15 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
+def is_identifier(value: object) -> bool:
+    """Return True for a valid :data:`Identifier` (an id a reply may name)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_IDENTIFIER_LENGTH
+        and _IDENTIFIER.match(value) is not None
+    )
+
+
 class ProtocolError(Exception):
     """A received frame could not be accepted; ``code`` says why."""
 
@@ -88,6 +105,18 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.reply_to = reply_to
+
+    def to_message(self) -> ErrorMessage:
+        """Return the ``error`` frame for this refusal: always valid, whatever it carries.
+
+        The text is cut to :data:`MAX_ERROR_TEXT` characters and ``reply_to`` is kept only when it
+        is a valid identifier (a frame's own ``id`` may be anything).
+        """
+        text = self.message
+        if len(text) > MAX_ERROR_TEXT:
+            text = text[: MAX_ERROR_TEXT - 1] + "…"
+        reply_to = self.reply_to if is_identifier(self.reply_to) else None
+        return ErrorMessage(reply_to=reply_to, code=self.code, message=text)
 
 
 class LoadKind(StrEnum):
@@ -281,7 +310,7 @@ class ErrorMessage(_Message):
     type: Literal["error"] = "error"
     reply_to: Identifier | None = None
     code: ErrorCode
-    message: str = Field(max_length=1000)
+    message: str = Field(max_length=MAX_ERROR_TEXT)
 
 
 # --- Home to server ---------------------------------------------------------------------------
@@ -432,7 +461,7 @@ def parse_message(frame: str | bytes, *, allowed: frozenset[str] | None = None) 
         raw = _JSON_OBJECT.validate_json(frame)
     except ValidationError as err:
         raise ProtocolError(ErrorCode.INVALID_JSON, "frame is not a JSON object") from err
-    reply_to = raw.get("id") if isinstance(raw.get("id"), str) else None
+    reply_to = raw["id"] if is_identifier(raw.get("id")) else None
     message_type = raw.get("type")
     if not isinstance(message_type, str) or message_type not in MESSAGE_TYPES:
         raise ProtocolError(
