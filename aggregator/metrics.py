@@ -1,7 +1,9 @@
 """Prometheus metrics of one aggregator (served at ``GET /metrics``; no secrets, no home names).
 
 Each application gets its own :class:`prometheus_client.CollectorRegistry`, so several servers in
-one process (tests, the demo) never share counters.
+one process (tests, the demo) never share counters. ``/metrics`` needs no token and shows only
+counts and timings; the per-event gauges (event ids and their target, committed and delivered
+kW) are in a registry of their own, added to the answer only for a valid operator token.
 """
 
 from __future__ import annotations
@@ -34,22 +36,27 @@ class EventFigures:
     """The event's last step could not be stored (it is being retried)."""
 
 
-class _LiveCollector(Collector):
-    """Reads gauges from the running server when Prometheus scrapes."""
+class _HomesCollector(Collector):
+    """Reads the connected-homes gauge from the running server when Prometheus scrapes."""
 
-    def __init__(
-        self,
-        connected_homes: Callable[[], int],
-        events: Callable[[], Iterable[EventFigures]],
-    ) -> None:
+    def __init__(self, connected_homes: Callable[[], int]) -> None:
         self._connected_homes = connected_homes
-        self._events = events
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the connected-homes gauge and per-event kW gauges."""
+        """Yield the connected-homes gauge."""
         yield GaugeMetricFamily(
             "jeisson_homes_connected", "Homes with a live session", value=self._connected_homes()
         )
+
+
+class _EventsCollector(Collector):
+    """Reads each running event's kW figures when an operator scrapes."""
+
+    def __init__(self, events: Callable[[], Iterable[EventFigures]]) -> None:
+        self._events = events
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the per-event kW gauges."""
         target = GaugeMetricFamily(
             "jeisson_event_target_kw", "Reduction target of a running event", labels=["event_id"]
         )
@@ -87,6 +94,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._in: dict[str, Counter] = {}
         self._out: dict[str, Counter] = {}
+        self.event_registry = CollectorRegistry()
+        """Per-event figures: shown to operators only."""
         self.messages_in = Counter(
             "jeisson_messages_received",
             "Messages received from homes, by type",
@@ -177,8 +186,12 @@ class Metrics:
         events: Callable[[], Iterable[EventFigures]],
     ) -> None:
         """Expose live gauges read from the running server at scrape time."""
-        self.registry.register(_LiveCollector(connected_homes, events))
+        self.registry.register(_HomesCollector(connected_homes))
+        self.event_registry.register(_EventsCollector(events))
 
-    def render(self) -> bytes:
-        """Return the metrics in Prometheus text format."""
-        return generate_latest(self.registry)
+    def render(self, *, include_events: bool = False) -> bytes:
+        """Return the metrics in Prometheus text format (per-event gauges for operators)."""
+        text = generate_latest(self.registry)
+        if include_events:
+            text += generate_latest(self.event_registry)
+        return text

@@ -1,4 +1,9 @@
-"""The OpenAPI 3.1 document of the REST API, built from the request models it validates with."""
+"""The OpenAPI 3.1 document of the REST API, built from its request and response models.
+
+Every model's schema, and every schema nested in one (enums, loads), is a component, so each
+``$ref`` resolves; ``tests/aggregator/test_openapi.py`` validates the document with
+openapi-spec-validator and runs schemathesis against the real server.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,20 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from aggregator import __version__
-from aggregator.api import CancelBody, EnrollBody, EventBody, HomeBody
+from aggregator.api_models import (
+    REQUEST_MODELS,
+    RESPONSE_MODELS,
+    CancelBody,
+    CodeIssued,
+    EnrollBody,
+    Enrolled,
+    EventBody,
+    EventDetail,
+    EventList,
+    Health,
+    HomeBody,
+    HomeCreated,
+)
 from aggregator.history.models import (
     MAX_PAGE,
     EventHistory,
@@ -31,8 +49,9 @@ _FORMAT: Final = {
 _BEARER: Final[list[dict[str, list[str]]]] = [{"operatorToken": []}]
 _ERROR: Final = {
     "description": "Error",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAnswer"}}},
 }
+_JSON: Final = "application/json"
 
 
 def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
@@ -44,13 +63,27 @@ def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     }
 
 
-_ANSWERS: Final = (HomesPage, FleetNow, FleetHistory, EventHistory, RoundBids, EventHomes)
-"""Answers described by a model (the others are still free-form JSON)."""
+_ANSWERS: Final[tuple[type[BaseModel], ...]] = (
+    *RESPONSE_MODELS,
+    HomesPage,
+    FleetNow,
+    FleetHistory,
+    EventHistory,
+    RoundBids,
+    EventHomes,
+)
+"""Answers described by a model (the others are JSON objects described in words, or text)."""
 
 
-def _ok(description: str, model: type[BaseModel] | None = None) -> dict[str, Any]:
-    schema = {} if model is None else {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _ok(
+    description: str, model: type[BaseModel] | None = None, media: str = _JSON
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object"}
+    if model is not None:
+        schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    elif media != _JSON:
+        schema = {"type": "string"}
+    return {"description": description, "content": {media: {"schema": schema}}}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -99,10 +132,11 @@ def _operation(
     errors: tuple[str, ...] = ("400", "401"),
     answer: type[BaseModel] | None = None,
     parameters: list[dict[str, Any]] | None = None,
+    media: str = _JSON,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok[0]: _ok(ok[1], answer), **dict.fromkeys(errors, _ERROR)},
+        "responses": {ok[0]: _ok(ok[1], answer, media), **dict.fromkeys(errors, _ERROR)},
     }
     if parameters:
         operation["parameters"] = parameters
@@ -118,19 +152,21 @@ def openapi_document() -> dict[str, Any]:
     event_id = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
     home_id = {"name": "home_id", "in": "path", "required": True, "schema": {"type": "string"}}
     schemas: dict[str, Any] = {}
-    for model in (EnrollBody, HomeBody, EventBody, CancelBody, ProgramBody, *_ANSWERS):
+    requests: tuple[type[BaseModel], ...] = (*REQUEST_MODELS, ProgramBody)
+    for model in requests:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    for model in _ANSWERS:
+        schema = model.model_json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     schemas.update(openadr_api.openapi_schemas())
     for schema in list(schemas.values()):
         # Nested models (enums, items) become components of their own, so every $ref resolves.
         schemas.update(schema.pop("$defs", {}))
-    schemas["Error"] = {
-        "type": "object",
-        "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Jeisson aggregator", "version": __version__},
@@ -145,6 +181,7 @@ def openapi_document() -> dict[str, Any]:
                     ("200", "home_id, token (shown once), aggregator_id"),
                     body=_body(EnrollBody),
                     operator=False,
+                    answer=Enrolled,
                     errors=("400", "404", "409", "410"),
                 )
             },
@@ -153,6 +190,7 @@ def openapi_document() -> dict[str, Any]:
                     "Add a home; returns its one-time enrolment code",
                     ("201", "the home and its code"),
                     body=_body(HomeBody),
+                    answer=HomeCreated,
                 ),
                 "get": _operation(
                     "List homes a page at a time: search, filters, order",
@@ -219,6 +257,7 @@ def openapi_document() -> dict[str, Any]:
                     "Issue a new enrolment code (re-enrolment revokes the old token)",
                     ("201", "the new code"),
                     errors=("401", "404"),
+                    answer=CodeIssued,
                 ),
             },
             "/api/v1/events": {
@@ -227,8 +266,9 @@ def openapi_document() -> dict[str, Any]:
                     ("201", "the event"),
                     body=_body(EventBody),
                     errors=("400", "401", "503"),
+                    answer=EventDetail,
                 ),
-                "get": _operation("List recent events", ("200", "events")),
+                "get": _operation("List recent events", ("200", "events"), answer=EventList),
             },
             "/api/v1/events/{event_id}": {
                 "parameters": [event_id],
@@ -236,6 +276,7 @@ def openapi_document() -> dict[str, Any]:
                     "Event status, committed/delivered kW, rounds and awards",
                     ("200", "the event"),
                     errors=("401", "404"),
+                    answer=EventDetail,
                 ),
             },
             "/api/v1/events/{event_id}/cancel": {
@@ -245,6 +286,7 @@ def openapi_document() -> dict[str, Any]:
                     ("200", "the cancelled event"),
                     body=_body(CancelBody, required=False),
                     errors=("400", "401", "404", "409", "503"),
+                    answer=EventDetail,
                 ),
             },
             "/api/v1/events/{event_id}/settlement": {
@@ -340,23 +382,29 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/stream": {
                 "get": _operation(
                     "Live snapshots for the dashboard (Server-Sent Events: history, snapshot)",
-                    ("200", "text/event-stream"),
+                    ("200", "Server-Sent Events"),
                     errors=("401",),
+                    media="text/event-stream",
                 )
             },
             **openadr_api.openapi_paths(_operation, _body),
             "/metrics": {
                 "get": _operation(
                     "Prometheus metrics",
-                    ("200", "text/plain exposition"),
+                    ("200", "text exposition format (per-event kW with an operator token)"),
                     operator=False,
-                    errors=(),
+                    errors=("401",),
+                    media="text/plain",
                 )
             },
             "/healthz": {
-                "get": _operation(
-                    "Liveness and store check", ("200", "healthy"), operator=False, errors=("503",)
-                )
+                "get": {
+                    "summary": "Liveness and store check",
+                    "responses": {
+                        "200": _ok("healthy", Health),
+                        "503": _ok("the store does not answer", Health),
+                    },
+                }
             },
         },
     }

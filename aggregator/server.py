@@ -19,7 +19,7 @@ from typing import Final
 from aiohttp import web
 
 from aggregator import dashboard
-from aggregator.api import json_error, operator_auth, routes
+from aggregator.api import database_unavailable, json_error, operator_auth, routes
 from aggregator.app_keys import (
     COMMITTER,
     MANAGER,
@@ -109,8 +109,13 @@ async def home_websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
-    """Serve the metrics in Prometheus text format."""
-    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+    """Serve the metrics in Prometheus text format; per-event figures for operators only."""
+    token = bearer_token(request.headers.get("Authorization"))
+    operator = token is not None and await request.app[STORE].operator_token_is_valid(token)
+    if token is not None and not operator:
+        return json_error(401, "unauthorized", "this operator token is not valid")
+    body = request.app[METRICS].render(include_events=operator)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def openapi_json(_request: web.Request) -> web.Response:
@@ -160,7 +165,7 @@ def _lifecycle(
 def create_app(config: ServerConfig | None = None) -> web.Application:
     """Build the aggregator application (the store opens when the app starts)."""
     config = config or ServerConfig()
-    app = web.Application(middlewares=[operator_auth])
+    app = web.Application(middlewares=[database_unavailable, operator_auth])
     app.add_routes(routes)
     app.add_routes(settlement_api.routes)
     dashboard.setup(app, history_settings=config.history)

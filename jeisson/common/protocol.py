@@ -51,6 +51,9 @@ Identifier = Annotated[
     str, Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH, pattern=IDENTIFIER_PATTERN)
 ]
 """Ids of messages, homes, loads, events and awards: short, printable, no spaces."""
+Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""Free text from the other side: no control characters (PostgreSQL refuses NUL, logs and
+dashboards are no place for escape sequences)."""
 MAX_ERROR_TEXT: Final = 1000
 """Longest ``error.message``; longer texts are cut (ending with an ellipsis)."""
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -181,7 +184,7 @@ class Load(_Model):
     """One curtailable appliance of a home, as declared in its inventory."""
 
     load_id: Identifier
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     kind: LoadKind
     rated_kw: Kilowatts
     curtailable: bool = True
@@ -321,7 +324,7 @@ class HomeHello(_Message):
 
     type: Literal["home_hello"] = "home_hello"
     schema_version: int = Field(ge=1)
-    software_version: str = Field(min_length=1, max_length=64)
+    software_version: Text = Field(min_length=1, max_length=64)
     held_awards: list[HeldAward] = Field(default_factory=list, max_length=16)
 
 

@@ -13,9 +13,12 @@ from tests.helpers import wait_for
 from .common import HomeFactory, RunningServer
 
 
-async def scrape(server: RunningServer, http: aiohttp.ClientSession) -> dict[str, float]:
-    """Return every sample as ``name{labels}`` → value."""
-    async with http.get(server.url + "/metrics") as response:
+async def scrape(
+    server: RunningServer, http: aiohttp.ClientSession, *, operator: bool = False
+) -> dict[str, float]:
+    """Return every sample as ``name{labels}`` → value (``operator``: with the token)."""
+    headers = {"Authorization": f"Bearer {server.operator_token}"} if operator else {}
+    async with http.get(server.url + "/metrics", headers=headers) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
@@ -37,7 +40,9 @@ async def test_metrics_follow_a_negotiation(
         return (await server.event(event["id"]))["committed_kw"] == pytest.approx(3.0)
 
     await wait_for(committed, what="commitment")
-    samples = await scrape(server, http)
+    public = await scrape(server, http)
+    assert not [name for name in public if "event_id" in name or name.startswith("jeisson_event_")]
+    samples = await scrape(server, http, operator=True)
 
     assert samples["jeisson_homes_connected{}"] == 1
     assert samples["jeisson_messages_received_total{type=bid}"] == 1
@@ -62,3 +67,7 @@ async def test_refused_messages_are_counted_by_kind_and_no_secret_is_exposed(
     async with http.get(server.url + "/metrics") as response:
         text = await response.text()
     assert server.operator_token not in text
+    async with http.get(
+        server.url + "/metrics", headers={"Authorization": "Bearer not-a-token"}
+    ) as response:
+        assert response.status == 401
