@@ -36,16 +36,26 @@ class EventFigures:
     """The event's last step could not be stored (it is being retried)."""
 
 
-class _HomesCollector(Collector):
-    """Reads the connected-homes gauge from the running server when Prometheus scrapes."""
+class _PublicCollector(Collector):
+    """Reads the gauges anyone may scrape: connected homes, events failing to store."""
 
-    def __init__(self, connected_homes: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        connected_homes: Callable[[], int],
+        events: Callable[[], Iterable[EventFigures]],
+    ) -> None:
         self._connected_homes = connected_homes
+        self._events = events
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the connected-homes gauge."""
+        """Yield the connected-homes gauge and the count of events whose store fails."""
         yield GaugeMetricFamily(
             "jeisson_homes_connected", "Homes with a live session", value=self._connected_homes()
+        )
+        yield GaugeMetricFamily(
+            "jeisson_events_store_failing",
+            "Running events whose last step could not be stored and is being retried",
+            value=sum(figures.store_failing for figures in self._events()),
         )
 
 
@@ -70,20 +80,13 @@ class _EventsCollector(Collector):
             "Reduction homes report now for a running event",
             labels=["event_id"],
         )
-        failing = 0
         for figures in self._events():
-            failing += figures.store_failing
             target.add_metric([figures.event_id], figures.target_kw)
             committed.add_metric([figures.event_id], figures.committed_kw)
             delivered.add_metric([figures.event_id], figures.delivered_kw)
         yield target
         yield committed
         yield delivered
-        yield GaugeMetricFamily(
-            "jeisson_events_store_failing",
-            "Running events whose last step could not be stored and is being retried",
-            value=failing,
-        )
 
 
 class Metrics:
@@ -186,7 +189,7 @@ class Metrics:
         events: Callable[[], Iterable[EventFigures]],
     ) -> None:
         """Expose live gauges read from the running server at scrape time."""
-        self.registry.register(_HomesCollector(connected_homes))
+        self.registry.register(_PublicCollector(connected_homes, events))
         self.event_registry.register(_EventsCollector(events))
 
     def render(self, *, include_events: bool = False) -> bytes:
