@@ -9,6 +9,7 @@ from aiohttp import web
 from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
 from aggregator.sessions import SessionRegistry, SessionSettings
+from aggregator.settlement.courier import StatementCourier
 from aggregator.settlement.settler import Settler
 from aggregator.store import GroupCommitter, Store
 
@@ -28,3 +29,4 @@ SERVER_INFO = web.AppKey("server_info", ServerInfo)
 SESSION_SETTINGS = web.AppKey("session_settings", SessionSettings)
 METRICS = web.AppKey("metrics", Metrics)
 SETTLER = web.AppKey("settler", Settler)
+COURIER = web.AppKey("courier", StatementCourier)

@@ -22,6 +22,7 @@ from aggregator import dashboard
 from aggregator.api import database_unavailable, json_error, operator_auth, routes
 from aggregator.app_keys import (
     COMMITTER,
+    COURIER,
     MANAGER,
     METRICS,
     REGISTRY,
@@ -40,6 +41,7 @@ from aggregator.openadr import service as openadr
 from aggregator.openapi import openapi_document
 from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
 from aggregator.settlement import api as settlement_api
+from aggregator.settlement.courier import StatementCourier
 from aggregator.settlement.program import ProgramSettings
 from aggregator.settlement.repository import SettlementRepository
 from aggregator.settlement.settler import POLL_INTERVAL, Settler
@@ -103,6 +105,7 @@ async def home_websocket(request: web.Request) -> web.StreamResponse:
         manager=request.app[MANAGER],
         registry=request.app[REGISTRY],
         settings=request.app[SESSION_SETTINGS],
+        courier=request.app[COURIER],
     )
     await session.run()
     return ws
@@ -149,7 +152,10 @@ def _lifecycle(
         if config.program is not None:
             await repository.save_program(config.program)
         settler = Settler(repository, poll_interval=config.settle_poll)
+        courier = StatementCourier(repository, registry)
+        settler.subscribe(courier.deliver)
         app[SETTLER] = settler
+        app[COURIER] = courier
         await manager.start()
         settler.start()
         _LOGGER.info("Aggregator %s ready", aggregator_id)

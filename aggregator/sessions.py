@@ -22,6 +22,7 @@ from aggregator import __version__
 from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
 from aggregator.records import HomeRecord
+from aggregator.settlement.courier import StatementCourier
 from aggregator.store import (
     GroupCommitter,
     HomeInventory,
@@ -52,6 +53,7 @@ from jeisson.common.protocol import (
     ProtocolError,
     ServerHello,
     ServerMessage,
+    StatementAck,
     Telemetry,
     dump_message,
     new_message_id,
@@ -100,6 +102,11 @@ class SessionRegistry:
     def is_connected(self, home_id: str) -> bool:
         """Return True when the home has a ready session."""
         return home_id in self._sessions
+
+    def schema_version(self, home_id: str) -> int | None:
+        """Return the protocol version a connected home speaks (None: not connected)."""
+        session = self._sessions.get(home_id)
+        return None if session is None else session.schema_version
 
     def send(self, home_id: str, message: ServerMessage) -> bool:
         """Queue a message for one home; False when it is not connected."""
@@ -158,6 +165,7 @@ class HomeSession:
         manager: EventManager,
         registry: SessionRegistry,
         settings: SessionSettings,
+        courier: StatementCourier | None = None,
     ) -> None:
         """Bind a prepared websocket to the authenticated home."""
         self._ws = ws
@@ -168,9 +176,12 @@ class HomeSession:
         self._registry = registry
         self._settings = settings
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=WRITER_QUEUE_SIZE)
+        self._courier = courier
         self._held: list[HeldAward] = []
         self._helloed = False
         self._ready = False
+        self.schema_version = MIN_SUPPORTED_SCHEMA_VERSION
+        """The protocol version the home stated in its hello."""
 
     @property
     def home_id(self) -> str:
@@ -312,6 +323,8 @@ class HomeSession:
                 await self._handle_telemetry(message)
             case OptOut():
                 await self._handle_opt_out(message)
+            case StatementAck():
+                await self._handle_statement_ack(message)
             case _:  # parse_message(allowed=HOME_MESSAGE_TYPES) lets nothing else through
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "not a home message", message.id)
 
@@ -341,6 +354,7 @@ class HomeSession:
         )
         self._home = replace(self._home, software_version=hello.software_version)
         self._held = list(hello.held_awards)
+        self.schema_version = hello.schema_version
         self._helloed = True
         self._ack(hello)
 
@@ -365,6 +379,8 @@ class HomeSession:
             extra={"home_id": self.home_id},
         )
         await self._manager.home_ready(home, self._held)
+        if self._courier is not None:
+            await self._courier.home_ready(self.home_id)
 
     async def _handle_bid(self, bid: Bid) -> None:
         await self._manager.handle_bid(self.home_id, bid)
@@ -381,6 +397,12 @@ class HomeSession:
     async def _handle_opt_out(self, opt_out: OptOut) -> None:
         await self._manager.handle_opt_out(self.home_id, opt_out)
         self._ack(opt_out)
+
+    async def _handle_statement_ack(self, ack: StatementAck) -> None:
+        if self._courier is None:
+            raise ProtocolError(ErrorCode.INVALID_STATE, "statements are not kept here", ack.id)
+        await self._courier.acknowledged(self.home_id, ack)
+        self._ack(ack)
 
     async def _flush_and_close(self, code: int, reason: str) -> None:
         """Give the writer a moment to send queued frames, then close."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import batched
 from typing import Any, Final
@@ -369,8 +369,17 @@ class SettlementRepository:
         async with self._begin() as conn:
             await conn.execute(statement)
 
-    async def unacknowledged(self, home_id: str, limit: int) -> list[tuple[StatementLine, str]]:
-        """Return the home's latest statement lines it has not acknowledged, with currencies."""
+    async def has_line(self, home_id: str, event_id: str, version: int) -> bool:
+        """Return True when the home has a line in that version of the event's statement."""
+        lines = settlement_tables.statement_lines
+        query = select(lines.c.home_id).where(
+            lines.c.home_id == home_id, lines.c.event_id == event_id, lines.c.version == version
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
+    async def unacknowledged(self, home_id: str, limit: int) -> list[Delivery]:
+        """Return the home's newest statement lines it has not acknowledged, oldest first."""
         lines, receipts, header = (
             settlement_tables.statement_lines,
             settlement_tables.statement_receipts,
@@ -383,7 +392,7 @@ class SettlementRepository:
             .subquery()
         )
         query = (
-            select(lines, header.c.currency)
+            select(lines, header.c.currency, header.c.window_start, header.c.window_end)
             .join(
                 newest,
                 and_(lines.c.event_id == newest.c.event_id, lines.c.version == newest.c.version),
@@ -404,7 +413,20 @@ class SettlementRepository:
             .limit(limit)
         )
         async with self._engine.connect() as conn:
-            return [(_line(row), row.currency) for row in await conn.execute(query)]
+            return [
+                Delivery(_line(row), row.currency, row.window_start, row.window_end)
+                for row in await conn.execute(query)
+            ]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A statement line to send to its home, with what its message needs from the header."""
+
+    line: StatementLine
+    currency: str
+    window_start: datetime
+    window_end: datetime
 
 
 # --- row <-> record mapping ----------------------------------------------------------------------

@@ -51,7 +51,7 @@ POLL_INTERVAL: Final = timedelta(minutes=1)
 """How often the settler looks for events due."""
 FIRST_REASON: Final = "first statement"
 
-type StatementListener = Callable[[Sequence[Statement]], Awaitable[None]]
+type StatementListener = Callable[[Sequence[Statement]], Awaitable[object]]
 
 
 class Settler:

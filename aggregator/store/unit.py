@@ -184,6 +184,7 @@ class Unit:
                 "power_kw": sample.power_kw,
                 "shed_kw": sample.shed_kw,
                 "loads": dict(sample.loads),
+                "measured": sample.measured,
             }
             for batch in new
             for sample in batch.samples

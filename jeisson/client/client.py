@@ -63,6 +63,7 @@ from jeisson.common.protocol import (
     MIN_SUPPORTED_SCHEMA_VERSION,
     SCHEMA_VERSION,
     SERVER_MESSAGE_TYPES,
+    STATEMENT_SCHEMA_VERSION,
     Ack,
     Award,
     AwardAck,
@@ -84,6 +85,8 @@ from jeisson.common.protocol import (
     Sample,
     ServerHello,
     ServerMessage,
+    Statement,
+    StatementAck,
     Telemetry,
     dump_message,
     new_message_id,
@@ -94,7 +97,7 @@ _LOGGER = logging.getLogger(__name__)
 
 type MessageCallback = Callable[[ServerMessage], Awaitable[None] | None]
 type ConnectionCallback = Callable[[bool], None]
-type QueuedMessage = AwardAck | Telemetry | OptOut
+type QueuedMessage = AwardAck | Telemetry | OptOut | StatementAck
 """Messages kept in the outbox until acknowledged."""
 
 DEFAULT_HEARTBEAT_INTERVAL: Final = 30.0
@@ -592,7 +595,7 @@ class HomeClient:
                 self._resolve(message.reply_to, message)
             case ErrorMessage():
                 self._handle_error(message)
-            case Offer() | Award() | Cancel() | EventEnd():
+            case Offer() | Award() | Cancel() | EventEnd() | Statement():
                 self._dispatch(message)
             case _:
                 _LOGGER.warning("Ignoring an unexpected %s from the aggregator", message.type)
@@ -706,8 +709,9 @@ class HomeClient:
         frame: str | None = None,
     ) -> Ack:
         """Send ``message`` (already encoded as ``frame``, if given) and wait for its reply."""
-        if frame is None:
-            frame = self._encode(message)
+        spoken = self._for_server(message)
+        if frame is None or spoken is not message:
+            frame = self._encode(spoken)
         future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         self._pending[message.id] = future
         try:
@@ -721,6 +725,22 @@ class HomeClient:
         finally:
             if self._pending.get(message.id) is future:
                 del self._pending[message.id]
+
+    def _for_server(self, message: HomeMessage) -> HomeMessage:
+        """Return ``message`` as the connected aggregator's schema version reads it.
+
+        An aggregator older than schema 2 refuses unknown fields, so samples lose ``measured``.
+        """
+        hello = self._server_hello
+        if (
+            hello is None
+            or hello.schema_version >= STATEMENT_SCHEMA_VERSION
+            or not isinstance(message, Telemetry)
+            or all(sample.measured is None for sample in message.samples)
+        ):
+            return message
+        samples = [sample.model_copy(update={"measured": None}) for sample in message.samples]
+        return message.model_copy(update={"samples": samples})
 
     def _live_ws(self) -> aiohttp.ClientWebSocketResponse:
         """Return the open websocket or raise NotConnected."""
@@ -804,6 +824,14 @@ class HomeClient:
     ) -> Ack:
         """Opt out of a whole event or one load (queued and re-sent if disconnected)."""
         return await self._request_queued(OptOut(event_id=event_id, load_id=load_id, reason=reason))
+
+    async def ack_statement(self, statement: Statement) -> Ack:
+        """Tell the aggregator ``statement`` is stored (queued and re-sent if disconnected)."""
+        return await self._request_queued(
+            StatementAck(
+                reply_to=statement.id, event_id=statement.event_id, version=statement.version
+            )
+        )
 
     async def send_inventory(self) -> Ack:
         """Send the current inventory from ``inventory_provider`` (e.g. after loads changed)."""

@@ -32,11 +32,15 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION: Final = 1
-"""The protocol version this code speaks."""
+SCHEMA_VERSION: Final = 2
+"""The protocol version this code speaks (2: settlement statements, measured samples)."""
 
 MIN_SUPPORTED_SCHEMA_VERSION: Final = 1
-"""The oldest protocol version the server still accepts from a home."""
+"""The oldest protocol version the server still accepts from a home (and a home from a server)."""
+STATEMENT_SCHEMA_VERSION: Final = 2
+"""The first version with ``statement`` / ``statement_ack`` and ``Sample.measured``: the
+aggregator sends statements only to homes that said at least this in ``home_hello``, and a home
+sends ``measured`` only to an aggregator that announced at least this."""
 
 MAX_FRAME_BYTES: Final = 256 * 1024
 """Largest text frame either side accepts; larger frames are refused with ``frame_too_large``."""
@@ -61,6 +65,9 @@ _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 Kilowatts = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
 Price = Annotated[float, Field(ge=0, le=1_000, allow_inf_nan=False)]
 """A price per kWh in the aggregator's currency."""
+KilowattHours = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=-1_000_000_000, le=1_000_000_000, allow_inf_nan=False)]
+"""An amount in the aggregator's currency (a correction may be negative)."""
 
 
 def new_message_id() -> str:
@@ -150,6 +157,14 @@ class OptOutReason(StrEnum):
     """The load's actuator became unreachable."""
 
 
+class DataQuality(StrEnum):
+    """Whether the measurements a statement pays for were metered or estimated."""
+
+    MEASURED = "measured"
+    PARTLY_ESTIMATED = "partly_estimated"
+    ESTIMATED = "estimated"
+
+
 class HomeEventStatus(StrEnum):
     """Where a home is in an event, as it reports in its hello."""
 
@@ -209,6 +224,9 @@ class Sample(_Model):
     """Power currently held off by Jeisson (measured before switch-off, else rated)."""
     loads: dict[Identifier, Kilowatts] = Field(default_factory=dict, max_length=MAX_LOADS_PER_HOME)
     """Per-load measured power, where known."""
+    measured: bool | None = None
+    """Schema 2: True when every figure came from a power sensor; False when some load's figure
+    is an estimate (its rated power while switched on); absent: not said (schema 1)."""
 
 
 class HeldAward(_Model):
@@ -299,6 +317,47 @@ class EventEnd(_Message):
 
     type: Literal["event_end"] = "event_end"
     event_id: Identifier
+
+
+class Statement(_Message):
+    """What the home is paid for an event: a final, settled statement line (schema 2).
+
+    Sent after the program's late-telemetry window (and again for a correction, with a higher
+    ``version``) to homes that speak schema 2; the home answers :class:`StatementAck` once it has
+    stored it. ``id`` is stable (``statement-<event_id>-v<version>``), so a re-send is recognised.
+    """
+
+    type: Literal["statement"] = "statement"
+    event_id: Identifier
+    version: int = Field(ge=1, le=10_000)
+    """1 for the first statement; higher for corrections (each replaces the one before)."""
+    settled_at: AwareDatetime
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    status: str = Field(min_length=1, max_length=32)
+    """``settled``, ``incomplete_telemetry``, ``no_telemetry``, ``no_baseline`` or ``withdrawn``."""
+    committed_kw: Kilowatts
+    delivered_kwh: KilowattHours
+    """Energy not used against the baseline (this event's share where events overlapped)."""
+    paid_kwh: KilowattHours
+    """Delivered energy with estimated intervals counted at the program's ratio."""
+    estimated_kwh: KilowattHours = 0.0
+    data_quality: DataQuality = DataQuality.MEASURED
+    price: Price
+    payment: Money
+    previous_payment: Money | None = None
+    """The payment of the version before (absent in version 1)."""
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    baseline: str = Field(min_length=1, max_length=32)
+    """Which baseline was used: ``x_of_y``, ``pre_event_average``, ``comparison_group``, ..."""
+    baseline_reason: str = Field(default="", max_length=500)
+    reliability: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    """The home's reliability score after this statement (delivered / committed)."""
+
+    @property
+    def correction(self) -> float:
+        """Return what this version adds to what the home is owed."""
+        return self.payment - (self.previous_payment or 0.0)
 
 
 class Ack(_Reply):
@@ -394,6 +453,14 @@ class Telemetry(_Message):
     samples: list[Sample] = Field(min_length=1, max_length=MAX_SAMPLES_PER_TELEMETRY)
 
 
+class StatementAck(_Reply):
+    """The home stored a :class:`Statement` (``reply_to`` is the statement's id; schema 2)."""
+
+    type: Literal["statement_ack"] = "statement_ack"
+    event_id: Identifier
+    version: int = Field(ge=1, le=10_000)
+
+
 class OptOut(_Message):
     """The home stops curtailing one load (``load_id``) or the whole event (``load_id`` None)."""
 
@@ -405,12 +472,14 @@ class OptOut(_Message):
 
 # --- Parsing ----------------------------------------------------------------------------------
 
-type ServerMessage = ServerHello | Offer | Award | Cancel | EventEnd | Ack | ErrorMessage
-type HomeMessage = HomeHello | Inventory | Bid | AwardAck | Telemetry | OptOut
+type ServerMessage = (
+    ServerHello | Offer | Award | Cancel | EventEnd | Statement | Ack | ErrorMessage
+)
+type HomeMessage = HomeHello | Inventory | Bid | AwardAck | Telemetry | OptOut | StatementAck
 type Message = ServerMessage | HomeMessage
 
-_SERVER_TYPES: Final = (ServerHello, Offer, Award, Cancel, EventEnd, Ack, ErrorMessage)
-_HOME_TYPES: Final = (HomeHello, Inventory, Bid, AwardAck, Telemetry, OptOut)
+_SERVER_TYPES: Final = (ServerHello, Offer, Award, Cancel, EventEnd, Statement, Ack, ErrorMessage)
+_HOME_TYPES: Final = (HomeHello, Inventory, Bid, AwardAck, Telemetry, OptOut, StatementAck)
 
 MESSAGE_TYPES: Final[dict[str, type[_Message]]] = {
     cls.model_fields["type"].default: cls for cls in (*_SERVER_TYPES, *_HOME_TYPES)
@@ -427,6 +496,7 @@ _ANY_MESSAGE: TypeAdapter[Message] = TypeAdapter(
         | Award
         | Cancel
         | EventEnd
+        | Statement
         | Ack
         | ErrorMessage
         | HomeHello
@@ -434,7 +504,8 @@ _ANY_MESSAGE: TypeAdapter[Message] = TypeAdapter(
         | Bid
         | AwardAck
         | Telemetry
-        | OptOut,
+        | OptOut
+        | StatementAck,
         Field(discriminator="type"),
     ]
 )

@@ -7,9 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import count
 
-from sqlalchemy import insert
-
-from aggregator import tables
 from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatus
 from aggregator.settlement.calendar import ProgramCalendar
 from aggregator.settlement.program import ProgramSettings
@@ -151,30 +148,11 @@ class SyntheticProgram:
         samples = []
         ts = start + offset
         while ts < end:
-            samples.append(Sample(ts=ts, power_kw=kw_at(ts)))
+            samples.append(Sample(ts=ts, power_kw=kw_at(ts), measured=measured))
             ts += every
-        if measured is None:
-            for first in range(0, len(samples), BATCH):
-                await self.store.save_telemetry(
-                    home_id, f"b{next(self._ids)}", None, samples[first : first + BATCH]
-                )
-            return len(samples)
-        # Samples that say whether they were metered (the schema 2 flag).
-        async with self.store.engine.begin() as conn:
-            await conn.execute(
-                insert(tables.telemetry),
-                [
-                    {
-                        "home_id": home_id,
-                        "event_id": None,
-                        "ts": sample.ts,
-                        "power_kw": sample.power_kw,
-                        "shed_kw": 0.0,
-                        "loads": {},
-                        "measured": measured,
-                    }
-                    for sample in samples
-                ],
+        for first in range(0, len(samples), BATCH):
+            await self.store.save_telemetry(
+                home_id, f"b{next(self._ids)}", None, samples[first : first + BATCH]
             )
         return len(samples)
 

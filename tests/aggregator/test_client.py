@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -283,6 +283,27 @@ async def test_server_requiring_newer_schema_is_refused(
     assert caught.value.client_version == SCHEMA_VERSION
     assert not peer.received  # no hello sent to a server we cannot speak with
     assert not client.connected
+
+
+async def test_samples_say_measured_only_to_a_schema_2_aggregator(
+    peer: ProtocolPeer, make_client: Callable[..., HomeClient]
+) -> None:
+    sample = Sample(ts=datetime(2026, 12, 4, 18, tzinfo=UTC), power_kw=1.0, measured=False)
+    peer.schema_version = 1  # an aggregator from before statements refuses the unknown field
+    old = make_client()
+    await old.connect()
+    await old.send_telemetry([sample])
+    await old.close()
+    peer.schema_version = SCHEMA_VERSION
+    new = make_client()
+    await new.connect()
+    await new.send_telemetry([sample])
+
+    first, second = peer.of_type("telemetry")
+    assert isinstance(first, Telemetry)
+    assert isinstance(second, Telemetry)
+    assert first.samples[0].measured is None
+    assert second.samples[0].measured is False
 
 
 async def test_server_older_than_supported_is_refused(

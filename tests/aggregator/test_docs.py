@@ -43,6 +43,7 @@ REPLIES: dict[str, tuple[str, ...]] = {
     "server_hello": ("home_hello",),
     "offer": ("bid",),
     "award": ("award_ack",),
+    "statement": ("statement_ack",),
     **dict.fromkeys(HOME_MESSAGE_TYPES, ("ack", "error")),
 }
 """What answers each message (home messages are all answered by ack or error)."""

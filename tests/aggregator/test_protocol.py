@@ -42,6 +42,8 @@ from jeisson.common.protocol import (
     ProtocolError,
     Sample,
     ServerHello,
+    Statement,
+    StatementAck,
     Telemetry,
     dump_message,
     parse_message,
@@ -114,11 +116,45 @@ EXAMPLES: dict[str, Callable[[], Message]] = {
         event_id="ev-1",
         samples=[
             Sample(ts=START, power_kw=9.8, shed_kw=5.6, loads={"wh": 0.0, "ev": 7.2}),
-            Sample(ts=START + timedelta(seconds=30), power_kw=9.9),
+            Sample(ts=START + timedelta(seconds=30), power_kw=9.9, measured=False),
         ],
     ),
     "opt_out": lambda: OptOut(event_id="ev-1", load_id="wh", reason=OptOutReason.OVERRIDE),
+    "statement": lambda: Statement(
+        id="statement-ev-1-v2",
+        event_id="ev-1",
+        version=2,
+        settled_at=END + timedelta(days=1),
+        window_start=START,
+        window_end=END,
+        status="settled",
+        committed_kw=4.5,
+        delivered_kwh=3.9,
+        paid_kwh=3.9,
+        price=0.2,
+        payment=0.78,
+        previous_payment=0.7,
+        baseline="comparison_group",
+        baseline_reason="comparison group: median of 6 similar homes",
+        reliability=0.84,
+    ),
+    "statement_ack": lambda: StatementAck(reply_to="statement-ev-1-v2", event_id="ev-1", version=2),
 }
+
+
+def test_a_statement_says_its_correction_and_refuses_nonsense() -> None:
+    statement = EXAMPLES["statement"]()
+    assert isinstance(statement, Statement)
+    assert statement.correction == pytest.approx(0.08)
+    good = json.loads(dump_message(statement))
+    for field, bad in (
+        ("version", 0),
+        ("payment", float("inf")),
+        ("delivered_kwh", -1.0),
+        ("reliability", 1.5),
+        ("data_quality", "guessed"),
+    ):
+        assert refused({**good, field: bad}).code is ErrorCode.INVALID_MESSAGE, field
 
 
 def offer_dict(**changes: Any) -> dict[str, Any]:
