@@ -172,6 +172,7 @@ def compute_group(inputs: GroupInputs) -> list[EventSettlement]:
     )
     windows = [(event.start, event.end) for event in inputs.events]
     measured = grid_window_samples(grid, windows, homes, telemetry)
+    estimated = estimated_intervals(grid, gridded.estimated, measured.estimated)
     width, offset = grid.window.length, grid.window.start
     coverage = np.zeros((len(inputs.events), width))
     parts = []
@@ -209,7 +210,7 @@ def compute_group(inputs: GroupInputs) -> list[EventSettlement]:
                 currency=event.currency,
                 terms=SettlementTerms(
                     weights=weights,
-                    estimated=measured.estimated[rows][:, columns],
+                    estimated=estimated[rows][:, columns],
                     estimated_pay_ratio=inputs.program.estimated_pay_ratio,
                     committed_kw=[held[home_id].kw for home_id in ids],
                     interval_starts=[
@@ -220,6 +221,24 @@ def compute_group(inputs: GroupInputs) -> list[EventSettlement]:
             )
         )
     return reports
+
+
+def estimated_intervals(
+    grid: SpanGrid, history: npt.NDArray[np.bool_], in_event: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Return ``(homes, span)``: True where an event interval's figures rest on estimates.
+
+    An interval is estimated when its measurement holds an estimated sample, or when the data
+    behind its baseline does: any like-day candidate at that time of day, or the pre-event
+    hours of the event day. (A load without a power sensor reads 0 kW while held off, which is
+    certain; its estimate is the rated power it reported while on, i.e. in the baseline.)
+    """
+    days, window = grid.history_days, grid.window
+    result = in_event.copy()
+    behind = history[:, :days, window.start : window.end].any(axis=1)
+    behind |= history[:, days, : window.start].any(axis=1)[:, None]
+    result[:, window.start : window.end] |= behind
+    return result
 
 
 async def compute_group_off_loop(inputs: GroupInputs) -> list[EventSettlement]:

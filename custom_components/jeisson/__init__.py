@@ -40,6 +40,7 @@ from .issues import async_clear_protocol_issue, async_raise_protocol_issue
 from .models import inventory_from_options
 from .outbox import OutboxStore
 from .services import async_setup_services
+from .statements import StatementBook
 from .wifi import async_remove_config_entry_device as async_remove_config_entry_device
 from .wifi import async_remove_wifi_store
 
@@ -66,7 +67,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
         hass, STORAGE_VERSION, f"{STORAGE_KEY_PREFIX}.{entry.entry_id}"
     )
     outbox = OutboxStore(hass, entry.entry_id)
-    coordinator = JeissonCoordinator(hass, entry, store, outbox)
+    statements = StatementBook(hass, entry.entry_id)
+    await statements.async_load()
+    coordinator = JeissonCoordinator(hass, entry, store, outbox, statements)
     runner = coordinator.runner
     await runner.async_load()
 
@@ -120,7 +123,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
     coordinator.async_publish()
 
     entry.runtime_data = JeissonRuntimeData(
-        client=client, coordinator=coordinator, runner=runner, outbox=outbox
+        client=client,
+        coordinator=coordinator,
+        runner=runner,
+        outbox=outbox,
+        statements=statements,
     )
     entry.async_on_unload(unsubscribe)
     entry.async_on_unload(runner.async_shutdown)
@@ -183,9 +190,10 @@ async def async_unload_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> 
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> None:
-    """Delete the saved schedule and outbox when the entry is removed."""
+    """Delete the saved schedule, outbox and statements when the entry is removed."""
     await Store[dict[str, Any]](
         hass, STORAGE_VERSION, f"{STORAGE_KEY_PREFIX}.{entry.entry_id}"
     ).async_remove()
     await OutboxStore(hass, entry.entry_id).async_remove()
+    await StatementBook(hass, entry.entry_id).async_remove()
     await async_remove_wifi_store(hass, entry)

@@ -224,9 +224,20 @@ def actuator_for(hass: HomeAssistant, load: LoadConfig) -> Actuator:
     return SwitchEntityActuator(hass, load.actuator, load.power_sensor)
 
 
-def load_power_kw(load: LoadConfig, actuator: Actuator) -> float:
-    """Return the load's power now: measured if possible, else rated when on, else 0."""
+def load_reading(load: LoadConfig, actuator: Actuator) -> tuple[float, bool]:
+    """Return the load's power now and whether it is certain (not an estimate).
+
+    Measured when something measures it; else its rated power while on (an estimate), or 0
+    while off (certain: the switch is off).
+    """
     measured = actuator.power_kw()
     if measured is not None:
-        return measured
-    return load.rated_kw if actuator.is_on else 0.0
+        return measured, True
+    if actuator.is_on:
+        return load.rated_kw, False
+    return 0.0, True
+
+
+def load_power_kw(load: LoadConfig, actuator: Actuator) -> float:
+    """Return the load's power now: measured if possible, else rated when on, else 0."""
+    return load_reading(load, actuator)[0]

@@ -35,13 +35,21 @@ async def async_setup_entry(
 
 def _to_calendar_event(item: CalendarItem) -> CalendarEvent:
     loads = ", ".join(item.loads) or "-"
+    summary = f"Demand response: {item.committed_kw:g} kW at {item.price:g} {item.currency}/kWh"
+    settled = ""
+    if (statement := item.settled) is not None:
+        summary += f", paid {statement.payment:.2f} {statement.currency}"
+        settled = (
+            f"; settled (statement v{statement.version}): {statement.paid_kwh:g} kWh paid, "
+            f"{statement.payment:.2f} {statement.currency}, {statement.data_quality}"
+        )
     return CalendarEvent(
         start=item.start,
         end=item.end,
-        summary=f"Demand response: {item.committed_kw:g} kW at {item.price:g} {item.currency}/kWh",
+        summary=summary,
         description=(
             f"Event {item.event_id} ({item.kind}); status {item.status}"
-            f"{f', {item.outcome}' if item.outcome else ''}; loads: {loads}"
+            f"{f', {item.outcome}' if item.outcome else ''}; loads: {loads}{settled}"
         ),
         uid=item.award_id,
     )

@@ -68,6 +68,8 @@ EVENT_STARTED: Final = f"{DOMAIN}_started"
 EVENT_ENDED: Final = f"{DOMAIN}_ended"
 EVENT_CANCELLED: Final = f"{DOMAIN}_cancelled"
 EVENT_OPTED_OUT: Final = f"{DOMAIN}_opted_out"
+EVENT_SETTLED: Final = f"{DOMAIN}_settled"
+"""The aggregator sent the event's final statement (or a correction of it)."""
 TRIGGER_TYPES: Final = {
     "offered": EVENT_OFFERED,
     "bid": EVENT_BID,
@@ -76,6 +78,7 @@ TRIGGER_TYPES: Final = {
     "ended": EVENT_ENDED,
     "cancelled": EVENT_CANCELLED,
     "opted_out": EVENT_OPTED_OUT,
+    "settled": EVENT_SETTLED,
 }
 """Device trigger type → bus event type."""
 

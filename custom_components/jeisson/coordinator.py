@@ -4,8 +4,9 @@ The :class:`JeissonCoordinator` subscribes to the :class:`~jeisson.client.HomeCl
 way this integration talks to the aggregator), answers offers with bids built from the
 homeowner's terms, hands awards to the :class:`~.event_runner.EventRunner`, fires a bus event
 for every lifecycle step and publishes a :class:`JeissonState` snapshot to the entities. What it
-sends through the client's outbox (award acks, opt-outs, telemetry) is saved by the
-:class:`~.outbox.OutboxStore` whenever it changes.
+sends through the client's outbox (award acks, opt-outs, telemetry, statement acks) is saved
+by the :class:`~.outbox.OutboxStore` whenever it changes. Settled statements are kept in the
+:class:`~.statements.StatementBook` (stored before they are acknowledged).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from jeisson.common.protocol import (
     OptOutReason,
     Sample,
     ServerMessage,
+    Statement,
 )
 
 from .actuators import Actuator, actuator_for
@@ -49,6 +51,7 @@ from .const import (
     EVENT_AWARDED,
     EVENT_BID,
     EVENT_OFFERED,
+    EVENT_SETTLED,
     LOGGER,
     OFFER_GRACE,
     STALE_AFTER,
@@ -57,6 +60,7 @@ from .event_runner import EventRunner, RunnerHooks
 from .models import LoadConfig, loads_from_options, participating_from_options
 from .outbox import OutboxStore
 from .schedule import HeldEvent, Outcome
+from .statements import SettledEvent, StatementBook
 
 type JeissonConfigEntry = ConfigEntry[JeissonRuntimeData]
 
@@ -87,6 +91,8 @@ class CalendarItem:
     price: float
     currency: str
     loads: tuple[str, ...]
+    settled: SettledEvent | None = None
+    """The event's statement, once the aggregator settled it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,7 +107,12 @@ class JeissonState:
     committed_kw: float
     delivered_kw: float
     earnings: float
+    """The live estimate: held kW x time x price, counted by this home."""
     currency: str | None
+    settled_earnings: float = 0.0
+    """What the aggregator settled (final statements), in ``settled_currency``."""
+    settled_currency: str | None = None
+    last_settled: SettledEvent | None = None
     next_event_start: datetime | None
     event_active: bool
     held: dict[str, datetime] = field(default_factory=dict)
@@ -117,9 +128,10 @@ class JeissonRuntimeData:
     coordinator: JeissonCoordinator
     runner: EventRunner
     outbox: OutboxStore
+    statements: StatementBook
 
 
-def _calendar_item(event: HeldEvent) -> CalendarItem:
+def _calendar_item(event: HeldEvent, settled: SettledEvent | None) -> CalendarItem:
     return CalendarItem(
         event_id=event.event_id,
         award_id=event.award_id,
@@ -132,6 +144,7 @@ def _calendar_item(event: HeldEvent) -> CalendarItem:
         price=event.price,
         currency=event.currency,
         loads=tuple(event.loads),
+        settled=settled,
     )
 
 
@@ -148,10 +161,12 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         entry: JeissonConfigEntry,
         store: Store[dict[str, Any]],
         outbox: OutboxStore,
+        statements: StatementBook,
     ) -> None:
         """Create the coordinator and its event runner (no polling: every update is pushed)."""
         super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN)
         self.outbox = outbox
+        self.statements = statements
         self.runner = EventRunner(
             hass,
             store,
@@ -317,6 +332,8 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             )
         elif isinstance(message, EventEnd):
             handler = self.runner.async_finish_event(message.event_id, Outcome.COMPLETED)
+        elif isinstance(message, Statement):
+            handler = self._handle_statement(message)
         if handler is not None:
             self.config_entry.async_create_task(
                 self.hass, handler, f"jeisson {message.type} {message.id}"
@@ -407,6 +424,33 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
                 },
             )
 
+    async def _handle_statement(self, statement: Statement) -> None:
+        """Keep a settled statement (stored first), then acknowledge it and announce it."""
+        new = await self.statements.async_add(statement)
+        self._send_queued(
+            "the statement acknowledgement",
+            self.client.ack_statement(statement),
+            f"jeisson statement ack {statement.event_id} v{statement.version}",
+        )
+        if not new:
+            return  # a re-sent statement already kept: acknowledged again, announced once
+        self.fire(
+            EVENT_SETTLED,
+            {
+                "event_id": statement.event_id,
+                "version": statement.version,
+                "payment": statement.payment,
+                "correction": round(statement.correction, 6),
+                "currency": statement.currency,
+                "delivered_kwh": statement.delivered_kwh,
+                "paid_kwh": statement.paid_kwh,
+                "data_quality": statement.data_quality.value,
+                "baseline": statement.baseline,
+                "reliability": statement.reliability,
+            },
+        )
+        self.async_publish()
+
     # --- connection -------------------------------------------------------------------------
 
     @callback
@@ -491,11 +535,14 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             delivered_kw=round(self.runner.shed_kw(), 3),
             earnings=round(schedule.earnings_total, 4),
             currency=schedule.currency,
+            settled_earnings=round(self.statements.total(), 4),
+            settled_currency=self.statements.currency,
+            last_settled=self.statements.latest,
             next_event_start=min(upcoming) if upcoming else None,
             event_active=HomeEventStatus.ACTIVE in statuses,
             held=held,
             calendar=tuple(
-                _calendar_item(event)
+                _calendar_item(event, self.statements.events.get(event.event_id))
                 for event in sorted(schedule.events.values(), key=lambda e: e.window_start)
                 if event.outcome is not Outcome.REJECTED
             ),

@@ -54,7 +54,7 @@ from jeisson.common.protocol import (
     Sample,
 )
 
-from .actuators import Actuator, load_power_kw
+from .actuators import Actuator, load_power_kw, load_reading
 from .bidding import eligible_loads, loads_kw
 from .const import (
     EVENT_CANCELLED,
@@ -729,16 +729,19 @@ class EventRunner:
     def sample(self, now: datetime) -> Sample:
         """Return a telemetry sample of the home's declared loads right now."""
         loads = self._hooks.loads()
-        per_load = {
-            load_id: round(load_power_kw(load, self._hooks.actuator(load)), 3)
+        readings = {
+            load_id: load_reading(load, self._hooks.actuator(load))
             for load_id, load in loads.items()
         }
+        per_load = {load_id: round(kw, 3) for load_id, (kw, _) in readings.items()}
         shed = sum(event.shed_kw() for event in self._active_events())
         return Sample(
             ts=now,
             power_kw=round(sum(per_load.values()), 3),
             shed_kw=round(shed, 3),
             loads=per_load,
+            # False when a load without a power sensor is on: its figure is its rated power.
+            measured=all(certain for _, certain in readings.values()),
         )
 
     def shed_kw(self) -> float:

@@ -1,7 +1,8 @@
 """Keep the client's outbox across Home Assistant restarts (HA ``Store``).
 
-Award acknowledgements, opt-outs and telemetry made while the aggregator is unreachable wait
-in :attr:`jeisson.client.HomeClient.queued_messages` until the aggregator acknowledges them.
+Award and statement acknowledgements, opt-outs and telemetry made while the aggregator is
+unreachable wait in :attr:`jeisson.client.HomeClient.queued_messages` until the aggregator
+acknowledges them.
 :class:`OutboxStore` saves them shortly after they change, on Home Assistant's stop and on
 unload, and gives them back at setup (``HomeClient(outbox=...)``), where the client re-sends
 them with their original ids (the aggregator applies each id once).
@@ -20,6 +21,7 @@ from jeisson.common.protocol import (
     AwardAck,
     OptOut,
     ProtocolError,
+    StatementAck,
     Telemetry,
     dump_message,
     parse_message,
@@ -31,7 +33,7 @@ OUTBOX_STORAGE_VERSION: Final = 1
 OUTBOX_STORAGE_KEY_PREFIX: Final = f"{DOMAIN}.outbox"
 OUTBOX_SAVE_DELAY: Final = 2.0
 """Seconds a change waits before it is written (several changes in a row are written once)."""
-QUEUED_TYPES: Final = frozenset({"award_ack", "opt_out", "telemetry"})
+QUEUED_TYPES: Final = frozenset({"award_ack", "opt_out", "telemetry", "statement_ack"})
 """The message types the client keeps in its outbox."""
 
 type MessagesFn = Callable[[], Sequence[QueuedMessage]]
@@ -64,7 +66,7 @@ class OutboxStore:
             except (ProtocolError, TypeError) as err:
                 LOGGER.warning("Dropping an unreadable saved message: %s", err)
                 continue
-            if isinstance(message, AwardAck | OptOut | Telemetry):
+            if isinstance(message, AwardAck | OptOut | Telemetry | StatementAck):
                 messages.append(message)
         return messages
 

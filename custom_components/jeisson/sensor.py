@@ -1,10 +1,16 @@
-"""Sensors of the home's demand-response state (status, kW, earnings) and WiFi actuator power."""
+"""Sensors of the home's demand-response state (status, kW, earnings) and WiFi actuator power.
+
+Two earnings sensors on purpose: *estimated earnings* is the home's own live count (held kW x
+time x price) while events run; *settled earnings* is what the aggregator's final statements
+pay (after the late-telemetry window, corrections included), the figure the homeowner is paid.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -12,7 +18,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import UnitOfPower
+from homeassistant.const import PERCENTAGE, UnitOfPower
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
@@ -23,6 +29,7 @@ from .wifi_entity import WifiDeviceEntity, async_setup_wifi_platform
 
 PARALLEL_UPDATES = 0
 DEFAULT_CURRENCY = "EUR"
+PERCENT = 100.0
 WIFI_POWER = SensorEntityDescription(
     key=POWER_KEY,
     translation_key="wifi_power",
@@ -40,6 +47,30 @@ class JeissonSensorDescription(SensorEntityDescription):
     value_fn: Callable[[JeissonState], str | float | datetime | None]
     needs_aggregator: bool = False
     """True when the value comes from the aggregator and goes stale without it."""
+    currency_fn: Callable[[JeissonState], str | None] | None = None
+    """For monetary sensors: the currency of the value."""
+    attributes_fn: Callable[[JeissonState], dict[str, Any] | None] | None = None
+
+
+def _settled_attributes(state: JeissonState) -> dict[str, Any] | None:
+    """Return the last statement's figures (None before any)."""
+    last = state.last_settled
+    if last is None:
+        return None
+    return {
+        "last_event_id": last.event_id,
+        "last_statement_version": last.version,
+        "last_payment": last.payment,
+        "last_paid_kwh": last.paid_kwh,
+        "last_data_quality": last.data_quality,
+    }
+
+
+def _reliability(state: JeissonState) -> float | None:
+    last = state.last_settled
+    if last is None or last.reliability is None:
+        return None
+    return round(last.reliability * PERCENT, 1)
 
 
 SENSORS: tuple[JeissonSensorDescription, ...] = (
@@ -75,6 +106,25 @@ SENSORS: tuple[JeissonSensorDescription, ...] = (
         state_class=SensorStateClass.TOTAL,
         suggested_display_precision=2,
         value_fn=lambda state: state.earnings,
+        currency_fn=lambda state: state.currency,
+    ),
+    JeissonSensorDescription(
+        key="settled_earnings",
+        translation_key="settled_earnings",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,
+        value_fn=lambda state: state.settled_earnings,
+        currency_fn=lambda state: state.settled_currency or state.currency,
+        attributes_fn=_settled_attributes,
+    ),
+    JeissonSensorDescription(
+        key="reliability",
+        translation_key="reliability",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=PERCENTAGE,
+        suggested_display_precision=0,
+        value_fn=_reliability,
     ),
     JeissonSensorDescription(
         key="next_event_start",
@@ -117,9 +167,16 @@ class JeissonSensor(JeissonEntity, SensorEntity):
     @property
     def native_unit_of_measurement(self) -> str | None:
         """Return the unit; earnings are in the aggregator's currency."""
-        if self.entity_description.device_class is SensorDeviceClass.MONETARY:
-            return self.coordinator.data.currency or DEFAULT_CURRENCY
+        if (currency_fn := self.entity_description.currency_fn) is not None:
+            return currency_fn(self.coordinator.data) or DEFAULT_CURRENCY
         return super().native_unit_of_measurement
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Return the last statement's figures on the settled earnings sensor."""
+        if (attributes_fn := self.entity_description.attributes_fn) is None:
+            return None
+        return attributes_fn(self.coordinator.data)
 
 
 class WifiPowerSensor(WifiDeviceEntity, SensorEntity):

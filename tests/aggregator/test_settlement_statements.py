@@ -335,6 +335,12 @@ async def test_estimated_samples_are_paid_at_the_program_ratio(
     for home, measured in ((metered, True), (guessed, False)):
         await program.award("evt_est", home, kw=2.0, price=0.4)
         await program.telemetry(home, start - HISTORY, end + HOUR, profile, measured=measured)
+    # Held off, an unmetered load reads a certain 0 kW: its estimate is the baseline it made
+    # while on (rated power), so the interval still counts as estimated.
+    baseline_guessed = await program.home()
+    await program.award("evt_est", baseline_guessed, kw=2.0, price=0.4)
+    await program.telemetry(baseline_guessed, start - HISTORY, start, profile, measured=False)
+    await program.telemetry(baseline_guessed, start, end + HOUR, profile, measured=True)
 
     [statement] = await program.settler.settle_due()
 
@@ -346,6 +352,8 @@ async def test_estimated_samples_are_paid_at_the_program_ratio(
     assert lines[guessed].detail["estimated_kwh"] == pytest.approx(2.0)
     assert lines[guessed].paid_kwh == pytest.approx(1.0)
     assert lines[guessed].payment == pytest.approx(0.4)
+    assert lines[baseline_guessed].data_quality == "estimated"
+    assert lines[baseline_guessed].paid_kwh == pytest.approx(1.0)
     assert "estimated" in statement.to_csv()
 
 

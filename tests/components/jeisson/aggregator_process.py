@@ -117,6 +117,34 @@ class AggregatorProcess:
                 (count,) = conn.execute(query, (home_id, event_id)).fetchone()
         return int(count)
 
+    def store_telemetry(
+        self, home_id: str, start: datetime, end: datetime, kw: float, every: timedelta
+    ) -> int:
+        """Store samples of ``kw`` from ``start`` to ``end`` as if the home had sent them.
+
+        Writes the server's SQLite file directly (blocking: call it from an executor job);
+        returns how many samples were stored.
+        """
+        rows = []
+        ts = start
+        while ts < end:
+            stamp = ts.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+            rows.append((home_id, stamp, kw))
+            ts += every
+        with closing(sqlite3.connect(self.workdir / "aggregator.db")) as conn, conn:
+            conn.executemany(
+                "INSERT INTO telemetry (home_id, event_id, ts, power_kw, shed_kw, loads) "
+                "VALUES (?, NULL, ?, ?, 0, '{}')",
+                rows,
+            )
+        return len(rows)
+
+    def statement_receipts(self, home_id: str) -> list[tuple[str, int]]:
+        """Return ``(event_id, version)`` of every statement the home acknowledged."""
+        with closing(sqlite3.connect(self.workdir / "aggregator.db")) as conn:
+            query = "SELECT event_id, version FROM statement_receipts WHERE home_id = ?"
+            return [(str(row[0]), int(row[1])) for row in conn.execute(query, (home_id,))]
+
     def log_tail(self, chars: int = 4000) -> str:
         """Return the end of the server log (for failure messages)."""
         path = self.workdir / "aggregator.log"
@@ -186,6 +214,10 @@ class AggregatorProcess:
     async def event(self, event_id: str) -> dict[str, Any]:
         """Return the event's detail JSON."""
         return dict(await self.request("GET", f"/api/v1/events/{event_id}"))
+
+    async def settle(self, event_id: str) -> dict[str, Any]:
+        """Settle a finished event now; return the statement version stored (or current)."""
+        return dict(await self.request("POST", f"/api/v1/events/{event_id}/settlement"))
 
     async def cancel(self, event_id: str) -> dict[str, Any]:
         """Cancel an event."""

@@ -59,7 +59,7 @@ async def test_market_event_bids_from_terms_sheds_and_restores(
         lambda: is_state(hass, "sensor.jeisson_home_demand_response_status", "idle"),
         what="status idle",
     )
-    assert float(hass.states.get("sensor.jeisson_home_earnings").state) > 0
+    assert float(hass.states.get("sensor.jeisson_home_estimated_earnings").state) > 0
     assert hass.states.get(HEATER_LOAD_SWITCH).attributes["held_by_jeisson"] is False
     detail = await aggregator.event(event_id)
     assert detail["awards"][0]["loads"] == ["heater"]

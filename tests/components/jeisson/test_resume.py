@@ -76,7 +76,7 @@ async def test_restart_mid_event_without_aggregator_resumes_and_restores(
         timeout=5,
         what="restored",
     )
-    assert float(state(hass, "sensor.jeisson_home_earnings")) > 0
+    assert float(state(hass, "sensor.jeisson_home_estimated_earnings")) > 0
     await hass.config_entries.async_unload(entry.entry_id)
 
 
