@@ -22,7 +22,7 @@ from .common import of_type, record, record_events
 SETTLED = "sensor.jeisson_home_settled_earnings"
 ESTIMATED = "sensor.jeisson_home_estimated_earnings"
 RELIABILITY = "sensor.jeisson_home_reliability"
-CALENDAR = "calendar.jeisson_home_events"
+CALENDAR = "calendar.jeisson_home_demand_response_events"
 HISTORY_KW = 12.0
 """What the home drew before the event (its three loads are 10.5 kW when all on)."""
 
@@ -66,7 +66,7 @@ async def test_a_settled_statement_is_shown_kept_and_acknowledged(
     assert announced["event_id"] == event_id
     assert announced["version"] == 1
     assert announced["payment"] == line["payment"]
-    assert announced["correction"] == line["payment"]
+    assert announced["correction"] == round(line["payment"], 6)  # all of it: version 1
     assert announced["data_quality"] == line["data_quality"]
     sensor = hass.states.get(SETTLED)
     assert float(sensor.state) == round(line["payment"], 4)
