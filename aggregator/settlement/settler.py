@@ -127,7 +127,8 @@ class Settler:
         group = await self.group_of(event, program)
         now = self._clock()
         for member in group:
-            if not (member.status.is_terminal and member.end <= now):
+            cancelled = member.status is EventStatus.CANCELLED
+            if not (cancelled or (member.status.is_terminal and member.end <= now)):
                 raise SettlementUnavailableError(
                     f"event {member.event_id} has not finished yet"
                     + ("" if member is event else f" (it overlaps {event_id})")
