@@ -7,13 +7,15 @@ computed from) is written into the aggregator's database, as if the home had rep
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.jeisson.const import EVENT_ENDED, EVENT_SETTLED
+from custom_components.jeisson.statements import MAX_KEPT, StatementBook
+from jeisson.common.protocol import Statement
 from tests.helpers import wait_for
 
 from .aggregator_process import AggregatorProcess
@@ -138,3 +140,40 @@ async def _calendar_events(
         return_response=True,
     )
     return list(response[CALENDAR]["events"])  # type: ignore[index]
+
+
+async def test_the_book_keeps_the_newest_versions_and_a_whole_total(hass: HomeAssistant) -> None:
+    """Old versions are ignored, the oldest statements are dropped past the limit, totals stay."""
+    book = StatementBook(hass, "entry")
+    await book.async_load()
+    start = datetime(2026, 1, 1, 18, tzinfo=UTC)
+    for day in range(MAX_KEPT + 1):
+        window = start + timedelta(days=day)
+        assert await book.async_add(_statement(f"evt_{day}", 1, window, payment=1.0))
+    assert not await book.async_add(_statement("evt_7", 1, start, payment=5.0))  # a re-send
+    assert await book.async_add(_statement("evt_7", 2, start + timedelta(days=7), payment=3.0))
+    assert len(book.events) == MAX_KEPT
+    assert "evt_0" not in book.events  # the oldest, dropped: its payment still counts
+    assert book.total() == MAX_KEPT + 1 + 2.0
+
+    again = StatementBook(hass, "entry")
+    await again.async_load()
+    assert again.total() == book.total()
+    assert again.events["evt_7"].version == 2
+
+
+def _statement(event_id: str, version: int, start: datetime, *, payment: float) -> Statement:
+    return Statement(
+        event_id=event_id,
+        version=version,
+        settled_at=start + timedelta(days=1),
+        window_start=start,
+        window_end=start + timedelta(hours=1),
+        status="settled",
+        committed_kw=2.0,
+        delivered_kwh=2.0,
+        paid_kwh=2.0,
+        price=payment / 2,
+        payment=payment,
+        baseline="x_of_y",
+    )
