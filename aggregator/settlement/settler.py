@@ -127,8 +127,7 @@ class Settler:
         group = await self.group_of(event, program)
         now = self._clock()
         for member in group:
-            cancelled = member.status is EventStatus.CANCELLED
-            if not (cancelled or (member.status.is_terminal and member.end <= now)):
+            if not (member.status.is_terminal and member.end <= now):
                 raise SettlementUnavailableError(
                     f"event {member.event_id} has not finished yet"
                     + ("" if member is event else f" (it overlaps {event_id})")
