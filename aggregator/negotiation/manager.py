@@ -157,9 +157,15 @@ class EventManager:
             created_at=self._now(),
             baseline_method=request.baseline_method,
         )
-        result = machine.create(record, self._env())
+        env = self._env()
+        known = dict(env.homes)
+        result = machine.create(record, env)
         await self._committer.commit(result.changes)
         driver = self._start_driver(result.state, started=result)
+        # Homes that became ready while the event was being stored missed its first step.
+        for home_id, view in list(self._homes.views.items()):
+            if known.get(home_id) is not view:
+                self._spawn(self._catch_up_quietly(driver, view))
         _LOGGER.info(
             "Event %s created: %s %.1f kW %s..%s cap %.3f",
             record.event_id,
@@ -360,6 +366,15 @@ class EventManager:
                 self._retry_later(driver, drop, lambda: not self._link.is_connected(home_id))
             except ProtocolError:
                 continue
+
+    async def _catch_up_quietly(self, driver: EventDriver, home: HomeView) -> None:
+        catch_up = partial(_catch_up, home=home)
+        try:
+            await driver.run(catch_up)
+        except StoreUnavailableError:
+            self._retry_later(driver, catch_up, lambda: home.home_id in self._homes.views)
+        except ProtocolError:
+            return  # the event is over already
 
     def _retry_later(
         self, driver: EventDriver, compute: Compute, still: Callable[[], bool]
