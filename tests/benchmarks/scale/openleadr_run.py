@@ -74,6 +74,8 @@ class OpenLeadrBench:
         self.server: ServerProcess | None = None
         self.sampler: CpuSampler | None = None
         self.workers: Workers | None = None
+        self.results: list[dict[str, Any]] = []
+        """One result per poll interval measured so far (kept when a later one fails)."""
 
     async def run(self) -> list[dict[str, Any]]:
         """Register the VENs, then measure every poll interval; return one result per interval."""
@@ -85,7 +87,7 @@ class OpenLeadrBench:
             f"{self.base}/bench/health",
             self.folder / "vtn.log",
         )
-        results: list[dict[str, Any]] = []
+        results = self.results
         sampling: asyncio.Task[None] | None = None
         try:
             await self.server.start()
@@ -206,7 +208,9 @@ class OpenLeadrBench:
         idle_cpu_per_s = result["idle"]["core_share"]
         sim_before = self._workers.cpu_s()
         wait_s = min(self.settings.round_timeout_s, SLOTS_TO_WAIT * poll_s + EXTRA_WAIT_S)
-        async with aiohttp.ClientSession() as http:
+        # A saturated VTN accepts a new connection late: wait as long as a round may take.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=wait_s, sock_read=wait_s)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
             before = self._sampler.now()
             created_at = time.time()
             async with http.post(f"{self.base}/bench/event", json={"tag": tag}) as response:

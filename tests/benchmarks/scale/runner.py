@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,9 +118,16 @@ def settings_from(args: argparse.Namespace, work_dir: Path) -> RunSettings:
 
 
 async def run(
-    sizes: Sequence[int], systems: Sequence[str], settings: RunSettings
+    sizes: Sequence[int],
+    systems: Sequence[str],
+    settings: RunSettings,
+    save: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
-    """Measure every system at every size; return the whole report."""
+    """Measure every system at every size; return the whole report.
+
+    ``save`` gets the report after every run, so a failure (or a stop) loses only what ran then;
+    a run that fails is recorded with its error and the next one goes on.
+    """
     report: dict[str, Any] = {
         "machine": machine(),
         "settings": _settings_view(settings),
@@ -134,20 +141,29 @@ async def run(
             await fleet.ensure(max(sizes), settings.work_dir)
             print(f"== jeisson, {size} homes (load {load_average()})", file=sys.stderr)
             started = time.monotonic()
-            result = await JeissonBench(size, settings, fleet).run()
+            try:
+                result = await JeissonBench(size, settings, fleet).run()
+            except Exception as err:
+                result = {"system": "jeisson", "homes": size, "error": repr(err)}
             result["wall_s"] = round(time.monotonic() - started, 1)
             report["runs"].append(result)
             print(format_run(result), file=sys.stderr)
+            save(report)
         if "openleadr" in systems:
             from tests.benchmarks.scale.openleadr_run import OpenLeadrBench
 
             print(f"== openleadr, {size} VENs (load {load_average()})", file=sys.stderr)
             started = time.monotonic()
-            results = await OpenLeadrBench(size, settings).run()
-            for result in results:
+            bench = OpenLeadrBench(size, settings)
+            try:
+                await bench.run()
+            except Exception as err:
+                bench.results.append({"system": "openleadr", "homes": size, "error": repr(err)})
+            for result in bench.results:
                 result["wall_s"] = round(time.monotonic() - started, 1)
                 report["runs"].append(result)
                 print(format_run(result), file=sys.stderr)
+            save(report)
     return report
 
 
@@ -172,6 +188,8 @@ def _best(rounds: list[dict[str, Any]], part: str, key: str) -> float | None:
 
 def format_run(result: dict[str, Any]) -> str:
     """Return one run as a short block of text."""
+    if "error" in result:
+        return f"{result['system']} {result['homes']}: failed: {result['error']}"
     return json.dumps(result.get("summary") or summarise(result), indent=None)
 
 
@@ -228,6 +246,9 @@ def table(report: dict[str, Any]) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     for result in report["runs"]:
+        if "error" in result:
+            lines.append(f"| {result['system']} | {result['homes']} | failed: {result['error']} |")
+            continue
         summary = result.get("summary") or summarise(result)
         cells = []
         for key, _, digits in COLUMNS:
@@ -252,7 +273,11 @@ CURVE_KEYS: Final = ("round_p99_s", "offer_p99_s", "connect_s", "reconnect_s")
 def ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Return Jeisson / OpenLEADR for each size and poll interval (below 1: Jeisson better)."""
     rows = []
-    summaries = [result.get("summary") or summarise(result) for result in report["runs"]]
+    summaries = [
+        result.get("summary") or summarise(result)
+        for result in report["runs"]
+        if "error" not in result
+    ]
     for ours in (item for item in summaries if item["system"] == "jeisson"):
         for theirs in summaries:
             if not theirs["system"].startswith("openleadr") or theirs["homes"] != ours["homes"]:
@@ -285,7 +310,7 @@ def curve(report: dict[str, Any]) -> dict[str, Any]:
     summaries = [
         result.get("summary") or summarise(result)
         for result in report["runs"]
-        if result["system"] == "jeisson"
+        if result["system"] == "jeisson" and "error" not in result
     ]
     fits: dict[str, Any] = {}
     for key in CURVE_KEYS:
@@ -316,7 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.server_src is not None:
         os.environ[SERVER_SOURCE_VARIABLE] = str(args.server_src.resolve())
     settings = settings_from(args, work_dir)
-    report = asyncio.run(run(sizes, systems, settings))
+
+    def save(report: dict[str, Any]) -> None:
+        if args.json is not None:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+    report = asyncio.run(run(sizes, systems, settings, save))
     report["load_at_end"] = load_average()
     report["ratios"] = ratios(report)
     report["curve"] = curve(report)
