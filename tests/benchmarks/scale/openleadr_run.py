@@ -199,6 +199,10 @@ class OpenLeadrBench:
                 (counts_after["poll_seconds"] - counts_before["poll_seconds"]) / max(1, polls), 4
             ),
             "skipped_slots": int(counts_after["skipped"] - counts_before["skipped"]),
+            # What one poll costs the VTN, and so how many VENs one core could poll at this
+            # interval (at 100 % of the core, nothing left for events).
+            "cpu_ms_per_poll": round(cpu_ms / max(1, polls), 3),
+            "vens_one_core_can_poll": int(poll_s * 1000 / max(1e-9, cpu_ms / max(1, polls))),
             "failures": int(counts_after["failures"]),
         }
 
