@@ -34,7 +34,7 @@ class RunSettings:
     round_timeout_s: float = 300.0
     connect_timeout_s: float = 600.0
     openleadr_polls: Sequence[float] = field(default=(10.0, 1.0))
-    openleadr_rounds: int = 2
+    openleadr_rounds: int = 1
     openleadr_idle_s: float = 30.0
     profile: bool = False
     """Record the server with py-spy during each round (``profile.py``)."""
