@@ -33,11 +33,13 @@ from aggregator.api_models import (
     HomeView,
     RoundView,
     StoreProblemView,
+    VenShareView,
     kw,
 )
 from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
 from aggregator.auth import bearer_token
 from aggregator.negotiation import EventNotFoundError, InvalidTransitionError, StoreProblem
+from aggregator.participants import outside_figures
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
 from aggregator.store import EnrolmentRejected, StoreUnavailableError
 
@@ -234,7 +236,10 @@ async def event_detail_model(app: web.Application, event_id: str) -> EventDetail
         offered = await store.offered_counts(event_id)
         awards = await store.awards_for(event_id)
         delivered = 0.0
-    committed = sum(award.committed_kw for award in awards)
+    outside = await outside_figures(app, event_id)  # third-party OpenADR VENs
+    committed = sum(award.committed_kw for award in awards) + outside.committed_kw
+    if live is not None:
+        delivered += outside.delivered_kw
     return EventDetail(
         **EventSummary.fields_of(record),
         committed_kw=kw(committed),
@@ -242,6 +247,7 @@ async def event_detail_model(app: web.Application, event_id: str) -> EventDetail
         shortfall_kw=kw(max(0.0, record.target_kw - committed)),
         rounds=[RoundView.of(item, offered.get(item.round, 0)) for item in rounds],
         awards=[AwardView.of(award) for award in awards],
+        vens=[VenShareView.of(share) for share in outside.shares],
         store_error=None if problem is None else StoreProblemView.of(problem),
     )
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from aggregator.negotiation import EventRequest, StoreProblem
+from aggregator.participants import OutsideShare
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
 from aggregator.settlement.baselines import BaselineMethod
 from jeisson.common.protocol import EventKind, Load, utc_now
@@ -360,14 +361,39 @@ class StoreProblemView(_Answer):
         )
 
 
+class VenShareView(_Answer):
+    """A third-party OpenADR VEN's part in an event (docs/openadr.md)."""
+
+    client_id: str
+    ven_name: str
+    committed_kw: float
+    """What it was dispatched to shed."""
+    delivered_kw: float
+    """What its latest reports say it sheds now."""
+
+    @classmethod
+    def of(cls, share: OutsideShare) -> Self:
+        """Return the view of a VEN's share."""
+        return cls(
+            client_id=share.participant_id,
+            ven_name=share.name,
+            committed_kw=kw(share.committed_kw),
+            delivered_kw=kw(share.delivered_kw),
+        )
+
+
 class EventDetail(EventSummary):
-    """An event with its figures, rounds and awards (live while it runs)."""
+    """An event with its figures, rounds and awards (live while it runs).
+
+    Committed and delivered kW count the homes and the third-party VENs (``vens``) together.
+    """
 
     committed_kw: float
     delivered_kw: float
     shortfall_kw: float
     rounds: list[RoundView]
     awards: list[AwardView]
+    vens: list[VenShareView] = Field(default_factory=list)
     store_error: StoreProblemView | None = None
     """Set while the event's steps cannot be stored (None: they are)."""
 
@@ -392,6 +418,7 @@ RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     EventSummary,
     EventList,
     StoreProblemView,
+    VenShareView,
     EventDetail,
     Health,
 )

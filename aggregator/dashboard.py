@@ -28,6 +28,7 @@ from aggregator.history import routes as history_routes
 from aggregator.history.recorder import HistorySettings
 from aggregator.history.routes import FLEET_INDEX
 from aggregator.live_feed import FeedSettings, LiveFeed, Snapshot, build_snapshot
+from aggregator.participants import running_outside
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 STATIC_PREFIX: Final = "/static"
@@ -97,7 +98,12 @@ routes.static(STATIC_PREFIX, STATIC_DIR)
 async def _snapshot(app: web.Application) -> Snapshot:
     await app[FLEET_INDEX].ensure_fresh()  # names of homes and loads
     return await build_snapshot(
-        app[STORE], app[MANAGER], app[REGISTRY], app[FEED].settings.max_awards, app[FLEET_INDEX]
+        app[STORE],
+        app[MANAGER],
+        app[REGISTRY],
+        app[FEED].settings.max_awards,
+        app[FLEET_INDEX],
+        outside=running_outside(app),
     )
 
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -24,6 +24,7 @@ from typing import Any, Final
 from aggregator.api import award_view, event_summary, round_view
 from aggregator.history.index import FleetIndex
 from aggregator.negotiation import EventManager
+from aggregator.participants import NOTHING, OutsideFigures
 from aggregator.records import AwardRecord, EventRecord, EventStatus
 from aggregator.sessions import SessionRegistry
 from aggregator.store import Store
@@ -83,8 +84,13 @@ async def build_snapshot(
     registry: SessionRegistry,
     max_awards: int,
     names: FleetIndex,
+    *,
+    outside: Mapping[str, OutsideFigures] | None = None,
 ) -> Snapshot:
-    """Return what the dashboard shows now: homes, flexible kW and every unfinished event."""
+    """Return what the dashboard shows now: homes, flexible kW and every unfinished event.
+
+    ``outside``: what third-party OpenADR VENs add to running events (their kW are counted).
+    """
     records = await store.unfinished_events()
     # From here on nothing awaits: the event states are read in one consistent step.
     events = []
@@ -93,15 +99,19 @@ async def build_snapshot(
         if state is None:
             continue  # finished between the query and now
         awards = list(state.awards.values())
-        committed = state.committed_kw
+        extra = (outside or {}).get(record.event_id, NOTHING)
+        committed = state.committed_kw + extra.committed_kw
         events.append(
             {
                 **event_summary(state.record),
                 "current_round": state.record.current_round,
                 "committed_kw": round(committed, KW_DECIMALS),
                 "pending_kw": round(state.pending_kw, KW_DECIMALS),
-                "delivered_kw": round(manager.delivered_kw(state), KW_DECIMALS),
+                "delivered_kw": round(
+                    manager.delivered_kw(state) + extra.delivered_kw, KW_DECIMALS
+                ),
                 "shortfall_kw": round(max(0.0, state.record.target_kw - committed), KW_DECIMALS),
+                "vens": [share.view(KW_DECIMALS) for share in extra.shares],
                 "rounds": [
                     round_view(state.rounds[number], len(state.offered.get(number, ())))
                     for number in sorted(state.rounds)

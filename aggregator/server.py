@@ -39,6 +39,7 @@ from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
 from aggregator.openadr import service as openadr
 from aggregator.openapi import openapi_document
+from aggregator.participants import with_outside
 from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
 from aggregator.settlement import api as settlement_api
 from aggregator.settlement.courier import StatementCourier
@@ -137,7 +138,10 @@ def _lifecycle(
         manager = EventManager(
             store, registry, config.negotiation, metrics=metrics, committer=committer
         )
-        metrics.watch(connected_homes=lambda: len(registry), events=manager.figures)
+        metrics.watch(
+            connected_homes=lambda: len(registry),
+            events=lambda: with_outside(app, manager.figures()),  # + OpenADR VENs
+        )
         app[METRICS] = metrics
         aggregator_id = await store.aggregator_id()
         app[STORE] = store

@@ -189,7 +189,23 @@ def render_event(event: dict[str, Any]) -> str:
     sections = [fields(_event_fields(event))]
     if "rounds" in event:
         sections += ["Rounds\n" + _rounds_table(event), "Awards\n" + _awards_table(event)]
+    if event.get("vens"):
+        sections.append("OpenADR VENs\n" + _vens_table(event))
     return "\n\n".join(sections)
+
+
+def _vens_table(event: dict[str, Any]) -> str:
+    columns = (
+        Column("ven"),
+        Column("client id"),
+        Column("dispatched", numeric=True),
+        Column("delivered", numeric=True),
+    )
+    rows = [
+        (ven["ven_name"], ven["client_id"], kw(ven["committed_kw"]), kw(ven["delivered_kw"]))
+        for ven in event["vens"]
+    ]
+    return table(columns, rows)
 
 
 def render_events(answer: dict[str, Any]) -> str:

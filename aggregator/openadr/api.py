@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from aggregator.api import json_error, operator_only, parse_body
 from aggregator.auth import bearer_token, secrets_match
@@ -31,6 +31,8 @@ from jeisson.common.protocol import utc_now
 VEN_STORE = web.AppKey("openadr_ven_store", VenStore)
 VEN_SERVICE = web.AppKey("openadr_ven_service", VenService)
 MAX_NOTIFICATION_BYTES: Final = 256 * 1024
+MAX_VEN_CAPACITY_KW: Final = 10_000.0
+"""A third-party VEN may be a whole site; more than 10 MW is a typo."""
 
 routes = web.RouteTableDef()
 
@@ -42,6 +44,14 @@ class ClientBody(BaseModel):
 
     name: str = Field(min_length=1, max_length=128)
     role: ClientRole = ClientRole.VEN
+    capacity_kw: float | None = Field(default=None, gt=0, le=MAX_VEN_CAPACITY_KW)
+    """A VEN taking part in Jeisson's own events: the kW it sheds when dispatched."""
+
+    @model_validator(mode="after")
+    def _capacity_for_vens(self) -> ClientBody:
+        if self.capacity_kw is not None and self.role is not ClientRole.VEN:
+            raise ValueError("only a VEN client has a capacity")
+        return self
 
 
 def client_view(client: VtnClient) -> dict[str, Any]:
@@ -50,6 +60,7 @@ def client_view(client: VtnClient) -> dict[str, Any]:
         "client_id": client.client_id,
         "name": client.name,
         "role": client.role.value,
+        "capacity_kw": client.capacity_kw,
         "created_at": client.created_at.isoformat(),
         "revoked": client.revoked_at is not None,
     }
@@ -60,7 +71,7 @@ def client_view(client: VtnClient) -> dict[str, Any]:
 async def add_client(request: web.Request) -> web.Response:
     """Create a VTN client; the response carries its secret, shown this once."""
     body = await parse_body(request, ClientBody)
-    client, secret = await request.app[VTN_STORE].add_client(body.name, body.role)
+    client, secret = await request.app[VTN_STORE].add_client(body.name, body.role, body.capacity_kw)
     return web.json_response({**client_view(client), "client_secret": secret}, status=201)
 
 

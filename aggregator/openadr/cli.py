@@ -45,6 +45,9 @@ def add_parser(commands: Any, operator: Sequence[argparse.ArgumentParser]) -> No
     add = client_actions.add_parser("add", help="add a client, print its secret", parents=operator)
     add.add_argument("--name", required=True)
     add.add_argument("--role", choices=["bl", "ven"], default="ven")
+    add.add_argument(
+        "--capacity-kw", type=float, help="a VEN taking part in Jeisson's events: kW it sheds"
+    )
     client_actions.add_parser("list", help="list clients", parents=operator)
     revoke = client_actions.add_parser("revoke", help="revoke a client", parents=operator)
     revoke.add_argument("client_id")
@@ -126,13 +129,16 @@ def _render_clients(listing: dict[str, Any]) -> str:
     return "\n".join(
         f"{item['client_id']}  {item['role']:3}  "
         f"{'revoked' if item['revoked'] else 'active':7}  {item['name']}"
+        + (f"  ({item['capacity_kw']:g} kW)" if item.get("capacity_kw") else "")
         for item in listing["clients"]
     )
 
 
 async def _client(args: argparse.Namespace, api: OperatorClient) -> None:
     if args.action == "add":
-        body = {"name": args.name, "role": args.role}
+        body: dict[str, Any] = {"name": args.name, "role": args.role}
+        if args.capacity_kw is not None:
+            body["capacity_kw"] = args.capacity_kw
         emit(await api.call("POST", CLIENTS_PATH, body), _render_secret, as_json=args.json)
     elif args.action == "list":
         emit(await api.call("GET", CLIENTS_PATH), _render_clients, as_json=args.json)

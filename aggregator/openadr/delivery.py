@@ -21,6 +21,7 @@ from aiohttp import web
 
 from aggregator.api import event_detail
 from aggregator.app_keys import MANAGER, STORE
+from aggregator.participants import outside_delivered_over
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +64,17 @@ async def span_figures(
 ) -> SpanFigures | None:
     """Return what a Jeisson event committed and delivered over ``[start, end)`` (None: no event).
 
-    Committed is the event's commitment as stored now (acknowledged awards less opted-out loads):
-    an award lost or opted out of during the span no longer counts.
+    Committed is the event's commitment as stored now (acknowledged awards less opted-out loads,
+    plus what third-party VENs were dispatched): an award lost or opted out of during the span
+    no longer counts. Delivered adds what those VENs reported for the span.
     """
     detail = await event_detail(app, event_id)
     if detail is None:
         return None
     hold = timedelta(seconds=app[MANAGER].settings.telemetry_stale_s)
     samples = await app[STORE].event_shed(event_id, start - hold, end)
+    vens = await outside_delivered_over(app, event_id, start, end)
     return SpanFigures(
         committed_kw=float(detail["committed_kw"]),
-        delivered_kw=mean_shed_kw(samples, start, end, hold),
+        delivered_kw=mean_shed_kw(samples, start, end, hold) + vens,
     )

@@ -2,7 +2,8 @@
 
 Pure functions, no I/O. Signals read from each interval (first found wins for the target):
 
-- ``DISPATCH_SETPOINT_RELATIVE`` (kW): the change of consumption asked for = kW to shed;
+- ``DISPATCH_SETPOINT_RELATIVE`` (kW): the change of consumption asked for; its size is the kW
+  to shed (negative per the OpenADR definitions, positive in some programs: Jeisson only sheds);
 - ``LOAD_SHED`` (kW; a private payload type some programs use): the same;
 - ``IMPORT_CAPACITY_LIMIT`` (kW): shed what the fleet's import exceeds the limit by, which
   needs the program mapping's ``site_baseline_kw`` (Jeisson has no live fleet import figure);
@@ -24,7 +25,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-SHED_SIGNALS: Final = ("DISPATCH_SETPOINT_RELATIVE", "LOAD_SHED")
+RELATIVE_SIGNAL: Final = "DISPATCH_SETPOINT_RELATIVE"
+SHED_SIGNAL: Final = "LOAD_SHED"
 CAPACITY_SIGNAL: Final = "IMPORT_CAPACITY_LIMIT"
 LEVEL_SIGNAL: Final = "SIMPLE"
 PRICE_SIGNAL: Final = "PRICE"
@@ -115,9 +117,12 @@ def interval_windows(event: dict[str, Any]) -> list[IntervalWindow]:
 
 
 def _shed_kw(window: IntervalWindow, mapping: ProgramMapping) -> float:
-    for signal in SHED_SIGNALS:
-        if signal in window.payloads:
-            return max(0.0, float(window.payloads[signal][0]))
+    if RELATIVE_SIGNAL in window.payloads:
+        # A relative change of consumption: the definitions' reduction is negative; programs
+        # that send the kW to shed as a positive figure exist too. Jeisson only ever sheds.
+        return abs(float(window.payloads[RELATIVE_SIGNAL][0]))
+    if SHED_SIGNAL in window.payloads:
+        return max(0.0, float(window.payloads[SHED_SIGNAL][0]))
     if CAPACITY_SIGNAL in window.payloads and mapping.site_baseline_kw is not None:
         limit = float(window.payloads[CAPACITY_SIGNAL][0])
         return max(0.0, mapping.site_baseline_kw - limit)

@@ -3,6 +3,7 @@
 Each matching subscription gets one POST of an OpenADR ``notification`` to its callback URL, with
 its bearer token, in the background (the client's request never waits on a subscriber). A failed
 callback is logged (URL and status only, never the token) and not retried: subscribers also poll.
+An object with targets is notified only to business logic and to VENs it targets.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from aggregator.openadr.vtn_store import StoredObject, VtnStore
+from aggregator.openadr.vtn_store import ClientRole, StoredObject, VtnStore
 
 _LOGGER = logging.getLogger(__name__)
 CALLBACK_TIMEOUT_S: Final = 10.0
@@ -47,12 +48,28 @@ class Notifier:
             "operation": operation,
             "object": stored.body,
         }
+        targets = stored.body.get("targets")
+        roles = {client.client_id: client.role for client in await self._store.list_clients()}
         for subscription in await self._store.find_objects("SUBSCRIPTION"):
             wanted = subscription.body.get("programID")
             if wanted is not None and wanted not in (program_id, stored.object_id):
                 continue
+            if targets and not await self._targeted(subscription, targets, roles):
+                continue
             for target in _callbacks(subscription.body, stored.object_type, operation):
                 self._send(target, notification)
+
+    async def _targeted(
+        self, subscription: StoredObject, targets: list[str], roles: dict[str, ClientRole]
+    ) -> bool:
+        """Return True when the subscriber may see an object with these targets.
+
+        Business logic sees everything; a VEN only objects targeting one of its venNames.
+        """
+        owner = subscription.owner
+        if owner is None or roles.get(owner) is ClientRole.BL:
+            return True
+        return not (await self._store.ven_names(owner)).isdisjoint(targets)
 
     def _send(self, target: tuple[str, str | None], notification: dict[str, Any]) -> None:
         if len(self._tasks) >= MAX_PENDING:

@@ -1,7 +1,8 @@
 """The OpenADR tables, registered on the aggregator's schema (``aggregator.tables.metadata``).
 
-VTN side: the clients allowed in (business logic or VEN; secrets and tokens stored hashed), and
-every OpenADR object they create (its validated JSON plus the columns searches filter on). VEN
+VTN side: the clients allowed in (business logic or VEN; secrets and tokens stored hashed; a
+VEN's capacity when it takes part in Jeisson's events), and every OpenADR object (its validated
+JSON plus the columns searches filter on), those Jeisson publishes for its own events included. VEN
 side: each utility VTN Jeisson follows (its client secret encrypted; the bearer token of its
 webhook subscription hashed), the link of each of its events to a Jeisson event, and every
 interval report sent.
@@ -25,6 +26,8 @@ openadr_clients = Table(
     Column("secret_hash", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    # A VEN client taking part in Jeisson's own events: the kW the operator agreed it sheds.
+    Column("capacity_kw", Float),
 )
 
 openadr_tokens = Table(

@@ -3,8 +3,10 @@
 A minimal, correct subset: programs, events, reports, subscriptions (webhooks) and VENs, with
 search filters and pagination, each request body checked against the official schema and each
 client limited to what its role may do (business logic: programs and events, reading everything;
-VEN: reading programs and events, writing its own reports, subscriptions and VEN object). MQTT
-notifiers, resources and target filtering are not offered (see docs/openadr.md).
+VEN: reading programs and events — those without targets and those targeting one of its
+venNames — writing its own reports, subscriptions and VEN object). The program Jeisson
+publishes its own events in (``publisher.py``) and those events are Jeisson's alone to change.
+MQTT notifiers and resources are not offered (see docs/openadr.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from aggregator.openadr.notifier import Notifier
 from aggregator.openadr.problems import ProblemError, parse_json_object, problem
 from aggregator.openadr.schema import schema_errors
 from aggregator.openadr.vtn_auth import VTN_STORE, auth_server, authenticated, fetch_token
-from aggregator.openadr.vtn_store import ClientRole, StoredObject, VtnClient
+from aggregator.openadr.vtn_store import PUBLISHER, ClientRole, StoredObject, VtnClient
 
 MAX_PAGE: Final = 50
 MAX_BODY_BYTES: Final = 256 * 1024
@@ -76,6 +78,7 @@ KINDS: Final = (
     ),
     Kind("VEN", "vens", "venID", "venRequest", _BOTH, True, "venName", (("venName", "venName"),)),
 )
+KINDS_BY_TYPE: Final = {kind.object_type: kind for kind in KINDS}
 
 
 def without_nulls(value: Any) -> Any:
@@ -110,20 +113,49 @@ def _check_body(kind: Kind, body: dict[str, Any], client: VtnClient) -> dict[str
     return content
 
 
-def _visible(kind: Kind, stored: StoredObject, client: VtnClient) -> bool:
-    if not kind.owned or client.role is ClientRole.BL:
+async def _names(request: web.Request, client: VtnClient) -> frozenset[str]:
+    """Return the venNames a VEN client reads targeted objects by (business logic: none)."""
+    if client.role is ClientRole.BL:
+        return frozenset()
+    return frozenset(await request.app[VTN_STORE].ven_names(client.client_id))
+
+
+def visible(kind: Kind, stored: StoredObject, client: VtnClient, names: frozenset[str]) -> bool:
+    """Return True when a client may see an object.
+
+    Business logic sees everything. A VEN sees its own owned objects (reports, subscriptions,
+    its VEN), and programs and events that have no targets or target one of its venNames.
+    """
+    if client.role is ClientRole.BL:
         return True
     if kind.object_type == "VEN":
         return stored.body.get("clientID") == client.client_id
-    return stored.owner == client.client_id
+    if kind.owned:
+        return stored.owner == client.client_id
+    targets = stored.body.get("targets")
+    return not targets or not names.isdisjoint(targets)
 
 
-async def _references_exist(request: web.Request, kind: Kind, content: dict[str, Any]) -> None:
+async def _references_exist(
+    request: web.Request, kind: Kind, content: dict[str, Any], client: VtnClient
+) -> None:
     store = request.app[VTN_STORE]
-    if kind.object_type == "EVENT" and not await store.get_object("PROGRAM", content["programID"]):
-        raise ProblemError(400, f"no program {content['programID']}")
-    if kind.object_type == "REPORT" and not await store.get_object("EVENT", content["eventID"]):
-        raise ProblemError(400, f"no event {content['eventID']}")
+    if kind.object_type == "EVENT":
+        program = await store.get_object("PROGRAM", content["programID"])
+        if program is None:
+            raise ProblemError(400, f"no program {content['programID']}")
+        if program.owner == PUBLISHER:
+            raise ProblemError(403, "Jeisson publishes the events of its own program itself")
+    if kind.object_type == "REPORT":
+        event = await store.get_object("EVENT", content["eventID"])
+        names = await _names(request, client)
+        if event is None or not visible(KINDS_BY_TYPE["EVENT"], event, client, names):
+            raise ProblemError(400, f"no event {content['eventID']}")
+
+
+def _not_jeissons(stored: StoredObject) -> None:
+    if stored.owner == PUBLISHER:
+        raise ProblemError(403, "Jeisson publishes this object itself; it cannot be changed")
 
 
 async def _check_name_free(
@@ -166,10 +198,11 @@ def _handlers(kind: Kind) -> list[web.RouteDef]:
     async def search(request: web.Request, client: VtnClient) -> web.StreamResponse:
         skip, limit = _page(request)
         found = await request.app[VTN_STORE].find_objects(kind.object_type)
+        names = await _names(request, client)
         selected = [
             item.body
             for item in found
-            if _visible(kind, item, client)
+            if visible(kind, item, client, names)
             and all(
                 item.body.get(field) == request.query[parameter]
                 for parameter, field in kind.filters
@@ -181,7 +214,7 @@ def _handlers(kind: Kind) -> list[web.RouteDef]:
     async def create(request: web.Request, client: VtnClient) -> web.StreamResponse:
         _may_write(kind, client)
         content = _check_body(kind, await _read_body(request), client)
-        await _references_exist(request, kind, content)
+        await _references_exist(request, kind, content, client)
         await _check_name_free(request, kind, content)
         stored = await request.app[VTN_STORE].insert_object(
             kind.object_type, client.client_id, content
@@ -192,7 +225,7 @@ def _handlers(kind: Kind) -> list[web.RouteDef]:
     async def load(request: web.Request, client: VtnClient) -> StoredObject:
         object_id = request.match_info["object_id"]
         stored = await request.app[VTN_STORE].get_object(kind.object_type, object_id)
-        if stored is None or not _visible(kind, stored, client):
+        if stored is None or not visible(kind, stored, client, await _names(request, client)):
             raise ProblemError(404, f"no {kind.object_type.lower()} {object_id}")
         return stored
 
@@ -202,8 +235,9 @@ def _handlers(kind: Kind) -> list[web.RouteDef]:
     async def replace(request: web.Request, client: VtnClient) -> web.StreamResponse:
         _may_write(kind, client)
         stored = await load(request, client)
+        _not_jeissons(stored)
         content = _check_body(kind, await _read_body(request), client)
-        await _references_exist(request, kind, content)
+        await _references_exist(request, kind, content, client)
         await _check_name_free(request, kind, content, keep=stored.object_id)
         updated = await request.app[VTN_STORE].replace_object(stored, content)
         await request.app[NOTIFIER].changed(updated, "UPDATE")
@@ -212,6 +246,7 @@ def _handlers(kind: Kind) -> list[web.RouteDef]:
     async def remove(request: web.Request, client: VtnClient) -> web.StreamResponse:
         _may_write(kind, client)
         stored = await load(request, client)
+        _not_jeissons(stored)
         await request.app[VTN_STORE].delete_object(stored.object_id)
         await request.app[NOTIFIER].changed(stored, "DELETE")
         return web.json_response(stored.body)

@@ -7,6 +7,7 @@ VTN serves, plus the columns searches filter on.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,6 +20,9 @@ from aggregator.auth import hash_secret, new_token, secrets_match
 from aggregator.openadr.tables import openadr_clients, openadr_objects, openadr_tokens
 from aggregator.store import new_id
 from jeisson.common.protocol import utc_now
+
+PUBLISHER = "jeisson"
+"""The owner of the objects Jeisson publishes itself (its program and its events for VENs)."""
 
 
 class ClientRole(StrEnum):
@@ -39,6 +43,17 @@ class VtnClient:
     role: ClientRole
     created_at: datetime
     revoked_at: datetime | None = None
+    capacity_kw: float | None = None
+    """A VEN taking part in Jeisson's own events: the kW it sheds when dispatched."""
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A VEN that takes part in Jeisson's own events: its client, its venName, its capacity."""
+
+    client_id: str
+    ven_name: str
+    capacity_kw: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +64,10 @@ class StoredObject:
     object_type: str
     owner: str | None
     body: dict[str, Any]
+    event_id: str | None = None
+    """The event it refers to (a report's eventID; for an event Jeisson publishes, its own)."""
+    name: str | None = None
+    """Its name (program, VEN...; for an event Jeisson publishes, the VEN client it is for)."""
 
 
 class VtnStore:
@@ -60,10 +79,18 @@ class VtnStore:
 
     # --- clients and tokens ---------------------------------------------------------------
 
-    async def add_client(self, name: str, role: ClientRole) -> tuple[VtnClient, str]:
+    async def add_client(
+        self, name: str, role: ClientRole, capacity_kw: float | None = None
+    ) -> tuple[VtnClient, str]:
         """Create a client; return it and its secret (shown once, stored hashed)."""
         secret = new_token()
-        client = VtnClient(client_id=new_id("oadr"), name=name, role=role, created_at=utc_now())
+        client = VtnClient(
+            client_id=new_id("oadr"),
+            name=name,
+            role=role,
+            created_at=utc_now(),
+            capacity_kw=capacity_kw,
+        )
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(openadr_clients).values(
@@ -72,6 +99,7 @@ class VtnStore:
                     role=role.value,
                     secret_hash=hash_secret(secret),
                     created_at=client.created_at,
+                    capacity_kw=capacity_kw,
                 )
             )
         return client, secret
@@ -135,12 +163,49 @@ class VtnStore:
             row = (await conn.execute(query)).first()
         return None if row is None else _client(row)
 
+    async def participants(self) -> list[Participant]:
+        """Return the live VEN clients with a capacity and a registered VEN (oldest VEN's name)."""
+        clients = openadr_clients
+        query = (
+            select(clients.c.client_id, clients.c.capacity_kw, openadr_objects.c.name)
+            .join(openadr_objects, openadr_objects.c.owner == clients.c.client_id)
+            .where(
+                clients.c.revoked_at.is_(None),
+                clients.c.capacity_kw > 0,
+                openadr_objects.c.object_type == "VEN",
+            )
+            .order_by(clients.c.created_at, openadr_objects.c.created_at)
+        )
+        found: dict[str, Participant] = {}
+        async with self._engine.connect() as conn:
+            for row in await conn.execute(query):
+                participant = Participant(row.client_id, row.name, row.capacity_kw)
+                found.setdefault(row.client_id, participant)
+        return list(found.values())
+
+    async def ven_names(self, client_id: str) -> set[str]:
+        """Return the venNames of the VEN objects a client registered."""
+        query = select(openadr_objects.c.name).where(
+            openadr_objects.c.object_type == "VEN", openadr_objects.c.owner == client_id
+        )
+        async with self._engine.connect() as conn:
+            return {row.name for row in await conn.execute(query)}
+
     # --- objects --------------------------------------------------------------------------
 
     async def insert_object(
-        self, object_type: str, owner: str | None, request: dict[str, Any]
+        self,
+        object_type: str,
+        owner: str | None,
+        request: dict[str, Any],
+        *,
+        columns: dict[str, str] | None = None,
     ) -> StoredObject:
-        """Store a new object made from a validated request body; return it as served."""
+        """Store a new object made from a validated request body; return it as served.
+
+        ``columns`` overrides searchable columns (``event_id``, ``name``): Jeisson files the
+        events it publishes under the Jeisson event and the VEN client they are for.
+        """
         now = utc_now()
         object_id = new_id(object_type.lower())
         body = {
@@ -150,6 +215,7 @@ class VtnStore:
             "objectType": object_type,
             **request,
         }
+        filed = {**_columns(body), **(columns or {})}
         async with self._engine.begin() as conn:
             await conn.execute(
                 insert(openadr_objects).values(
@@ -159,10 +225,10 @@ class VtnStore:
                     created_at=now,
                     modified_at=now,
                     body=body,
-                    **_columns(body),
+                    **filed,
                 )
             )
-        return StoredObject(object_id, object_type, owner, body)
+        return StoredObject(object_id, object_type, owner, body, filed["event_id"], filed["name"])
 
     async def replace_object(self, stored: StoredObject, request: dict[str, Any]) -> StoredObject:
         """Replace an object's content (PUT); its id, type, owner and creation time stay."""
@@ -175,12 +241,22 @@ class VtnStore:
             **request,
         }
         async with self._engine.begin() as conn:
+            filed = _columns(body)
+            if stored.owner == PUBLISHER:  # keep how Jeisson filed its own object
+                filed = {**filed, "event_id": stored.event_id, "name": stored.name}
             await conn.execute(
                 update(openadr_objects)
                 .where(openadr_objects.c.object_id == stored.object_id)
-                .values(modified_at=now, body=body, **_columns(body))
+                .values(modified_at=now, body=body, **filed)
             )
-        return StoredObject(stored.object_id, stored.object_type, stored.owner, body)
+        return StoredObject(
+            stored.object_id,
+            stored.object_type,
+            stored.owner,
+            body,
+            filed["event_id"],
+            filed["name"],
+        )
 
     async def delete_object(self, object_id: str) -> None:
         """Delete an object."""
@@ -207,10 +283,13 @@ class VtnStore:
         event_id: str | None = None,
         owner: str | None = None,
         name: str | None = None,
+        event_ids: Collection[str] | None = None,
     ) -> list[StoredObject]:
         """Return the objects of a type matching every filter given, oldest first."""
         table = openadr_objects
         query = select(table).where(table.c.object_type == object_type)
+        if event_ids is not None:
+            query = query.where(table.c.event_id.in_(sorted(event_ids)))
         for column, value in (
             (table.c.program_id, program_id),
             (table.c.event_id, event_id),
@@ -245,8 +324,11 @@ def _client(row: Any) -> VtnClient:
         role=ClientRole(row.role),
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        capacity_kw=row.capacity_kw,
     )
 
 
 def _object(row: Any) -> StoredObject:
-    return StoredObject(row.object_id, row.object_type, row.owner, dict(row.body))
+    return StoredObject(
+        row.object_id, row.object_type, row.owner, dict(row.body), row.event_id, row.name
+    )

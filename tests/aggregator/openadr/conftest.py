@@ -85,3 +85,9 @@ async def jeisson(
     yield running
     await running.stop()
     assert running.checker.violations == []
+
+
+@pytest.fixture
+def server(vtn_server: CheckedServer) -> CheckedServer:
+    """Make the OpenADR-checked aggregator the ``server`` that ``make_home`` enrols homes on."""
+    return vtn_server

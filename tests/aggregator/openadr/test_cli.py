@@ -40,7 +40,9 @@ async def run_cli(
 async def test_a_client_made_on_the_command_line_gets_a_token_until_revoked(
     vtn_server: CheckedServer, http: aiohttp.ClientSession
 ) -> None:
-    printed = await run_cli(vtn_server, "client", "add", "--name", "pool-pump", "--role", "ven")
+    printed = await run_cli(
+        vtn_server, "client", "add", "--name", "pool-pump", "--role", "ven", "--capacity-kw", "2.5"
+    )
     fields = dict(line.split(":", 1) for line in printed.splitlines())
     client_id = fields["client_id"].strip()
     secret = fields["client_secret"].split()[0]
@@ -48,7 +50,7 @@ async def test_a_client_made_on_the_command_line_gets_a_token_until_revoked(
     async with http.post(f"{vtn_server.vtn_url}/auth/token", data=form) as response:
         assert response.status == 200
     listed = await run_cli(vtn_server, "client", "list")
-    assert f"{client_id}  ven  active   pool-pump" in listed
+    assert f"{client_id}  ven  active   pool-pump  (2.5 kW)" in listed
     await run_cli(vtn_server, "client", "revoke", client_id)
     async with http.post(f"{vtn_server.vtn_url}/auth/token", data=form) as response:
         assert response.status == 401
