@@ -272,6 +272,16 @@ def openapi_paths(operation: Any, body: Any) -> dict[str, Any]:
             ),
             "delete": operation("Stop following a VTN", ("200", "removed"), errors=("401", "404")),
         },
+        "/api/v1/openadr/vtns/{vtn_id}/notifications": {
+            "parameters": [{**client_id, "name": "vtn_id"}],
+            "post": operation(
+                "A followed VTN's webhook notification (an OpenADR 3.1.0 notification; bearer: "
+                "the token Jeisson gave the VTN in its subscription, not an operator token)",
+                ("200", "taken"),
+                operator=False,
+                errors=("400", "401", "413", "503"),
+            ),
+        },
         "/api/v1/openadr/clients/{client_id}": {
             "parameters": [client_id],
             "delete": operation(
