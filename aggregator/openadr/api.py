@@ -19,6 +19,7 @@ from aggregator.openadr.ven import VenService
 from aggregator.openadr.ven_store import VenStore, VtnConfig
 from aggregator.openadr.ven_webhook import (
     NOTIFICATIONS_PATH,
+    READ_AGAIN,
     NotificationError,
     callback_url,
     parse_notification,
@@ -31,6 +32,7 @@ from jeisson.common.protocol import utc_now
 VEN_STORE = web.AppKey("openadr_ven_store", VenStore)
 VEN_SERVICE = web.AppKey("openadr_ven_service", VenService)
 MAX_NOTIFICATION_BYTES: Final = 256 * 1024
+MAX_ECHO_CHARS: Final = 256
 MAX_VEN_CAPACITY_KW: Final = 10_000.0
 """A third-party VEN may be a whole site; more than 10 MW is a typo."""
 
@@ -209,9 +211,8 @@ async def remove_vtn(request: web.Request) -> web.Response:
     return web.json_response({"vtn_id": vtn_id, "removed": True})
 
 
-@routes.post(NOTIFICATIONS_PATH)
-async def vtn_notification(request: web.Request) -> web.Response:
-    """Take a webhook notification from a followed VTN (its subscription's bearer token)."""
+async def _calling_vtn(request: web.Request) -> VtnConfig | None:
+    """Return the followed VTN whose subscription token the request bears (None: no such)."""
     config = await request.app[VEN_STORE].get_vtn(request.match_info["vtn_id"])
     token = bearer_token(request.headers.get("Authorization"))
     if (
@@ -220,18 +221,40 @@ async def vtn_notification(request: web.Request) -> web.Response:
         or config.callback_token_hash is None
         or not secrets_match(token, config.callback_token_hash)
     ):
+        return None
+    return config
+
+
+@routes.post(NOTIFICATIONS_PATH)
+async def vtn_notification(request: web.Request) -> web.Response:
+    """Take a webhook notification from a followed VTN (its subscription's bearer token).
+
+    A body that is not a valid OpenADR notification is refused (400) and not acted on, but
+    since the VTN says something changed, the VEN reads it in full at once.
+    """
+    config = await _calling_vtn(request)
+    if config is None:
         return problem(401, "a valid bearer token is required")
     if request.content_length is not None and request.content_length > MAX_NOTIFICATION_BYTES:
         return problem(413, f"a notification is at most {MAX_NOTIFICATION_BYTES} bytes")
+    service = request.app[VEN_SERVICE]
     try:
         notification = parse_notification(parse_json_object(await request.read()))
-    except ProblemError as err:
-        return err.response()
-    except NotificationError as err:
-        return problem(400, str(err))
-    if not request.app[VEN_SERVICE].notify(config.vtn_id, notification):
+    except (ProblemError, NotificationError) as err:
+        service.notify(config.vtn_id, READ_AGAIN)
+        detail = err.detail if isinstance(err, ProblemError) else str(err)
+        return problem(400, f"not an OpenADR 3.1.0 notification ({detail}); reading the VTN")
+    if not service.notify(config.vtn_id, notification):
         return problem(503, "not following this VTN now; the next poll catches up")
     return web.json_response({}, status=200)
+
+
+@routes.get(NOTIFICATIONS_PATH + "/echo")
+async def vtn_callback_echo(request: web.Request) -> web.Response:
+    """Answer a VTN checking the callback while subscribing (the reference VTN's echo)."""
+    if await _calling_vtn(request) is None:
+        return problem(401, "a valid bearer token is required")
+    return web.json_response({"echo": request.query.get("echo", "")[:MAX_ECHO_CHARS]})
 
 
 def openapi_schemas() -> dict[str, Any]:
@@ -280,6 +303,16 @@ def openapi_paths(operation: Any, body: Any) -> dict[str, Any]:
                 ("200", "taken"),
                 operator=False,
                 errors=("400", "401", "413", "503"),
+            ),
+        },
+        "/api/v1/openadr/vtns/{vtn_id}/notifications/echo": {
+            "parameters": [{**client_id, "name": "vtn_id"}],
+            "get": operation(
+                "Answers ?echo=X with X: a VTN checking the callback while subscribing (the "
+                "OpenADR reference VTN does); the subscription's bearer token",
+                ("200", "the echo"),
+                operator=False,
+                errors=("401",),
             ),
         },
         "/api/v1/openadr/clients/{client_id}": {

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from aggregator.auth import hash_secret, new_token
 from aggregator.openadr.schema import schema_errors
-from aggregator.openadr.ven_client import VtnClient
+from aggregator.openadr.ven_client import VtnClient, VtnError
 from aggregator.openadr.ven_store import VenStore, VtnConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ class Notification:
     object_type: str
     operation: str
     object: dict[str, Any]
+
+
+READ_AGAIN: Final = Notification("", "READ_AGAIN", {})
+"""The VTN said something changed in a form Jeisson does not act on: read it in full now."""
 
 
 class NotificationError(ValueError):
@@ -73,7 +77,11 @@ class Subscription:
         """True while notifications are expected (the poll then slows down)."""
 
     async def ensure(self, vtn: VtnClient) -> bool:
-        """Make sure the subscription exists (creating it if needed); return whether it does."""
+        """Make sure the subscription exists (creating it if needed); return whether it does.
+
+        A VTN that offers no webhooks, or refuses the subscription, is polled instead (the
+        subscription is tried again at the next full poll).
+        """
         url = self._config.callback_url
         if url is None:
             return False
@@ -86,6 +94,7 @@ class Subscription:
         if self._subscription_id is None or not await vtn.subscription_exists(
             self._subscription_id, url
         ):
+            self.active = False
             token = new_token()
             body = {
                 "clientName": self._config.ven_name,
@@ -98,7 +107,15 @@ class Subscription:
                     }
                 ],
             }
-            self._subscription_id = await vtn.subscribe(body)
+            # The token is known before the VTN is asked: some VTNs call back while subscribing.
+            await self._store.note_subscription(self._config.vtn_id, None, hash_secret(token))
+            try:
+                self._subscription_id = await vtn.subscribe(body)
+            except VtnError as err:
+                _LOGGER.warning(
+                    "VTN %s refused a subscription (%s): polling", self._config.name, err
+                )
+                return False
             await self._store.note_subscription(
                 self._config.vtn_id, self._subscription_id, hash_secret(token)
             )

@@ -120,5 +120,23 @@ async def test_notifications_are_acted_on_at_once_and_the_subscription_goes_with
         async with http.post(vtn["callback_url"], json=forged, headers=headers) as response:
             assert response.status == 401
 
+    # The token the VTN holds opens the echo (a VTN checking the callback, as the reference VTN
+    # does), and a body that is no notification is refused yet makes the VEN read the VTN now.
+    auth = {"Authorization": f"Bearer {subscription['objectOperations'][0]['bearerToken']}"}
+    echo = vtn["callback_url"] + "/echo?echo=test_echo"
+    async with http.get(echo, headers=auth) as response:
+        assert (response.status, await response.json()) == (200, {"echo": "test_echo"})
+    async with http.get(echo) as response:
+        assert response.status == 401
+    async with http.post(vtn["callback_url"], json='{"object_type": "EVENT"}', headers=auth) as r:
+        assert r.status == 400
+    await wait_for(
+        lambda: _read_since(jeisson, vtn_id, polled_at), timeout=5, what="a full read at once"
+    )
+
     await jeisson.request("DELETE", f"/api/v1/openadr/vtns/{vtn_id}", expect=200)
     assert await utility.read(reader, "subscriptions") == []
+
+
+async def _read_since(jeisson: CheckedServer, vtn_id: str, polled_at: str) -> bool:
+    return bool((await shown(jeisson, vtn_id))["last_poll_at"] != polled_at)
