@@ -26,6 +26,8 @@ from aggregator.openadr.vtn_store import PUBLISHER, ClientRole, StoredObject, Vt
 MAX_PAGE: Final = 50
 MAX_BODY_BYTES: Final = 256 * 1024
 NOTIFIER: Final = web.AppKey("openadr_notifier", Notifier)
+MAX_OWNED_BY_VEN: Final = {"REPORT": 1000, "SUBSCRIPTION": 20, "VEN": 10}
+"""What one VEN client may hold: reports per event, subscriptions, VEN objects."""
 _BL: Final = frozenset({ClientRole.BL})
 _VEN: Final = frozenset({ClientRole.VEN})
 _BOTH: Final = frozenset(ClientRole)
@@ -153,6 +155,20 @@ async def _references_exist(
             raise ProblemError(400, f"no event {content['eventID']}")
 
 
+async def _check_room(
+    request: web.Request, kind: Kind, content: dict[str, Any], client: VtnClient
+) -> None:
+    """Refuse (409) a VEN's object past its bound: VENs are untrusted and cannot fill the store."""
+    bound = MAX_OWNED_BY_VEN.get(kind.object_type)
+    if client.role is not ClientRole.VEN or bound is None:
+        return
+    event_id = content.get("eventID") if kind.object_type == "REPORT" else None
+    held = await request.app[VTN_STORE].count_objects(kind.object_type, client.client_id, event_id)
+    if held >= bound:
+        where = f" on event {event_id}" if event_id else ""
+        raise ProblemError(409, f"a VEN holds at most {bound} {kind.path}{where}")
+
+
 def _not_jeissons(stored: StoredObject) -> None:
     if stored.owner == PUBLISHER:
         raise ProblemError(403, "Jeisson publishes this object itself; it cannot be changed")
@@ -216,6 +232,7 @@ def _handlers(kind: Kind) -> list[web.RouteDef]:
         content = _check_body(kind, await _read_body(request), client)
         await _references_exist(request, kind, content, client)
         await _check_name_free(request, kind, content)
+        await _check_room(request, kind, content, client)
         stored = await request.app[VTN_STORE].insert_object(
             kind.object_type, client.client_id, content
         )

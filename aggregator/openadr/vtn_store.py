@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aggregator.auth import hash_secret, new_token, secrets_match
@@ -274,6 +274,17 @@ class VtnStore:
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _object(row)
+
+    async def count_objects(self, object_type: str, owner: str, event_id: str | None = None) -> int:
+        """Return how many objects of a type a client owns (about one event, if given)."""
+        table = openadr_objects
+        query = select(func.count()).where(
+            table.c.object_type == object_type, table.c.owner == owner
+        )
+        if event_id is not None:
+            query = query.where(table.c.event_id == event_id)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def find_objects(
         self,

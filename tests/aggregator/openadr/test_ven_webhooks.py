@@ -17,7 +17,7 @@ from openadr3_client.oadr310.models.event.event import EventUpdate, NewEvent
 from openadr3_client.oadr310.models.program.program import NewProgram
 
 from jeisson.common.protocol import utc_now
-from tests.aggregator.openadr.common import CheckedServer, business_logic
+from tests.aggregator.openadr.common import VEN_ON_BOTH_DATABASES, CheckedServer, business_logic
 from tests.helpers import wait_for
 
 PROGRAM = "residential-peak"
@@ -61,6 +61,7 @@ async def shown(jeisson: CheckedServer, vtn_id: str) -> dict[str, Any]:
     return dict(vtn)
 
 
+@VEN_ON_BOTH_DATABASES
 async def test_notifications_are_acted_on_at_once_and_the_subscription_goes_with_the_vtn(
     vtn_server: CheckedServer, jeisson: CheckedServer, http: aiohttp.ClientSession
 ) -> None:

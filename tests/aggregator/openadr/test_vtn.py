@@ -20,7 +20,7 @@ from openadr3_client.oadr310.models.ven.ven import NewVenVenRequest
 from openadr3_client.ven.http_factory import VirtualEndNodeHttpClientFactory
 from openadr3_client.version import OADRVersion
 
-from aggregator.openadr import BASE_PATH
+from aggregator.openadr import BASE_PATH, vtn
 from jeisson.common.protocol import utc_now
 from tests.aggregator.openadr.common import VTN_ON_BOTH_DATABASES, CheckedServer
 
@@ -228,3 +228,23 @@ async def test_a_body_that_breaks_the_spec_is_refused_with_the_reason(
     vtn_server.checker.violations.clear()  # that request broke the spec on purpose
     async with http.get(f"{vtn_server.url}{BASE_PATH}/auth/server") as response:
         assert (await response.json())["tokenURL"] == f"{vtn_server.vtn_url}/auth/token"
+
+
+async def test_a_ven_cannot_fill_the_store(
+    vtn_server: CheckedServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(vtn.MAX_OWNED_BY_VEN, "SUBSCRIPTION", 2)
+    token = await vtn_server.client_token("chatty-ven", "ven")
+    headers = {"Authorization": f"Bearer {token}"}
+    subscription = {
+        "clientName": "chatty-ven",
+        "objectOperations": [
+            {"objects": ["EVENT"], "operations": ["CREATE"], "callbackUrl": "http://127.0.0.1:9/x"}
+        ],
+    }
+    statuses = []
+    for _ in range(3):
+        url = f"{vtn_server.vtn_url}/subscriptions"
+        async with http.post(url, json=subscription, headers=headers) as response:
+            statuses.append(response.status)
+    assert statuses == [201, 201, 409]
