@@ -79,48 +79,49 @@ class Subscription:
     async def ensure(self, vtn: VtnClient) -> bool:
         """Make sure the subscription exists (creating it if needed); return whether it does.
 
-        A VTN that offers no webhooks, or refuses the subscription, is polled instead (the
-        subscription is tried again at the next full poll).
+        A VTN that offers no webhooks, or fails or refuses any step of subscribing, is polled
+        instead: subscribing never stops the VEN from following the VTN (it is tried again at
+        the next full poll).
         """
-        url = self._config.callback_url
-        if url is None:
+        if self._config.callback_url is None:
             return False
+        try:
+            self.active = await self._ensure(vtn, self._config.callback_url)
+        except VtnError as err:
+            _LOGGER.warning("VTN %s: no subscription (%s): polling", self._config.name, err)
+            self.active = False
+        return self.active
+
+    async def _ensure(self, vtn: VtnClient, url: str) -> bool:
         if self._offered is None:
             self._offered = await vtn.webhooks_offered()
             if not self._offered:
                 _LOGGER.info("VTN %s offers no webhooks: polling", self._config.name)
         if not self._offered:
             return False
-        if self._subscription_id is None or not await vtn.subscription_exists(
+        if self._subscription_id is not None and await vtn.subscription_exists(
             self._subscription_id, url
         ):
-            self.active = False
-            token = new_token()
-            body = {
-                "clientName": self._config.ven_name,
-                "objectOperations": [
-                    {
-                        "objects": list(SUBSCRIBED_OBJECTS),
-                        "operations": list(SUBSCRIBED_OPERATIONS),
-                        "callbackUrl": url,
-                        "bearerToken": token,
-                    }
-                ],
-            }
-            # The token is known before the VTN is asked: some VTNs call back while subscribing.
-            await self._store.note_subscription(self._config.vtn_id, None, hash_secret(token))
-            try:
-                self._subscription_id = await vtn.subscribe(body)
-            except VtnError as err:
-                _LOGGER.warning(
-                    "VTN %s refused a subscription (%s): polling", self._config.name, err
-                )
-                return False
-            await self._store.note_subscription(
-                self._config.vtn_id, self._subscription_id, hash_secret(token)
-            )
-            _LOGGER.info("Subscribed to VTN %s's notifications at %s", self._config.name, url)
-        self.active = True
+            return True
+        token = new_token()
+        body = {
+            "clientName": self._config.ven_name,
+            "objectOperations": [
+                {
+                    "objects": list(SUBSCRIBED_OBJECTS),
+                    "operations": list(SUBSCRIBED_OPERATIONS),
+                    "callbackUrl": url,
+                    "bearerToken": token,
+                }
+            ],
+        }
+        # The token is known before the VTN is asked: some VTNs call back while subscribing.
+        await self._store.note_subscription(self._config.vtn_id, None, hash_secret(token))
+        self._subscription_id = await vtn.subscribe(body)
+        await self._store.note_subscription(
+            self._config.vtn_id, self._subscription_id, hash_secret(token)
+        )
+        _LOGGER.info("Subscribed to VTN %s's notifications at %s", self._config.name, url)
         return True
 
     async def remove(self, vtn: VtnClient) -> None:

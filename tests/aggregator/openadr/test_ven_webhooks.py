@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+from aiohttp import web
 from openadr3_client.oadr310.models.event.event import EventUpdate, NewEvent
 from openadr3_client.oadr310.models.program.program import NewProgram
 
+from aggregator.openadr import vtn as vtn_module
 from jeisson.common.protocol import utc_now
+from tests.aggregator.common import FAST
 from tests.aggregator.openadr.common import VEN_ON_BOTH_DATABASES, CheckedServer, business_logic
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 PROGRAM = "residential-peak"
 NOTIFIED_WITHIN_S = 1.5
@@ -37,7 +42,9 @@ def shed_event(program_id: str, kw: float) -> NewEvent:
     )
 
 
-async def follow_with_webhooks(jeisson: CheckedServer, utility: CheckedServer) -> dict[str, Any]:
+async def follow_with_webhooks(
+    jeisson: CheckedServer, utility: CheckedServer, poll_interval_s: float = 20
+) -> dict[str, Any]:
     ven_id, ven_secret = await utility.add_client("jeisson-aggregator", "ven")
     _, vtn = await jeisson.request(
         "POST",
@@ -48,7 +55,7 @@ async def follow_with_webhooks(jeisson: CheckedServer, utility: CheckedServer) -
             "client_id": ven_id,
             "client_secret": ven_secret,
             "programs": [{"program": PROGRAM, "bid_window_s": 1}],
-            "poll_interval_s": 20,
+            "poll_interval_s": poll_interval_s,
             "public_url": jeisson.url,
         },
         expect=201,
@@ -141,3 +148,36 @@ async def test_notifications_are_acted_on_at_once_and_the_subscription_goes_with
 
 async def _read_since(jeisson: CheckedServer, vtn_id: str, polled_at: str) -> bool:
     return bool((await shown(jeisson, vtn_id))["last_poll_at"] != polled_at)
+
+
+async def test_a_vtn_that_offers_no_webhooks_is_polled(
+    jeisson: CheckedServer,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_webhooks(_request: web.Request, _client: object) -> web.Response:
+        return web.json_response({"WEBHOOK": False})
+
+    monkeypatch.setattr(vtn_module, "notifiers", no_webhooks)  # a VTN set up without webhooks
+    utility = CheckedServer(db_path=tmp_path / "utility.db", port=free_port(), settings=FAST)
+    utility.session = http
+    await utility.start()
+    try:
+        bl = await business_logic(utility)
+        program = await asyncio.to_thread(
+            bl.programs.create_program, NewProgram(program_name=PROGRAM)
+        )
+        vtn = await follow_with_webhooks(jeisson, utility, poll_interval_s=0.5)
+        await asyncio.to_thread(bl.events.create_event, shed_event(program.id, 5.0))
+
+        async def followed() -> bool:
+            events = (await shown(jeisson, vtn["vtn_id"]))["events"]
+            return bool(events and events[0]["status"] == "active")
+
+        await wait_for(followed, timeout=5, what="the event followed by polling")
+        assert (await shown(jeisson, vtn["vtn_id"]))["subscription_id"] is None
+        reader = await utility.client_token("auditor", "bl")
+        assert await utility.read(reader, "subscriptions") == []
+    finally:
+        await utility.stop()
