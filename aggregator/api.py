@@ -39,7 +39,7 @@ from aggregator.api_models import (
 from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
 from aggregator.auth import bearer_token
 from aggregator.negotiation import EventNotFoundError, InvalidTransitionError, StoreProblem
-from aggregator.participants import outside_figures
+from aggregator.participants import NOTHING, outside_figures, running_outside
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
 from aggregator.store import EnrolmentRejected, StoreUnavailableError
 
@@ -236,7 +236,14 @@ async def event_detail_model(app: web.Application, event_id: str) -> EventDetail
         offered = await store.offered_counts(event_id)
         awards = await store.awards_for(event_id)
         delivered = 0.0
-    outside = await outside_figures(app, event_id)  # third-party OpenADR VENs
+    # Third-party OpenADR VENs: a running event's figures come from memory (as of their last
+    # update) when the database cannot be read, so the live view outlives an outage.
+    try:
+        outside = await outside_figures(app, event_id)
+    except DATABASE_ERRORS:
+        if live is None:
+            raise
+        outside = running_outside(app).get(event_id, NOTHING)
     committed = sum(award.committed_kw for award in awards) + outside.committed_kw
     if live is not None:
         delivered += outside.delivered_kw
