@@ -328,7 +328,8 @@ class EventSummary(_Answer):
             "clearing_price": record.clearing_price,
             "created_at": record.created_at,
             "cancel_reason": record.cancel_reason,
-            "baseline_method": record.baseline_method,
+            # NULL: the program's default, which settlement applies (residential).
+            "baseline_method": record.baseline_method or BaselineMethod.RESIDENTIAL.value,
         }
 
 
