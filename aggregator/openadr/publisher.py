@@ -67,7 +67,11 @@ class Publisher:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start publishing in the background."""
+        """Make Jeisson's program (when the database answers), then publish in the background."""
+        try:
+            await self._program()
+        except Exception:  # the loop tries again
+            _LOGGER.exception("Could not make Jeisson's OpenADR program yet")
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -82,6 +86,7 @@ class Publisher:
         while True:
             try:
                 if not swept:
+                    await self._program()
                     await self._sweep()
                     swept = True
                 await self.tick()
@@ -95,7 +100,7 @@ class Publisher:
         """Publish what changed since the last tick."""
         manager = self._app[MANAGER]
         running = {item.event_id for item in manager.figures()}
-        ended, self._running = self._running - running, running
+        ended = self._running - running
         if not running and not ended:
             self._figures = {}
             return
@@ -117,6 +122,7 @@ class Publisher:
                 event_id, [item for item in published if item.event_id == event_id]
             )
         self._figures = {event_id: await self.figures(event_id) for event_id in running}
+        self._running = running  # only now: a failed tick looks at the ended events again
 
     async def _publish(
         self,

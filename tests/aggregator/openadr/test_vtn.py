@@ -98,7 +98,8 @@ async def test_utility_and_ven_clients_work_through_jeissons_vtn(
     )
     assert registered.client_id == ven_id
     programs = await asyncio.to_thread(ven.programs.get_programs, None, None)
-    assert [item.program_name for item in programs] == ["residential-peak"]
+    # Jeisson's own program (its events for third-party VENs) is there from the start.
+    assert [item.program_name for item in programs] == ["jeisson-dr", "residential-peak"]
     events = await asyncio.to_thread(ven.events.get_events, None, None, program.id)
     assert [item.id for item in events] == [event.id]
 
