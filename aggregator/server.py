@@ -11,7 +11,7 @@ import asyncio
 import gc
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
@@ -44,8 +44,10 @@ from aggregator.sessions import HomeSession, SessionRegistry, SessionSettings
 from aggregator.settlement import api as settlement_api
 from aggregator.settlement.courier import StatementCourier
 from aggregator.settlement.program import ProgramSettings
+from aggregator.settlement.reliability import ReliabilityScores
 from aggregator.settlement.repository import SettlementRepository
 from aggregator.settlement.settler import POLL_INTERVAL, Settler
+from aggregator.settlement.statements import Statement
 from aggregator.store import GroupCommitter, Store
 from jeisson.common.const import WS_PATH
 from jeisson.common.protocol import MAX_FRAME_BYTES
@@ -135,8 +137,16 @@ def _lifecycle(
         metrics = Metrics()
         committer = GroupCommitter(store, metrics)
         registry = SessionRegistry(metrics)
+        repository = SettlementRepository(store)
+        scores = ReliabilityScores()
+        scores.replace((await repository.reliability()).values())
         manager = EventManager(
-            store, registry, config.negotiation, metrics=metrics, committer=committer
+            store,
+            registry,
+            config.negotiation,
+            metrics=metrics,
+            committer=committer,
+            reliability=scores.score,
         )
         metrics.watch(
             connected_homes=lambda: len(registry),
@@ -152,12 +162,19 @@ def _lifecycle(
         app[SESSION_SETTINGS] = SessionSettings(
             aggregator_id=aggregator_id, heartbeat_interval=config.heartbeat_interval
         )
-        repository = SettlementRepository(store)
         if config.program is not None:
             await repository.save_program(config.program)
         settler = Settler(repository, poll_interval=config.settle_poll)
         courier = StatementCourier(repository, registry)
         settler.subscribe(courier.deliver)
+
+        async def rescore(statements: Sequence[Statement]) -> None:
+            homes = sorted({line.home_id for item in statements for line in item.lines})
+            manager.reliability_changed(
+                scores.update((await repository.reliability(homes)).values())
+            )
+
+        settler.subscribe(rescore)
         app[SETTLER] = settler
         app[COURIER] = courier
         await manager.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -11,13 +11,18 @@ from aggregator.negotiation.model import HomeView
 from aggregator.records import HomeRecord
 
 
+def _fully_reliable(_home_id: str) -> float:
+    return 1.0
+
+
 class HomeRegistry:
     """Views of the connected, ready homes, and drop-off timers of the ones that went away."""
 
-    def __init__(self) -> None:
-        """Start with no homes."""
+    def __init__(self, reliability: Callable[[str], float] | None = None) -> None:
+        """Start with no homes; ``reliability`` gives a home's score (1.0 for all when None)."""
         self._views: dict[str, HomeView] = {}
         self._drop_timers: dict[str, asyncio.TimerHandle] = {}
+        self._reliability = reliability or _fully_reliable
 
     @property
     def views(self) -> Mapping[str, HomeView]:
@@ -26,7 +31,7 @@ class HomeRegistry:
 
     def ready(self, home: HomeRecord) -> HomeView:
         """Track a home that said hello and sent its inventory; stop its drop-off timer."""
-        view = HomeView.of(home)
+        view = HomeView.of(home, self._reliability(home.home_id))
         self._views[home.home_id] = view
         timer = self._drop_timers.pop(home.home_id, None)
         if timer is not None:
@@ -35,7 +40,14 @@ class HomeRegistry:
 
     def changed(self, home: HomeRecord) -> None:
         """Refresh a connected home's loads and participation."""
-        self._views[home.home_id] = HomeView.of(home)
+        self._views[home.home_id] = HomeView.of(home, self._reliability(home.home_id))
+
+    def rescore(self, home_ids: Iterable[str]) -> None:
+        """Read the reliability of connected homes again (a statement changed it)."""
+        for home_id in home_ids:
+            view = self._views.get(home_id)
+            if view is not None:
+                self._views[home_id] = replace(view, reliability=self._reliability(home_id))
 
     def gone(self, home_id: str) -> None:
         """Forget a home that disconnected."""

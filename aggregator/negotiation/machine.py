@@ -259,6 +259,7 @@ def clear(state: EventState, env: Env) -> StepResult:
         last_curtailed={home_id: view.last_curtailed_at for home_id, view in env.homes.items()},
         inventories={home_id: view.loads for home_id, view in env.homes.items()},
         now=env.now,
+        reliability={home_id: view.reliability for home_id, view in env.homes.items()},
     )
     result = outcome.result
     cleared = RoundRecord(

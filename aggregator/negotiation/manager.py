@@ -32,6 +32,8 @@ from aggregator.negotiation.model import (
 )
 from aggregator.negotiation.state import DeliverySample, EventState
 from aggregator.records import AwardStatus, EventRecord, EventStatus, HomeRecord, new_id
+from aggregator.settlement.attribution import live_shed_by_event
+from aggregator.shortfall import DeliveryWatch, ShortfallRule
 from aggregator.store import (
     GroupCommitter,
     HomeCurtailed,
@@ -46,6 +48,7 @@ from jeisson.common.protocol import (
     ErrorCode,
     HeldAward,
     OptOut,
+    OptOutReason,
     ProtocolError,
     ServerMessage,
     Telemetry,
@@ -70,17 +73,28 @@ class EventManager:
         clock: Callable[[], datetime] = utc_now,
         metrics: Metrics | None = None,
         committer: GroupCommitter | None = None,
+        reliability: Callable[[str], float] | None = None,
     ) -> None:
-        """Create a manager; call :meth:`start` to resume stored events."""
+        """Create a manager; call :meth:`start` to resume stored events.
+
+        ``reliability`` gives a home's reliability score, which clearing counts its bid kW
+        times (every home 1.0 when None).
+        """
         self._store = store
         self._link = link
         self._settings = settings or NegotiationSettings()
         self._now = clock
         self._metrics = metrics or Metrics()
         self._committer = committer or GroupCommitter(store)
-        self._homes = HomeRegistry()
+        self._homes = HomeRegistry(reliability)
         self._drivers: dict[str, EventDriver] = {}
         self._delivery: dict[str, dict[str, DeliverySample]] = {}
+        self._watch = DeliveryWatch(
+            ShortfallRule(
+                grace=timedelta(seconds=self._settings.shortfall_grace_s),
+                sustained=timedelta(seconds=self._settings.shortfall_sustained_s),
+            )
+        )
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -250,6 +264,10 @@ class EventManager:
         """Refresh what the negotiation knows of a connected home's loads."""
         self._homes.changed(home)
 
+    def reliability_changed(self, home_ids: Iterable[str]) -> None:
+        """Read the reliability of these homes again (settlement stored new scores)."""
+        self._homes.rescore(home_ids)
+
     def home_disconnected(self, home_id: str) -> None:
         """Start a disconnected home's drop-off grace period if it holds awards."""
         self._homes.gone(home_id)
@@ -282,20 +300,89 @@ class EventManager:
         await self._run(driver, partial(_opt_out, home_id=home_id, message=opt_out), opt_out.id)
 
     async def handle_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
-        """Store a telemetry batch and update the event's live delivery figure."""
+        """Store a telemetry batch; update the live delivery figures; watch for shortfalls.
+
+        A batch names one event but reports the whole home: each running event the home holds
+        awards in is credited with the shed of *its* awarded loads
+        (:func:`~aggregator.settlement.attribution.live_shed_by_event`); a home that reports no
+        per-load figures credits the event it names, as before. Held loads reported on for a
+        sustained period are released like an opt-out (:mod:`aggregator.shortfall`).
+        """
         batch = TelemetryBatch(
             home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
         )
         receipt = await self._committer.commit([batch])
-        if batch.key not in receipt.stored_telemetry or telemetry.event_id is None:
+        if batch.key not in receipt.stored_telemetry or not telemetry.samples:
             return
-        samples = self._delivery.get(telemetry.event_id)
-        if samples is None or not telemetry.samples:
-            return
+        held = self._held_loads(home_id)
         latest = max(telemetry.samples, key=lambda sample: sample.ts)
-        known = samples.get(home_id)
-        if known is None or latest.ts >= known.ts:
-            samples[home_id] = DeliverySample(ts=latest.ts, shed_kw=latest.shed_kw)
+        if latest.loads and held:
+            credited = live_shed_by_event(latest.shed_kw, latest.loads, held)
+        elif telemetry.event_id is not None:
+            credited = {telemetry.event_id: latest.shed_kw}
+        else:
+            credited = {}
+        for event_id, shed_kw in credited.items():
+            samples = self._delivery.get(event_id)
+            if samples is None:
+                continue
+            known = samples.get(home_id)
+            if known is None or latest.ts >= known.ts:
+                samples[home_id] = DeliverySample(ts=latest.ts, shed_kw=shed_kw)
+        self._watch_delivery(home_id, held, telemetry)
+
+    def _held_loads(self, home_id: str) -> dict[str, dict[str, float]]:
+        """Return, per running event, the home's acknowledged loads still held and their kW."""
+        held: dict[str, dict[str, float]] = {}
+        for event_id, driver in self._drivers.items():
+            if driver.state.record.status is not EventStatus.ACTIVE:
+                continue
+            loads = {
+                load_id: kw
+                for award in driver.state.awards_of(home_id)
+                if award.status is AwardStatus.ACKED
+                for load_id, kw in award.load_kw.items()
+                if load_id not in award.opted_out_loads
+            }
+            if loads:
+                held[event_id] = loads
+        return held
+
+    def _watch_delivery(
+        self, home_id: str, held: dict[str, dict[str, float]], telemetry: Telemetry
+    ) -> None:
+        """Release held loads reported on for a sustained period (re-negotiated like opt-outs)."""
+        now = self._now()
+        for event_id, loads in held.items():
+            for sample in sorted(telemetry.samples, key=lambda item: item.ts):
+                self._watch.observe(event_id, home_id, loads, sample.ts, sample.loads)
+            start = self._drivers[event_id].state.record.start
+            for short in self._watch.shortfalls(event_id, start, now):
+                if short.home_id != home_id:
+                    continue
+                self._watch.forget(event_id, home_id, short.load_id)
+                _LOGGER.info(
+                    "Home %s: load %s of event %s seen on since %s; releasing it",
+                    home_id,
+                    short.load_id,
+                    event_id,
+                    short.on_since.isoformat(),
+                    extra={"home_id": home_id, "event_id": event_id},
+                )
+                release = OptOut(
+                    id=f"shortfall-{new_id('r')}",
+                    event_id=event_id,
+                    load_id=short.load_id,
+                    reason=OptOutReason.SHORTFALL,
+                )
+                self._spawn(self._release(home_id, release))
+
+    async def _release(self, home_id: str, release: OptOut) -> None:
+        """Run a shortfall release (an opt-out the aggregator makes); log what fails."""
+        try:
+            await self.handle_opt_out(home_id, release)
+        except (ProtocolError, StoreUnavailableError) as err:
+            _LOGGER.warning("Could not release %s of home %s: %s", release.load_id, home_id, err)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -328,6 +415,7 @@ class EventManager:
         if result.state.record.status.is_terminal:
             self._drivers.pop(result.state.event_id, None)
             self._delivery.pop(result.state.event_id, None)
+            self._watch.forget(result.state.event_id)
 
     def _driver_for(self, event_id: str, message_id: str) -> EventDriver:
         driver = self._drivers.get(event_id)

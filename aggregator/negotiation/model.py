@@ -37,6 +37,10 @@ class NegotiationSettings:
     """First wait before a step whose write failed is tried again (doubling, jittered)."""
     retry_max_s: float = 10.0
     """Longest wait between two tries of a failed step."""
+    shortfall_grace_s: float = 60.0
+    """After an event starts, held loads get this long to be switched off."""
+    shortfall_sustained_s: float = 180.0
+    """A held load reported on this long without a break is released (a shortfall)."""
 
     def offer_lead(self, homes: int) -> float:
         """Return the seconds a round's offers to ``homes`` homes are given to reach them."""
@@ -90,16 +94,19 @@ class HomeView:
     last_curtailed_at: datetime | None
     curtailable: frozenset[str]
     """Ids of the loads the homeowner lets Jeisson curtail."""
+    reliability: float = 1.0
+    """The home's reliability score: clearing counts its bid kW times this."""
 
     @classmethod
-    def of(cls, home: HomeRecord) -> HomeView:
-        """Build the view from a stored home."""
+    def of(cls, home: HomeRecord, reliability: float = 1.0) -> HomeView:
+        """Build the view from a stored home (and its reliability score)."""
         return cls(
             home_id=home.home_id,
             participating=home.participating,
             loads={load.load_id: load for load in home.loads},
             last_curtailed_at=home.last_curtailed_at,
             curtailable=frozenset(load.load_id for load in home.loads if load.curtailable),
+            reliability=reliability,
         )
 
 

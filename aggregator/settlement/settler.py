@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aggregator.records import EventRecord, EventStatus
 from aggregator.settlement.attribution import overlap_groups
@@ -43,6 +43,7 @@ from aggregator.settlement.service import (
     valid_history,
 )
 from aggregator.settlement.statements import Statement, build_statement
+from aggregator.store import StoreUnavailableError
 from jeisson.common.protocol import utc_now
 
 _LOGGER = logging.getLogger(__name__)
@@ -96,6 +97,11 @@ class Settler:
                 await self.settle_due()
             except asyncio.CancelledError:
                 raise
+            except (OSError, SQLAlchemyError, StoreUnavailableError) as err:
+                # The database is away (or the process out of descriptors): one line, no trace.
+                _LOGGER.warning(
+                    "Settlement run failed (%s); retrying in %s", type(err).__name__, self._poll
+                )
             except Exception:
                 _LOGGER.exception("Settlement run failed; retrying in %s", self._poll)
             await asyncio.sleep(self._poll.total_seconds())

@@ -155,6 +155,9 @@ class OptOutReason(StrEnum):
     """The homeowner switched a held load back on."""
     UNAVAILABLE = "unavailable"
     """The load's actuator became unreachable."""
+    SHORTFALL = "shortfall"
+    """Set by the aggregator (schema 2), never sent by homes: the held load was reported on for
+    a sustained period, so the aggregator released it and re-negotiated its kW."""
 
 
 class DataQuality(StrEnum):

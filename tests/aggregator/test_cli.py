@@ -268,7 +268,7 @@ async def test_ledger_reliability_and_program_commands(
     code, out, _ = await cli("home", "ledger", home, "--csv", **operator)
     assert out.splitlines()[1].startswith(home)
     code, out, _ = await cli("home", "reliability", **operator)
-    assert re.search(rf"^{home}\s+0\.806\s+1\s+2\.50 kWh\s+3\.00 kWh$", out, re.M)
+    assert re.search(rf"^{home}\s+0\.967\s+1\s+2\.50 kWh\s+3\.00 kWh$", out, re.M)
 
     code, out, _ = await cli(
         "program", "set", "--timezone", "America/Santiago", "--holidays", "CL", **operator

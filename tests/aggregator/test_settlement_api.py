@@ -134,12 +134,12 @@ async def test_reliability_is_shown_to_the_operator(
 ) -> None:
     _, before = await server.request("GET", "/api/v1/reliability", expect=200)
     scores = {row["home_id"]: row for row in before["homes"]}
-    assert scores[settled_event["curtailing"]]["score"] == pytest.approx(0.8)  # the prior
+    assert scores[settled_event["curtailing"]]["score"] == pytest.approx(1.0)  # the prior
     assert scores[settled_event["curtailing"]]["events"] == 0
     await server.request("POST", "/api/v1/events/evt_settle/settlement", expect=201)
     _, after = await server.request("GET", "/api/v1/reliability", expect=200)
     scores = {row["home_id"]: row for row in after["homes"]}
-    # Committed 3 kW for 1 h, delivered 2.5 kWh: (4 + 2.5/3) / (4 + 1 + 1).
-    assert scores[settled_event["curtailing"]]["score"] == pytest.approx((4 + 2.5 / 3) / 6)
-    # Committed 2 kW, delivered nothing: (4 + 0) / 6.
-    assert scores[settled_event["steady"]]["score"] == pytest.approx(4 / 6)
+    # Committed 3 kW for 1 h, delivered 2.5 kWh: (4 + 2.5/3) / (4 + 1).
+    assert scores[settled_event["curtailing"]]["score"] == pytest.approx((4 + 2.5 / 3) / 5)
+    # Committed 2 kW, delivered nothing: (4 + 0) / 5.
+    assert scores[settled_event["steady"]]["score"] == pytest.approx(4 / 5)

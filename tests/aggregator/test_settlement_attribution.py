@@ -148,11 +148,12 @@ def test_the_comparison_group_is_the_median_per_declared_kw_scaled() -> None:
 
 
 def test_reliability_starts_at_the_prior_and_moves_with_each_event() -> None:
-    assert score([]) == PRIOR_SCORE == 0.8
-    assert score([1.0] * 5) == pytest.approx(0.9)
-    assert score([0.0] * 5) == pytest.approx(0.4)
+    assert score([]) == PRIOR_SCORE == 1.0  # new homes are trusted ...
+    assert score([1.0] * 5) == 1.0  # ... and homes that deliver stay there
+    assert score([0.0]) == pytest.approx(0.8)
+    assert score([0.0] * 5) == pytest.approx(4 / 9)
     found = reliability_of("h", [(5.0, 2.0), (0.0, 0.0), (1.0, 2.0)])  # capped; skipped; half
-    assert (found.events, found.score) == (2, pytest.approx((4 + 1 + 0.5) / 7))
+    assert (found.events, found.score) == (2, pytest.approx((4 + 1 + 0.5) / 6))
 
 
 # --- Property: no interval is paid more than its measured shed ---------------------------------

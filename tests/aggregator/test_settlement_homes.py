@@ -11,6 +11,7 @@ import pytest
 
 from aggregator.app_keys import SETTLER
 from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatus
+from aggregator.settlement.reliability import Reliability
 from jeisson.common.protocol import (
     EventKind,
     HomeHello,
@@ -26,7 +27,9 @@ from .common import (
     HomeFactory,
     RawHome,
     RunningServer,
+    bids,
     enrolled_token,
+    event_status,
     raw_home,
     water_heater_and_ev,
 )
@@ -191,3 +194,33 @@ async def _no_statement_before_an_ack(home: RawHome) -> None:
     await home.send(dump_message(inventory))
     frame = await home.receive()
     assert (frame["type"], frame.get("reply_to")) == ("ack", inventory.id)
+
+
+async def test_clearing_counts_bid_kw_times_each_homes_stored_reliability(
+    server: RunningServer, make_home: HomeFactory
+) -> None:
+    # Four homes bid 3 kW at the same price; two of them delivered half of what they committed
+    # in past events (stored score 0.5). A 4 kW target: the reliable homes go first (6 expected
+    # kW, enough). An 8 kW target: 3 + 3 + 1.5 + 1.5 = 9 expected kW needs all four.
+    homes = [await make_home(bids((3.0, 0.20, ["wh"]))) for _ in range(4)]
+    shaky = {homes[0].home_id, homes[1].home_id}
+    repository = server.runner.app[SETTLER].repository  # type: ignore[union-attr]
+    await repository.save_statements(
+        [], [Reliability(home_id, 0.5, 4, 4.0, 8.0) for home_id in sorted(shaky)]
+    )
+    await server.stop()  # the aggregator reads the scores when it starts
+    await server.start()
+    for home in homes:
+        await wait_for(lambda home=home: home.client.connected, what="reconnected")
+
+    small = await server.create_event(target_kw=4.0)
+    await event_status(server, small["id"], "committed")
+    awarded = {award["home_id"] for award in (await server.event(small["id"]))["awards"]}
+    assert len(awarded) == 2
+    assert not awarded & shaky
+
+    large = await server.create_event(target_kw=8.0)
+    await event_status(server, large["id"], "committed")
+    detail = await server.event(large["id"])
+    assert {award["home_id"] for award in detail["awards"]} == {home.home_id for home in homes}
+    assert detail["rounds"][0]["accepted_kw"] == pytest.approx(12.0)  # 9 expected kW
