@@ -9,6 +9,7 @@ result without changes: it is acknowledged again, nothing is written twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from aggregator.awarding import split_kw_by_rating
@@ -195,12 +196,24 @@ def _opt_out_award(award: AwardRecord, load_id: str | None) -> AwardRecord:
     return replace(award, opted_out_loads=opted, status=status)
 
 
-def catch_up(state: EventState, home: HomeView, env: Env) -> StepResult:
-    """Bring a (re)connected home up to date: the open offer, its unacknowledged awards."""
+def catch_up(
+    state: EventState, home: HomeView, env: Env, held: Mapping[str, frozenset[str]] | None = None
+) -> StepResult:
+    """Bring a (re)connected home up to date: the open offer, its unacknowledged awards.
+
+    ``held`` maps the award ids the home says (in its hello) it is still executing to the loads
+    it still holds (empty: all of them). An award marked lost while the home was away but still
+    held is counted again, without the loads the home let go: a home keeps shedding on its own
+    when the aggregator cannot hear it, so its return reconciles the record.
+    """
     if state.record.status.is_terminal:
         return StepResult(StepKind.CATCH_UP, state)
     changes: list[Change] = []
     sends: list[Send] = []
+    back = _still_held(state, home.home_id, held or {})
+    if back:
+        state = state.with_awards(back)
+        changes.extend(Update(award) for award in back)
     open_now = state.open_round
     lead_s = (open_now.deadline - env.now).total_seconds() if open_now is not None else 0.0
     if open_now is not None and lead_s > env.settings.min_offer_lead_s and eligible(state, home):
@@ -222,7 +235,32 @@ def catch_up(state: EventState, home: HomeView, env: Env) -> StepResult:
         if change is not None and send is not None:
             changes.append(change)
             sends.append(send)
-    return StepResult(StepKind.CATCH_UP, state, tuple(changes), tuple(sends))
+    note = f"home {home.home_id} came back still holding its award" if back else ""
+    return StepResult(
+        StepKind.CATCH_UP, state, tuple(changes), tuple(sends), note=note, home_id=home.home_id
+    )
+
+
+def _still_held(
+    state: EventState, home_id: str, held: Mapping[str, frozenset[str]]
+) -> list[AwardRecord]:
+    """Return the home's lost awards it still holds, acknowledged again (for running events)."""
+    if state.record.status not in (EventStatus.COMMITTED, EventStatus.ACTIVE):
+        return []
+    back = []
+    for award in state.awards_of(home_id):
+        if award.status is not AwardStatus.LOST or award.award_id not in held:
+            continue
+        loads = held[award.award_id]
+        released = tuple(
+            load_id
+            for load_id in award.load_kw
+            if load_id in award.opted_out_loads or (loads and load_id not in loads)
+        )
+        if set(released) >= set(award.load_kw):
+            continue
+        back.append(replace(award, status=AwardStatus.ACKED, opted_out_loads=released))
+    return back
 
 
 def drop_home(state: EventState, home_id: str, env: Env) -> StepResult:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
@@ -47,6 +47,7 @@ from jeisson.common.protocol import (
     Bid,
     ErrorCode,
     HeldAward,
+    HomeEventStatus,
     OptOut,
     OptOutReason,
     ProtocolError,
@@ -248,8 +249,9 @@ class EventManager:
     async def home_ready(self, home: HomeRecord, held: Iterable[HeldAward]) -> None:
         """Bring a home that said hello and sent its inventory up to date with every event."""
         view = self._homes.ready(home)
+        still_held = _still_held(held)
         for driver in list(self._drivers.values()):
-            catch_up = partial(_catch_up, home=view)
+            catch_up = partial(_catch_up, home=view, held=still_held)
             try:
                 await driver.run(catch_up)
             except StoreUnavailableError:
@@ -509,8 +511,23 @@ def _opt_out(state: EventState, env: Env, *, home_id: str, message: OptOut) -> S
     return home_steps.opt_out(state, home_id, message, env)
 
 
-def _catch_up(state: EventState, env: Env, *, home: HomeView) -> StepResult:
-    return home_steps.catch_up(state, home, env)
+def _catch_up(
+    state: EventState,
+    env: Env,
+    *,
+    home: HomeView,
+    held: Mapping[str, frozenset[str]] | None = None,
+) -> StepResult:
+    return home_steps.catch_up(state, home, env, held)
+
+
+def _still_held(held: Iterable[HeldAward]) -> dict[str, frozenset[str]]:
+    """Map the awards a home says it still executes to the loads it still holds."""
+    return {
+        award.award_id: frozenset(award.loads)
+        for award in held
+        if award.status in (HomeEventStatus.AWARDED, HomeEventStatus.ACTIVE)
+    }
 
 
 def _drop_home(state: EventState, env: Env, *, home_id: str) -> StepResult:

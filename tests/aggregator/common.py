@@ -168,6 +168,8 @@ class ScriptedHome:
     client: HomeClient
     steps: Callable[[Offer], Sequence[BidStep]]
     auto_ack: bool = True
+    token: str = ""
+    """The home's token, to connect it again with another client."""
     received: list[ServerMessage] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 

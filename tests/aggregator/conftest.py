@@ -108,6 +108,7 @@ async def make_home(
             client=client,
             steps=steps or (lambda _offer: []),
             auto_ack=auto_ack,
+            token=enrolled.token,
         )
         client.subscribe(home.on_message)
         home.task = asyncio.create_task(client.run())

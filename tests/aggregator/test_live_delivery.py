@@ -4,13 +4,33 @@ load reported on for a sustained period is released and re-negotiated like an op
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
-from jeisson.common.protocol import Award, BidStep, Offer, Sample, utc_now
+import aiohttp
+
+from jeisson.client import HomeClient
+from jeisson.common.protocol import (
+    Award,
+    BidStep,
+    HeldAward,
+    HomeEventStatus,
+    Inventory,
+    Offer,
+    Sample,
+    utc_now,
+)
 from tests.helpers import wait_for
 
-from .common import FAST, HomeFactory, RunningServer, bids, event_status
+from .common import (
+    FAST,
+    HomeFactory,
+    RunningServer,
+    bids,
+    event_status,
+    water_heater_and_ev,
+)
 
 
 async def test_a_batch_naming_one_event_credits_each_event_with_its_own_loads(
@@ -70,3 +90,49 @@ async def test_a_held_load_seen_on_for_the_sustained_period_is_renegotiated(
     assert released["committed_kw"] == 0.0
     assert [item["round"] for item in detail["rounds"]] == [1, 2]
     assert detail["rounds"][1]["target_kw"] == 3.0
+
+
+async def test_a_home_that_comes_back_still_holding_its_lost_award_counts_again(
+    server: RunningServer, make_home: HomeFactory, http: aiohttp.ClientSession
+) -> None:
+    # The home's devices keep shedding on their own while it cannot reach the aggregator.
+    away = await make_home(bids((3.0, 0.10, ["wh"]), (7.0, 0.15, ["ev"])))
+    event = await server.create_event(target_kw=10.0, end=utc_now() + timedelta(seconds=30))
+    await event_status(server, event["id"], "active")
+    (award,) = away.of_type(Award)
+    await away.client.close()
+
+    async def lost() -> bool:
+        detail = await server.event(event["id"])
+        return detail["awards"][0]["status"] == "lost"
+
+    await wait_for(lost, what="award lost after the grace period")
+    assert (await server.event(event["id"]))["committed_kw"] == 0.0
+
+    # Back, still holding the water heater (the homeowner switched the EV charger on meanwhile).
+    held = HeldAward(
+        event_id=event["id"], award_id=award.award_id, status=HomeEventStatus.ACTIVE, loads=["wh"]
+    )
+    back = HomeClient(
+        server.url,
+        away.token,
+        session=http,
+        software_version="test",
+        inventory_provider=lambda: Inventory(loads=water_heater_and_ev()),
+        held_awards_provider=lambda: [held],
+    )
+    task = asyncio.create_task(back.run())
+    try:
+
+        async def reinstated() -> bool:
+            detail = await server.event(event["id"])
+            return detail["awards"][0]["status"] == "acked"
+
+        await wait_for(reinstated, what="the held award counted again")
+        detail = await server.event(event["id"])
+        assert detail["awards"][0]["opted_out_loads"] == ["ev"]
+        assert detail["awards"][0]["committed_kw"] == 3.0
+    finally:
+        await back.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -360,6 +360,30 @@ def test_a_reconnecting_home_gets_its_unacknowledged_award_again() -> None:
     assert [type(send.message) for send in result.sends] == [Award]
 
 
+def test_a_home_back_still_holding_its_lost_award_counts_again_without_released_loads() -> None:
+    state = acked(cleared(("a", 0.1)).state, "a")
+    lost = drop_home(state, "a", env(200)).state
+    (award,) = lost.awards_of("a")
+    assert lost.committed_kw == 0.0
+
+    result = catch_up(lost, HOMES["a"], env(210), {award.award_id: frozenset()})
+
+    (back,) = result.state.awards_of("a")
+    assert back.status is AwardStatus.ACKED
+    assert result.state.committed_kw == award.kw
+    assert result.changes == (Update(back),)
+    assert "still holding" in result.note
+    assert lost.awards_of("a")[0].status is AwardStatus.LOST  # the old state is untouched
+
+
+def test_a_home_back_without_its_lost_award_stays_lost() -> None:
+    lost = drop_home(acked(cleared(("a", 0.1)).state, "a"), "a", env(200)).state
+    (award,) = lost.awards_of("a")
+    assert catch_up(lost, HOMES["a"], env(210), {}).changes == ()
+    released = catch_up(lost, HOMES["a"], env(210), {award.award_id: frozenset({"other"})})
+    assert released.state.awards_of("a")[0].status is AwardStatus.LOST
+
+
 # --- the end ----------------------------------------------------------------------------------
 
 
