@@ -54,6 +54,7 @@ from .const import (
     MAX_PRICE_PER_KWH,
     MAX_RATED_KW,
 )
+from .load_guard import own_entity_ids
 from .models import CONF_ZHA_IEEE, new_load_id
 from .wifi_devices import actuator_ref, device_id_for_relay_entity, device_id_from_actuator
 from .wifi_endpoint import get_router
@@ -132,6 +133,23 @@ def load_schema(wifi_devices: Mapping[str, str]) -> probatio.Schema:
     return probatio.Schema(fields)
 
 
+def without_entities(schema: probatio.Schema, excluded: list[str]) -> probatio.Schema:
+    """Return ``schema`` whose switch and power sensor pickers leave out ``excluded``.
+
+    The selectors both hide them in the form and refuse them when submitted.
+    """
+    if not excluded:
+        return schema
+    fields: dict[Any, Any] = {}
+    for marker, selector in schema.schema.items():
+        fields[marker] = selector
+        if marker in (CONF_ACTUATOR, CONF_POWER_SENSOR) and isinstance(selector, EntitySelector):
+            fields[marker] = EntitySelector(
+                EntitySelectorConfig(**{**selector.config, "exclude_entities": excluded})
+            )
+    return probatio.Schema(fields)
+
+
 def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
     """Return the stored form of a load from the form's input."""
     return {
@@ -162,7 +180,9 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         router = get_router(self.hass)
         hub = router.hub(self.config_entry.entry_id) if router is not None else None
         devices = {device.device_id: device.name for device in hub.devices} if hub else {}
-        return with_zha_devices(self.hass, load_schema(devices))
+        schema = load_schema(devices)
+        schema = without_entities(schema, own_entity_ids(self.hass, self.config_entry.entry_id))
+        return with_zha_devices(self.hass, schema)
 
     def _actuator(self, user_input: dict[str, Any]) -> tuple[str | None, str | None]:
         """Return the chosen actuator's stored value, or the error that prevents it."""

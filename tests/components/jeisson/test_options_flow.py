@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from homeassistant.const import CONF_NAME
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.jeisson.const import CONF_LOADS, CONF_PARTICIPATING
@@ -128,3 +129,35 @@ async def test_remove_load_and_switch_participation_off(
     state = hass.states.get("sensor.jeisson_home_demand_response_status")
     assert state.state == "not_participating"
     assert hass.states.get("switch.jeisson_home_participation").state == "off"
+
+
+def _excluded(result: dict[str, Any], field: str) -> list[str]:
+    """Return the entities the form's picker for ``field`` leaves out."""
+    selector = next(
+        value for marker, value in result["data_schema"].schema.items() if marker == field
+    )
+    return list(selector.config.get("exclude_entities", []))
+
+
+async def test_own_entities_cannot_power_or_measure_a_load(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Participation, load switches and Jeisson's sensors are neither offered nor accepted."""
+    participation = "switch.jeisson_home_participation"
+    heater_switch = "switch.jeisson_home_water_heater"
+    committed = "sensor.jeisson_home_committed_power"
+    result = await _menu(hass, loaded_entry, "add_load")
+    assert {participation, heater_switch} <= set(_excluded(result, "actuator"))
+    assert committed in _excluded(result, "power_sensor")
+    assert "switch.spare" not in _excluded(result, "actuator")
+    for field, own in (
+        ("actuator", participation),
+        ("actuator", heater_switch),
+        ("power_sensor", committed),
+    ):
+        with pytest.raises(InvalidData) as refused:
+            await hass.config_entries.options.async_configure(
+                result["flow_id"], {**NEW_LOAD, "actuator": "switch.spare", field: own}
+            )
+        assert refused.value.path == [field]
+    assert set(loaded_entry.options[CONF_LOADS]) == {"heater", "pump", "car"}
