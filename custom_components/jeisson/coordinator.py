@@ -519,6 +519,7 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
                 held[load_id] = event.window_end
             held.update(event.restore_at)
         upcoming = [event.window_start for event in open_events if event.window_start > now]
+        rated_kw = {load_id: load.rated_kw for load_id, load in self.loads.items()}
         return JeissonState(
             connected=self._connected,
             stale=self._stale,
@@ -526,7 +527,7 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             status=status,
             committed_kw=round(
                 sum(
-                    event.committed_kw
+                    event.remaining_kw(rated_kw)
                     for event in open_events
                     if event.status in (HomeEventStatus.AWARDED, HomeEventStatus.ACTIVE)
                 ),

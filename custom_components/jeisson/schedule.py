@@ -8,6 +8,7 @@ attempted, kept while the actuator cannot be reached, cleared once the load is o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -77,6 +78,19 @@ class HeldEvent:
             for load_id in self.confirmed_off
             if load_id not in self.released and load_id not in self.restore_at
         ]
+
+    def remaining_kw(self, rated_kw: Mapping[str, float]) -> float:
+        """Return the kW still committed: the award's, less its loads that opted out.
+
+        Each load bid its rated power (``rated_kw``, load id → kW), so that is what an opt-out
+        takes off the commitment, as the aggregator counts it; with every load out nothing is.
+        """
+        out = set(self.opted_out) & set(self.loads)
+        if not out:
+            return self.committed_kw
+        if out >= set(self.loads):
+            return 0.0
+        return max(0.0, self.committed_kw - sum(rated_kw.get(load_id, 0.0) for load_id in out))
 
     def shed_kw(self) -> float:
         """Return the power Jeisson holds off for this award (measured before switch-off)."""

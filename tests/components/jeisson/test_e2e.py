@@ -17,7 +17,16 @@ from custom_components.jeisson.const import (
 from tests.helpers import wait_for
 
 from .aggregator_process import AggregatorProcess
-from .common import CAR, HEATER, HEATER_LOAD_SWITCH, PUMP, is_state, of_type, record_events
+from .common import (
+    CAR,
+    HEATER,
+    HEATER_LOAD_SWITCH,
+    PUMP,
+    is_state,
+    of_type,
+    record_events,
+    turn,
+)
 
 
 async def test_market_event_bids_from_terms_sheds_and_restores(
@@ -89,6 +98,31 @@ async def test_homeowner_switching_a_held_load_on_opts_out(
     await wait_for(reported, what="opt-out reported to the aggregator")
     await wait_for(lambda: bool(of_type(events, EVENT_ENDED)), what="event end")
     assert is_state(hass, HEATER, "on")
+
+
+async def test_committed_power_drops_when_a_load_opts_out(
+    hass: HomeAssistant, aggregator: AggregatorProcess, loaded_entry: MockConfigEntry
+) -> None:
+    """Heater (2 kW) and pump (1.5 kW) awarded; the heater switched on by hand leaves 1.5 kW,
+    as the aggregator counts it; the pump switched on too leaves nothing."""
+    events = record_events(hass)
+    committed = "sensor.jeisson_home_committed_power"
+    created = await aggregator.create_event(target_kw=3.0, duration=8.0)
+    await wait_for(lambda: is_state(hass, PUMP, "off"), what="heater and pump switched off")
+    assert is_state(hass, HEATER, "off")
+    assert float(hass.states.get(committed).state) == 3.5
+
+    await turn(hass, "water_heater", on=True)
+    await wait_for(lambda: is_state(hass, committed, "1.5"), what="committed power follows")
+
+    async def reported() -> bool:
+        detail = await aggregator.event(created["id"])
+        return any("heater" in award["opted_out_loads"] for award in detail["awards"])
+
+    await wait_for(reported, what="opt-out reported to the aggregator")
+    await turn(hass, "pool_pump", on=True)
+    await wait_for(lambda: is_state(hass, committed, "0.0"), what="nothing committed")
+    assert len(of_type(events, EVENT_OPTED_OUT)) == 2
 
 
 async def test_loads_already_off_are_not_switched_on_after_the_event(
