@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -94,6 +94,7 @@ class SessionRegistry:
         self._sessions: dict[str, HomeSession] = {}
         self._open: set[HomeSession] = set()
         """Every open session, ready or still saying hello."""
+        self._departure_listeners: list[Callable[[str], None]] = []
 
     def __len__(self) -> int:
         """Return how many homes are connected and ready."""
@@ -102,6 +103,14 @@ class SessionRegistry:
     def is_connected(self, home_id: str) -> bool:
         """Return True when the home has a ready session."""
         return home_id in self._sessions
+
+    def home_ids(self) -> KeysView[str]:
+        """Return the ids of the connected, ready homes (a live view)."""
+        return self._sessions.keys()
+
+    def on_departure(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(home_id)`` whenever a home's live session ends."""
+        self._departure_listeners.append(listener)
 
     def schema_version(self, home_id: str) -> int | None:
         """Return the protocol version a connected home speaks (None: not connected)."""
@@ -143,6 +152,8 @@ class SessionRegistry:
         self._open.discard(session)
         if self._sessions.get(session.home_id) is session:
             del self._sessions[session.home_id]
+            for listener in self._departure_listeners:
+                listener(session.home_id)
             return True
         return False
 

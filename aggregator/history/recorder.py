@@ -100,7 +100,9 @@ class HistoryRecorder:
         self._index = index
         self.settings = settings or HistorySettings()
         self._seen: dict[str, _Seen] = {}
-        self._online: set[str] = set()
+        self._leaving: set[str] = set()
+        """Homes whose session ended since the last tick (the registry tells, no polling)."""
+        registry.on_departure(self._leaving.add)
         self._fleet_at: datetime | None = None
         self._pending = _Pending()
         self._task: asyncio.Task[None] | None = None
@@ -168,11 +170,13 @@ class HistoryRecorder:
         del self._pending.event_rows[:-MAX_PENDING_ROWS]
 
     def _sample_departures(self, now: datetime) -> None:
-        online = {
-            home_id for home_id in self._index.home_ids if self._registry.is_connected(home_id)
+        """Note when homes that left since the last tick (and did not come back) were seen."""
+        if not self._leaving:
+            return
+        departed = {
+            home_id for home_id in self._leaving if not self._registry.is_connected(home_id)
         }
-        departed = self._online - online
-        self._online = online
+        self._leaving.clear()
         if departed:
             self._pending.departed.update(dict.fromkeys(departed, now))
             self._index.note_seen(departed, now)
@@ -180,7 +184,7 @@ class HistoryRecorder:
     def _sample_fleet(self, now: datetime) -> None:
         total, _enrolled = self._index.counts()
         participating = 0
-        for home_id in self._online:
+        for home_id in self._registry.home_ids():
             entry = self._index.entry(home_id)
             participating += bool(entry and entry.participating)
         self._pending.fleet_rows.append(

@@ -313,7 +313,7 @@ class EventManager:
         batch = TelemetryBatch(
             home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
         )
-        receipt = await self._committer.commit([batch])
+        receipt = await self._committer.commit([batch], linger=self._settings.telemetry_linger_s)
         if batch.key not in receipt.stored_telemetry or not telemetry.samples:
             return
         held = self._held_loads(home_id)

@@ -37,6 +37,8 @@ class NegotiationSettings:
     """First wait before a step whose write failed is tried again (doubling, jittered)."""
     retry_max_s: float = 10.0
     """Longest wait between two tries of a failed step."""
+    telemetry_linger_s: float = 0.25
+    """A telemetry batch's write may wait this long to share a transaction (its ack waits)."""
     shortfall_grace_s: float = 60.0
     """After an event starts, held loads get this long to be switched off."""
     shortfall_sustained_s: float = 180.0

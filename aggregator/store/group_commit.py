@@ -7,6 +7,11 @@ every caller: all of them succeed together, or all fail together with
 :class:`StoreUnavailableError` and nothing of the batch is stored. While a transaction is in
 flight the next batch builds up, so the batch size follows the load without a timer.
 
+A request may *linger* (``commit(changes, linger=s)``: telemetry, whose ack can wait): it is
+written with the next batch, or at the latest ``s`` seconds after it was queued. An idle fleet's
+telemetry then shares transactions instead of taking one per batch; any request that does not
+linger (a bid, an ack, a step) writes everything queued at once.
+
 A batch refused for its data (a constraint or a value the database rejects), or for a stale
 fencing token (:class:`~aggregator.store.errors.FencedError`, clusters only), is retried one
 request at a time, so one bad request fails alone.
@@ -57,6 +62,8 @@ class CommitObserver(Protocol):
 class _Request:
     changes: Sequence[Change]
     future: asyncio.Future[Receipt]
+    due: float
+    """Loop time by which it is written (its queueing time unless it lingers)."""
 
 
 class GroupCommitter:
@@ -78,20 +85,24 @@ class GroupCommitter:
         self._closed = False
         self._throttle = Throttle(ERROR_LOG_INTERVAL_S)
 
-    async def commit(self, changes: Sequence[Change]) -> Receipt:
+    async def commit(self, changes: Sequence[Change], *, linger: float = 0.0) -> Receipt:
         """Store ``changes`` (with whatever else is queued) and return once committed.
 
-        Raises :class:`StoreUnavailableError` when the transaction failed: nothing was stored.
+        ``linger``: seconds the write may wait for company (see the module). Raises
+        :class:`StoreUnavailableError` when the transaction failed: nothing was stored.
         """
         if not changes:
             return Receipt()
         if self._closed:
             raise StoreUnavailableError("the store is closing")
-        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(changes, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Receipt] = loop.create_future()
+        was_empty = not self._queue
+        self._queue.append(_Request(changes, future, loop.time() + max(0.0, linger)))
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="store-group-commit")
-        self._wake.set()
+        if linger <= 0 or was_empty:  # a later-due request need not wake a lingering writer
+            self._wake.set()
         return await future
 
     async def close(self) -> None:
@@ -111,8 +122,16 @@ class GroupCommitter:
         self._queue.clear()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             while self._queue:
+                wait = min(request.due for request in self._queue) - loop.time()
+                if wait > 0 and not self._closed:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._wake.wait()
+                    continue
                 await self._write(self._take())
             if self._closed:
                 return

@@ -143,3 +143,58 @@ async def test_closing_writes_what_is_queued_then_refuses(store: Store) -> None:
     assert stored.software_version == "4.0"
     with pytest.raises(StoreUnavailableError):
         await committer.commit([Update(HomeSeen(home, utc_now(), "5.0"))])
+
+
+async def test_lingering_telemetry_of_several_moments_shares_one_transaction(
+    store: Store, observer: Counting
+) -> None:
+    home_ids = await homes(store, 3)
+    committer = GroupCommitter(store, observer)
+    samples = (Sample(ts=utc_now(), power_kw=1.0),)
+
+    async def later(index: int, home: str) -> object:
+        await asyncio.sleep(0.05 * index)  # three separate moments, well within the linger
+        return await committer.commit(
+            [TelemetryBatch(home, "t1", None, samples, utc_now())], linger=0.5
+        )
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(later(index, home) for index, home in enumerate(home_ids)))
+
+    assert observer.commits == [(3, 3)]
+    assert loop.time() - started >= 0.5  # written when the first one was due, not before
+    assert [await store.telemetry_count(home) for home in home_ids] == [1, 1, 1]
+    await committer.close()
+
+
+async def test_a_request_that_does_not_linger_takes_the_lingering_ones_along(
+    store: Store, observer: Counting
+) -> None:
+    first, second = await homes(store, 2)
+    committer = GroupCommitter(store, observer)
+    samples = (Sample(ts=utc_now(), power_kw=1.0),)
+    lingering = asyncio.ensure_future(
+        committer.commit([TelemetryBatch(first, "t1", None, samples, utc_now())], linger=60)
+    )
+    await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(committer.commit([Update(HomeSeen(second, utc_now(), "2.0"))]), 5)
+
+    assert (await asyncio.wait_for(lingering, 1)).stored_telemetry == {(first, "t1")}
+    assert observer.commits == [(2, 2)]
+    await committer.close()
+
+
+async def test_closing_writes_lingering_requests_at_once(store: Store) -> None:
+    (home,) = await homes(store, 1)
+    committer = GroupCommitter(store)
+    samples = (Sample(ts=utc_now(), power_kw=1.0),)
+    lingering = asyncio.ensure_future(
+        committer.commit([TelemetryBatch(home, "t1", None, samples, utc_now())], linger=60)
+    )
+    await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(committer.close(), 5)
+
+    assert (await lingering).stored_telemetry == {(home, "t1")}

@@ -362,9 +362,20 @@ class JeissonBench:
     async def _idle(self) -> None:
         telemetry = await self._workers.ask({"cmd": "telemetry", "on": True})
         sent_before = sum(reply["telemetry_sent"] for reply in telemetry)
+        recording = None
+        if self.settings.profile:
+            recording = Recording(
+                py_spy(self.settings.cache_dir),
+                self._server.pid,
+                self.settings.work_dir / f"profile-jeisson-{self.homes}-idle.txt",
+            )
+            await recording.start()
         before = self._sampler.now()
         await asyncio.sleep(self.settings.idle_s)
         after = self._sampler.now()
+        profile = None if recording is None else await recording.stop()
+        if profile:
+            self.result["idle_profile"] = profile
         telemetry = await self._workers.ask({"cmd": "telemetry", "on": False})
         minutes = (after.at - before.at) / 60
         cpu_ms = (after.cpu_s - before.cpu_s) * 1000
