@@ -27,7 +27,7 @@ from aggregator.negotiation import EventRequest, StoreProblem
 from aggregator.participants import OutsideShare
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
 from aggregator.settlement.baselines import BaselineMethod
-from jeisson.common.protocol import EventKind, Load, utc_now
+from jeisson.common.protocol import EventDirection, EventKind, Load, utc_now
 
 MAX_EVENT_DURATION: Final = timedelta(hours=24)
 MAX_EVENT_LEAD: Final = timedelta(days=366)
@@ -115,6 +115,9 @@ class EventBody(_Body):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     baseline: BaselineMethod = BaselineMethod.RESIDENTIAL
     """How settlement computes each home's baseline (``x_of_y`` needs X and Y: program only)."""
+    direction: EventDirection = EventDirection.DOWN
+    """``down``: homes shed load; ``up``: a power-up event, homes add load (offered only to
+    homes that speak protocol schema 3)."""
 
     @model_validator(mode="after")
     def _check_window(self) -> Self:
@@ -152,6 +155,7 @@ class EventBody(_Body):
             restore_stagger_s=self.restore_stagger_s,
             currency=self.currency,
             baseline_method=self.baseline.value,
+            direction=self.direction,
         )
 
 
@@ -272,6 +276,8 @@ class AwardView(_Answer):
     opted_out_loads: list[str]
     sent_at: IsoTime
     acked_at: IsoTime | None
+    load_levels: dict[str, float] = Field(default_factory=dict)
+    """The power each load awarded by partial steps runs at (others: off)."""
 
     @classmethod
     def of(cls, award: AwardRecord) -> Self:
@@ -286,6 +292,7 @@ class AwardView(_Answer):
             committed_kw=kw(award.committed_kw),
             price=award.price,
             opted_out_loads=list(award.opted_out_loads),
+            load_levels=dict(award.load_levels),
             sent_at=award.sent_at,
             acked_at=award.acked_at,
         )
@@ -309,6 +316,7 @@ class EventSummary(_Answer):
     created_at: IsoTime
     cancel_reason: str | None
     baseline_method: str
+    direction: str = EventDirection.DOWN.value
 
     @classmethod
     def fields_of(cls, record: EventRecord) -> dict[str, Any]:
@@ -330,6 +338,7 @@ class EventSummary(_Answer):
             "cancel_reason": record.cancel_reason,
             # NULL: the program's default, which settlement applies (residential).
             "baseline_method": record.baseline_method or BaselineMethod.RESIDENTIAL.value,
+            "direction": record.direction.value,
         }
 
 

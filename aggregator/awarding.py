@@ -70,10 +70,19 @@ def clear_round(
         return RoundOutcome(result=result, awards=[], steps=len(rows))
 
     accepted: dict[str, dict[str, float]] = defaultdict(dict)
-    for index in result.accepted.tolist():
+    levels: dict[str, dict[str, float]] = defaultdict(dict)
+    # Merit order takes a home's steps in bid order (prices never fall within a bid and equal
+    # prices go by step index), so a load's accepted partial steps are its first ones, and the
+    # level of the last of them is where the load runs; a whole step after them takes it off.
+    for index in sorted(result.accepted.tolist()):
         home_id, step = flat[index]
         share = split_kw_by_rating(step.kw, step.loads, inventories.get(home_id, {}))
-        accepted[home_id].update(share)
+        for load_id, kw in share.items():
+            accepted[home_id][load_id] = accepted[home_id].get(load_id, 0.0) + kw
+            if step.level_kw is None:
+                levels[home_id].pop(load_id, None)
+            else:
+                levels[home_id][load_id] = step.level_kw
     awards = [
         AwardRecord(
             award_id=new_id("awd"),
@@ -85,6 +94,7 @@ def clear_round(
             status=AwardStatus.SENT,
             sent_at=now,
             load_kw=load_kw,
+            load_levels=levels.get(home_id, {}),
         )
         for home_id, load_kw in accepted.items()
     ]

@@ -16,6 +16,10 @@ and price cap. The rules (from the product brief):
   fleet of unreliable homes is over-procured by just enough bid kW. When every eligible step
   together falls short, all of them are accepted and the (expected) shortfall reported.
 * The uniform clearing price is the price of the last accepted step, hence never above the cap.
+* A home's steps are accepted in the order of its bid: prices never fall within a bid (the
+  protocol refuses it) and equal prices go by step index, so the accepted steps of one home are
+  always its first ones. That is what lets a load bid several partial steps (an 11 kW charger:
+  11 -> 6 kW, then 6 -> 1.4 kW) without the later step ever being taken alone.
 
 The round clears with array operations only: a fast sort by price narrows the steps to those
 that can be accepted, ``np.lexsort`` puts them in merit order, ``np.cumsum`` and

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from jeisson.common.protocol import BidStep, EventKind, Load
+from jeisson.common.protocol import BidStep, EventDirection, EventKind, Load
 
 
 def new_id(prefix: str) -> str:
@@ -108,6 +108,8 @@ class EventRecord:
     cancel_reason: str | None = None
     baseline_method: str | None = None
     """How settlement computes baselines (a ``settlement.baselines.BaselineMethod`` value)."""
+    direction: EventDirection = EventDirection.DOWN
+    """Shed (down) or power up (up: homes add load, e.g. to absorb surplus renewables)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,8 @@ class AwardRecord:
     """The kW behind each awarded load (a step's kW split by the loads' rated power)."""
     opted_out_loads: tuple[str, ...] = ()
     acked_at: datetime | None = None
+    load_levels: dict[str, float] = field(default_factory=dict)
+    """The power each load awarded by partial steps runs at (others: off, or full power up)."""
 
     @property
     def loads(self) -> tuple[str, ...]:

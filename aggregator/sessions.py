@@ -389,7 +389,7 @@ class HomeSession:
             home.software_version,
             extra={"home_id": self.home_id},
         )
-        await self._manager.home_ready(home, self._held)
+        await self._manager.home_ready(home, self._held, self.schema_version)
         if self._courier is not None:
             await self._courier.home_ready(self.home_id)
 

@@ -1,7 +1,8 @@
 """Live delivery below commitment: awarded loads seen on for a sustained period (pure).
 
 An award commits named loads. While the event runs, every telemetry sample reports each load's
-power (``Sample.loads``). A held load reads (about) 0 kW; one that reads on — the homeowner
+power (``Sample.loads``). A held load reads (about) 0 kW, or at most its awarded level when
+partial steps were awarded (``attribution.level_ceiling``); one that reads on — the homeowner
 switched it on without the home reporting an override, the relay failed, the integration lost
 control — is not delivering. One sample on means little (a relay settling, a stale reading); a
 load seen on continuously for :attr:`ShortfallRule.sustained` (3 minutes), once
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from aggregator.settlement.attribution import LOAD_OFF_KW
+from aggregator.settlement.attribution import level_ceiling
 
 DEFAULT_GRACE: Final = timedelta(minutes=1)
 DEFAULT_SUSTAINED: Final = timedelta(minutes=3)
@@ -61,14 +62,19 @@ class DeliveryWatch:
         held_loads: Iterable[str],
         sample_ts: datetime,
         load_kw: Mapping[str, float],
+        *,
+        levels: Mapping[str, float] | None = None,
     ) -> None:
-        """Record one sample of a home's ``held_loads`` (loads it reports no figure for: skip)."""
+        """Record one sample of a home's ``held_loads`` (loads it reports no figure for: skip).
+
+        ``levels`` gives the power a load held by partial steps may run at (absent: off).
+        """
         for load_id in held_loads:
             key = (event_id, home_id, load_id)
             kw = load_kw.get(load_id)
             if kw is None:
                 continue
-            if kw >= LOAD_OFF_KW:
+            if kw >= level_ceiling(levels, load_id):
                 since = self._on_since.get(key)
                 if since is None or sample_ts < since:
                     self._on_since[key] = sample_ts

@@ -121,6 +121,8 @@ events = Table(
     Column("cancel_reason", Text),
     # How settlement computes this event's baselines; NULL means the program default.
     Column("baseline_method", String(32)),
+    # Shed ("down") or power up ("up"); every event before schema 3 is "down".
+    Column("direction", String(8), nullable=False, default="down", server_default="down"),
 )
 
 rounds = Table(
@@ -175,6 +177,8 @@ awards = Table(
     Column("load_kw", JSON, nullable=False, default=dict),
     Column("opted_out_loads", JSON, nullable=False, default=list),
     Column("acked_at", UtcDateTime),
+    # The level of each load awarded by partial steps (schema 3); {} when none.
+    Column("load_levels", JSON, nullable=False, default=dict, server_default="{}"),
     Index("ix_awards_event_home", "event_id", "home_id"),
 )
 

@@ -112,6 +112,7 @@ def _event_fields(event: dict[str, Any]) -> list[tuple[str, str]]:
         ("event", f"{event['id']}  {event['name']}"),
         ("status", event["status"]),
         ("kind", event["kind"]),
+        ("direction", event.get("direction", "down")),
         ("window", f"{when(event['start'])} .. {when(event['end'])}"),
         ("target", kw(event["target_kw"])),
         ("price cap", price(event["price_cap"], currency)),
@@ -292,6 +293,7 @@ def _event_body(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "name": args.name,
         "kind": args.kind,
+        "direction": args.direction,
         "target_kw": args.target_kw,
         "price_cap": args.price_cap,
         "start": args.start.isoformat(),

@@ -162,6 +162,12 @@ def _add_event(commands: Commands) -> None:
     create = actions.add_parser("create", help="create an event", parents=_OPERATOR)
     create.add_argument("--name", default="DR event")
     create.add_argument("--kind", choices=["market", "direct"], default="market")
+    create.add_argument(
+        "--direction",
+        choices=["down", "up"],
+        default="down",
+        help="down: homes shed load; up: a power-up event, homes add load",
+    )
     create.add_argument("--target-kw", type=float, required=True)
     create.add_argument("--price-cap", type=float, required=True, help="per kWh")
     create.add_argument("--start", type=parse_when, required=True, help="ISO time or +SECONDS")

@@ -91,6 +91,37 @@ def _check_bid_loads(state: EventState, home_id: str, bid: Bid, env: Env) -> Non
                     f"load {load!r} was already awarded or given back in this event",
                     bid.id,
                 )
+    if view is not None:
+        _check_levels(bid, view, power_up=state.is_power_up)
+
+
+def _check_levels(bid: Bid, view: HomeView, *, power_up: bool) -> None:
+    """Refuse partial steps whose levels exceed the load's rating or run the wrong way.
+
+    The protocol already holds each load's levels monotonic; here they must fall in a shed
+    event and rise in a power-up event, and stay within the load's rated power.
+    """
+    last: dict[str, float] = {}
+    for step in bid.steps:
+        if step.level_kw is None:
+            continue
+        (load,) = step.loads
+        rated = view.loads[load].rated_kw
+        if step.level_kw > rated:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"load {load!r}: level {step.level_kw} kW is above its rated {rated} kW",
+                bid.id,
+            )
+        before = last.get(load)
+        if before is not None and (step.level_kw > before) != power_up:
+            way = "rise" if power_up else "fall"
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"load {load!r}: levels must {way} in this event",
+                bid.id,
+            )
+        last[load] = step.level_kw
 
 
 def ack_award(state: EventState, home_id: str, ack: AwardAck, env: Env) -> StepResult:

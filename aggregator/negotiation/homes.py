@@ -9,6 +9,7 @@ from datetime import datetime
 
 from aggregator.negotiation.model import HomeView
 from aggregator.records import HomeRecord
+from jeisson.common.protocol import SCHEMA_VERSION
 
 
 def _fully_reliable(_home_id: str) -> float:
@@ -29,9 +30,9 @@ class HomeRegistry:
         """Return the connected homes' views, by home id."""
         return self._views
 
-    def ready(self, home: HomeRecord) -> HomeView:
+    def ready(self, home: HomeRecord, schema_version: int = SCHEMA_VERSION) -> HomeView:
         """Track a home that said hello and sent its inventory; stop its drop-off timer."""
-        view = HomeView.of(home, self._reliability(home.home_id))
+        view = HomeView.of(home, self._reliability(home.home_id), schema_version)
         self._views[home.home_id] = view
         timer = self._drop_timers.pop(home.home_id, None)
         if timer is not None:
@@ -40,7 +41,9 @@ class HomeRegistry:
 
     def changed(self, home: HomeRecord) -> None:
         """Refresh a connected home's loads and participation."""
-        self._views[home.home_id] = HomeView.of(home, self._reliability(home.home_id))
+        known = self._views.get(home.home_id)
+        version = known.schema_version if known is not None else SCHEMA_VERSION
+        self._views[home.home_id] = HomeView.of(home, self._reliability(home.home_id), version)
 
     def rescore(self, home_ids: Iterable[str]) -> None:
         """Read the reliability of connected homes again (a statement changed it)."""

@@ -75,6 +75,8 @@ def eligible(state: EventState, home: HomeView) -> bool:
     """Return True when a connected home should be offered the event's current round."""
     if not home.participating or home.home_id in state.opted_out:
         return False
+    if state.is_power_up and not home.speaks_flex:
+        return False  # an older home would read a power-up offer as a call to shed
     if not state.awards_by_home.get(home.home_id):
         return bool(home.curtailable)
     return bool(home.curtailable - state.unavailable_loads(home.home_id))

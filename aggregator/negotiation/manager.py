@@ -43,6 +43,7 @@ from aggregator.store import (
     Update,
 )
 from jeisson.common.protocol import (
+    SCHEMA_VERSION,
     AwardAck,
     Bid,
     ErrorCode,
@@ -171,6 +172,7 @@ class EventManager:
             currency=request.currency,
             created_at=self._now(),
             baseline_method=request.baseline_method,
+            direction=request.direction,
         )
         env = self._env()
         known = dict(env.homes)
@@ -246,9 +248,15 @@ class EventManager:
 
     # --- home events -------------------------------------------------------------------------
 
-    async def home_ready(self, home: HomeRecord, held: Iterable[HeldAward]) -> None:
-        """Bring a home that said hello and sent its inventory up to date with every event."""
-        view = self._homes.ready(home)
+    async def home_ready(
+        self, home: HomeRecord, held: Iterable[HeldAward], schema_version: int = SCHEMA_VERSION
+    ) -> None:
+        """Bring a home that said hello and sent its inventory up to date with every event.
+
+        ``schema_version`` is what the home said in its hello (power-up events are offered only
+        to homes that speak :data:`~jeisson.common.protocol.FLEX_SCHEMA_VERSION`).
+        """
+        view = self._homes.ready(home, schema_version)
         still_held = _still_held(held)
         for driver in list(self._drivers.values()):
             catch_up = partial(_catch_up, home=view, held=still_held)
@@ -317,9 +325,10 @@ class EventManager:
         if batch.key not in receipt.stored_telemetry or not telemetry.samples:
             return
         held = self._held_loads(home_id)
+        levels = self._held_levels(home_id)
         latest = max(telemetry.samples, key=lambda sample: sample.ts)
         if latest.loads and held:
-            credited = live_shed_by_event(latest.shed_kw, latest.loads, held)
+            credited = live_shed_by_event(latest.shed_kw, latest.loads, held, levels)
         elif telemetry.event_id is not None:
             credited = {telemetry.event_id: latest.shed_kw}
         else:
@@ -331,13 +340,17 @@ class EventManager:
             known = samples.get(home_id)
             if known is None or latest.ts >= known.ts:
                 samples[home_id] = DeliverySample(ts=latest.ts, shed_kw=shed_kw)
-        self._watch_delivery(home_id, held, telemetry)
+        self._watch_delivery(home_id, held, levels, telemetry)
 
     def _held_loads(self, home_id: str) -> dict[str, dict[str, float]]:
-        """Return, per running event, the home's acknowledged loads still held and their kW."""
+        """Return, per running shed event, the home's acknowledged loads still held and their kW.
+
+        Power-up events are left out: their loads run *more*, which per-load figures do not
+        attribute; they are credited with the shed the home reports for the event it names.
+        """
         held: dict[str, dict[str, float]] = {}
         for event_id, driver in self._drivers.items():
-            if driver.state.record.status is not EventStatus.ACTIVE:
+            if driver.state.record.status is not EventStatus.ACTIVE or driver.state.is_power_up:
                 continue
             loads = {
                 load_id: kw
@@ -350,14 +363,31 @@ class EventManager:
                 held[event_id] = loads
         return held
 
+    def _held_levels(self, home_id: str) -> dict[str, float]:
+        """Return the level of each load a running event holds at a partial step."""
+        return {
+            load_id: level
+            for driver in self._drivers.values()
+            if driver.state.record.status is EventStatus.ACTIVE
+            for award in driver.state.awards_of(home_id)
+            if award.status is AwardStatus.ACKED
+            for load_id, level in award.load_levels.items()
+        }
+
     def _watch_delivery(
-        self, home_id: str, held: dict[str, dict[str, float]], telemetry: Telemetry
+        self,
+        home_id: str,
+        held: dict[str, dict[str, float]],
+        levels: dict[str, float],
+        telemetry: Telemetry,
     ) -> None:
         """Release held loads reported on for a sustained period (re-negotiated like opt-outs)."""
         now = self._now()
         for event_id, loads in held.items():
             for sample in sorted(telemetry.samples, key=lambda item: item.ts):
-                self._watch.observe(event_id, home_id, loads, sample.ts, sample.loads)
+                self._watch.observe(
+                    event_id, home_id, loads, sample.ts, sample.loads, levels=levels
+                )
             start = self._drivers[event_id].state.record.start
             for short in self._watch.shortfalls(event_id, start, now):
                 if short.home_id != home_id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aggregator.negotiation.state import EventState
 from aggregator.records import AwardRecord, RoundRecord
-from jeisson.common.protocol import Award, Cancel, EventEnd, Offer
+from jeisson.common.protocol import Award, Cancel, EventDirection, EventEnd, Offer
 
 
 def offer_message_id(event_id: str, round_number: int) -> str:
@@ -24,6 +24,7 @@ def offer(state: EventState, record: RoundRecord) -> Offer:
         price_cap=state.record.price_cap,
         bid_deadline=record.deadline,
         currency=state.record.currency,
+        direction=_direction(state),
     )
 
 
@@ -42,7 +43,14 @@ def award(state: EventState, record: AwardRecord) -> Award:
         window_end=state.record.end,
         restore_stagger_s=state.record.restore_stagger_s,
         currency=state.record.currency,
+        direction=_direction(state),
+        levels=dict(record.load_levels) or None,
     )
+
+
+def _direction(state: EventState) -> EventDirection | None:
+    """Return the direction a message names: only power-up, so older homes read shed events."""
+    return EventDirection.UP if state.is_power_up else None
 
 
 def cancel(event_id: str, reason: str) -> Cancel:

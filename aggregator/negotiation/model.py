@@ -11,7 +11,14 @@ from typing import Protocol
 from aggregator.negotiation.state import EventState
 from aggregator.records import HomeRecord
 from aggregator.store import Change
-from jeisson.common.protocol import EventKind, Load, ServerMessage
+from jeisson.common.protocol import (
+    FLEX_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    EventDirection,
+    EventKind,
+    Load,
+    ServerMessage,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,7 @@ class EventRequest:
     restore_stagger_s: float
     currency: str
     baseline_method: str | None = None
+    direction: EventDirection = EventDirection.DOWN
 
 
 class EventNotFoundError(LookupError):
@@ -98,10 +106,14 @@ class HomeView:
     """Ids of the loads the homeowner lets Jeisson curtail."""
     reliability: float = 1.0
     """The home's reliability score: clearing counts its bid kW times this."""
+    schema_version: int = SCHEMA_VERSION
+    """The protocol version the home said in its hello."""
 
     @classmethod
-    def of(cls, home: HomeRecord, reliability: float = 1.0) -> HomeView:
-        """Build the view from a stored home (and its reliability score)."""
+    def of(
+        cls, home: HomeRecord, reliability: float = 1.0, schema_version: int = SCHEMA_VERSION
+    ) -> HomeView:
+        """Build the view from a stored home (its reliability score, its protocol version)."""
         return cls(
             home_id=home.home_id,
             participating=home.participating,
@@ -109,7 +121,13 @@ class HomeView:
             last_curtailed_at=home.last_curtailed_at,
             curtailable=frozenset(load.load_id for load in home.loads if load.curtailable),
             reliability=reliability,
+            schema_version=schema_version,
         )
+
+    @property
+    def speaks_flex(self) -> bool:
+        """Return True when the home understands partial steps and power-up events."""
+        return self.schema_version >= FLEX_SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)

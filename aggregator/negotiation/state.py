@@ -24,7 +24,7 @@ from aggregator.records import (
     RoundRecord,
     RoundStatus,
 )
-from jeisson.common.protocol import EventKind
+from jeisson.common.protocol import EventDirection, EventKind
 
 KW_EPSILON: Final = 1e-6
 """kW differences smaller than this are treated as zero."""
@@ -82,6 +82,11 @@ class EventState:
     def is_market(self) -> bool:
         """Return True for a bidding (market) event."""
         return self.record.kind is EventKind.MARKET
+
+    @property
+    def is_power_up(self) -> bool:
+        """Return True for a power-up event (homes add load)."""
+        return self.record.direction is EventDirection.UP
 
     @property
     def open_round(self) -> RoundRecord | None:

@@ -102,10 +102,21 @@ def merge_windows(windows: Sequence[tuple[datetime, datetime]]) -> list[tuple[da
     return merged
 
 
+LEVEL_TOLERANCE: Final = 0.1
+"""A load held at a level (a partial step) may read this fraction above it and still deliver."""
+
+
+def level_ceiling(levels: Mapping[str, float] | None, load_id: str) -> float:
+    """Return the power below which a held load delivers: off, or its awarded level."""
+    level = (levels or {}).get(load_id, 0.0)
+    return level * (1 + LEVEL_TOLERANCE) + LOAD_OFF_KW
+
+
 def live_shed_by_event(
     total_shed_kw: float,
     load_kw: Mapping[str, float],
     awards: Mapping[str, Mapping[str, float]],
+    levels: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Credit each event with the live shed of its own awarded loads.
 
@@ -116,6 +127,7 @@ def live_shed_by_event(
         awards: per event, its awarded loads and their kW (``AwardRecord.load_kw``, less
             loads opted out). A load awarded in several events counts for the first one in
             ``awards``' order.
+        levels: the power a load held by partial steps may run at (absent: off).
 
     Returns:
         kW per event, each at most its awarded kW, together at most ``total_shed_kw``.
@@ -130,7 +142,7 @@ def live_shed_by_event(
             if load_id in seen:
                 continue
             seen.add(load_id)
-            if load_kw.get(load_id, 0.0) < LOAD_OFF_KW:
+            if load_kw.get(load_id, 0.0) < level_ceiling(levels, load_id):
                 kw += awarded
         kw = min(kw, budget)
         budget -= kw

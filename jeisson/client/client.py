@@ -63,7 +63,6 @@ from jeisson.common.protocol import (
     MIN_SUPPORTED_SCHEMA_VERSION,
     SCHEMA_VERSION,
     SERVER_MESSAGE_TYPES,
-    STATEMENT_SCHEMA_VERSION,
     Ack,
     Award,
     AwardAck,
@@ -89,6 +88,7 @@ from jeisson.common.protocol import (
     StatementAck,
     Telemetry,
     dump_message,
+    for_schema,
     new_message_id,
     parse_message,
 )
@@ -729,18 +729,12 @@ class HomeClient:
     def _for_server(self, message: HomeMessage) -> HomeMessage:
         """Return ``message`` as the connected aggregator's schema version reads it.
 
-        An aggregator older than schema 2 refuses unknown fields, so samples lose ``measured``.
+        An older aggregator refuses unknown fields and values (:func:`for_schema`).
         """
         hello = self._server_hello
-        if (
-            hello is None
-            or hello.schema_version >= STATEMENT_SCHEMA_VERSION
-            or not isinstance(message, Telemetry)
-            or all(sample.measured is None for sample in message.samples)
-        ):
+        if hello is None:
             return message
-        samples = [sample.model_copy(update={"measured": None}) for sample in message.samples]
-        return message.model_copy(update={"samples": samples})
+        return for_schema(message, hello.schema_version)
 
     def _live_ws(self) -> aiohttp.ClientWebSocketResponse:
         """Return the open websocket or raise NotConnected."""

@@ -16,6 +16,7 @@ See ``docs/protocol.md`` for the integrator reference and ``docs/examples/`` for
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import uuid
 from datetime import UTC, datetime
@@ -32,8 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION: Final = 2
-"""The protocol version this code speaks (2: settlement statements, measured samples)."""
+SCHEMA_VERSION: Final = 3
+"""The protocol version this code speaks (3: partial steps, load kinds, power-up events)."""
 
 MIN_SUPPORTED_SCHEMA_VERSION: Final = 1
 """The oldest protocol version the server still accepts from a home (and a home from a server)."""
@@ -41,6 +42,13 @@ STATEMENT_SCHEMA_VERSION: Final = 2
 """The first version with ``statement`` / ``statement_ack`` and ``Sample.measured``: the
 aggregator sends statements only to homes that said at least this in ``home_hello``, and a home
 sends ``measured`` only to an aggregator that announced at least this."""
+
+FLEX_SCHEMA_VERSION: Final = 3
+"""The first version with partial steps (``BidStep.level_kw``, ``Award.levels``), the load kinds
+``thermostat`` and ``battery`` and power-up events (``direction``): the aggregator offers power-up
+events and awards levels only to homes that said at least this in ``home_hello``, and a home
+declares the new kinds and bids partial steps only to an aggregator that announced at least this
+(:func:`for_schema`)."""
 
 MAX_FRAME_BYTES: Final = 256 * 1024
 """Largest text frame either side accepts; larger frames are refused with ``frame_too_large``."""
@@ -137,6 +145,26 @@ class LoadKind(StrEnum):
     EV_CHARGER = "ev_charger"
     POOL_PUMP = "pool_pump"
     OTHER = "other"
+    THERMOSTAT = "thermostat"
+    """Schema 3: a thermostat whose setpoint is offset (heating or cooling)."""
+    BATTERY = "battery"
+    """Schema 3: a home battery (discharges to cover the home, or stops charging)."""
+
+
+LEGACY_LOAD_KINDS: Final[dict[LoadKind, LoadKind]] = {
+    LoadKind.THERMOSTAT: LoadKind.HVAC,
+    LoadKind.BATTERY: LoadKind.OTHER,
+}
+"""The schema 3 kinds, and what a home declares instead to an older aggregator."""
+
+
+class EventDirection(StrEnum):
+    """Which way an event moves the homes' load (schema 3)."""
+
+    DOWN = "down"
+    """Shed: use less (every event before schema 3)."""
+    UP = "up"
+    """Power up: use more, e.g. to absorb surplus renewable generation."""
 
 
 class EventKind(StrEnum):
@@ -210,11 +238,25 @@ class Load(_Model):
 
 
 class BidStep(_Model):
-    """One indivisible step of a bid curve: shed ``kw`` by switching off ``loads`` at ``price``."""
+    """One indivisible step of a bid curve: move ``kw`` by acting on ``loads`` at ``price``.
+
+    A whole step switches its loads off (in a power-up event: on at full power). A partial step
+    (schema 3, ``level_kw`` set) names one load and the power it runs at once the step is taken:
+    an 11 kW charger bids 11 -> 6 kW and 6 -> 1.4 kW as two partial steps, the second dearer. A
+    load's steps are taken in the order they appear in the bid.
+    """
 
     kw: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
     price: Price
     loads: list[Identifier] = Field(min_length=1, max_length=MAX_LOADS_PER_HOME)
+    level_kw: Kilowatts | None = None
+    """Schema 3: the power (kW) the step's one load runs at once this step is taken."""
+
+    @model_validator(mode="after")
+    def _partial_step_names_one_load(self) -> Self:
+        if self.level_kw is not None and len(self.loads) != 1:
+            raise ValueError("a partial step (level_kw) names exactly one load")
+        return self
 
 
 class Sample(_Model):
@@ -224,7 +266,8 @@ class Sample(_Model):
     power_kw: Kilowatts
     """Measured power of the home's declared loads."""
     shed_kw: Kilowatts = 0.0
-    """Power currently held off by Jeisson (measured before switch-off, else rated)."""
+    """Power currently held off by Jeisson (measured before switch-off, else rated); in a
+    power-up event, the power added."""
     loads: dict[Identifier, Kilowatts] = Field(default_factory=dict, max_length=MAX_LOADS_PER_HOME)
     """Per-load measured power, where known."""
     measured: bool | None = None
@@ -271,12 +314,19 @@ class Offer(_Message):
     price_cap: Price
     bid_deadline: AwareDatetime
     currency: str = Field(default="EUR", min_length=3, max_length=3)
+    direction: EventDirection | None = None
+    """Schema 3: ``up`` for a power-up event (bid the kW you can add); absent means ``down``."""
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> Self:
         if self.window_end <= self.window_start:
             raise ValueError("window_end must be after window_start")
         return self
+
+    @property
+    def is_power_up(self) -> bool:
+        """Return True for a power-up event."""
+        return self.direction is EventDirection.UP
 
 
 class Award(_Message):
@@ -299,12 +349,28 @@ class Award(_Message):
     restore_stagger_s: float = Field(ge=0, le=3600)
     """Each load is restored after a random delay in ``[0, restore_stagger_s]``."""
     currency: str = Field(default="EUR", min_length=3, max_length=3)
+    direction: EventDirection | None = None
+    """Schema 3: ``up`` for a power-up event; absent means ``down``."""
+    levels: dict[Identifier, Kilowatts] | None = Field(default=None, max_length=MAX_LOADS_PER_HOME)
+    """Schema 3: the power (kW) each named load runs at during the event (its partial steps
+    awarded); a load in ``loads`` not named here goes off (power-up: runs at full power)."""
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> Self:
         if self.window_end <= self.window_start:
             raise ValueError("window_end must be after window_start")
+        if self.levels and not set(self.levels) <= set(self.loads):
+            raise ValueError("levels may only name awarded loads")
         return self
+
+    @property
+    def is_power_up(self) -> bool:
+        """Return True for a power-up event."""
+        return self.direction is EventDirection.UP
+
+    def level(self, load_id: str) -> float | None:
+        """Return the power an awarded load runs at (None: off, or full power when powering up)."""
+        return (self.levels or {}).get(load_id)
 
 
 class Cancel(_Message):
@@ -416,12 +482,20 @@ class Bid(_Reply):
 
     @model_validator(mode="after")
     def _steps_are_consistent(self) -> Self:
-        seen: set[str] = set()
+        levels: dict[str, list[float]] = {}
+        whole: set[str] = set()
         for step in self.steps:
             for load in step.loads:
-                if load in seen:
-                    raise ValueError(f"load {load!r} appears in more than one step")
-                seen.add(load)
+                if load in whole:
+                    raise ValueError(f"load {load!r} has a step after its whole step")
+                if step.level_kw is None:
+                    whole.add(load)
+                else:
+                    levels.setdefault(load, []).append(step.level_kw)
+        for load, seq in levels.items():
+            pairs = list(itertools.pairwise(seq))
+            if not (all(a > b for a, b in pairs) or all(a < b for a, b in pairs)):
+                raise ValueError(f"the levels of load {load!r} must all fall or all rise")
         prices = [step.price for step in self.steps]
         if prices != sorted(prices):
             raise ValueError("step prices must not decrease")
@@ -575,3 +649,32 @@ def dump_message(message: Message) -> str:
 def protocol_json_schema() -> dict[str, Any]:
     """Return the JSON Schema of every message (used to build docs/protocol.schema.json)."""
     return _ANY_MESSAGE.json_schema()
+
+
+def for_schema(message: HomeMessage, version: int) -> HomeMessage:
+    """Return a home's ``message`` as an aggregator speaking schema ``version`` reads it.
+
+    An older aggregator refuses unknown fields and values, so below schema 2 samples lose
+    ``measured``; below :data:`FLEX_SCHEMA_VERSION` the schema 3 load kinds are declared as their
+    older neighbours (:data:`LEGACY_LOAD_KINDS`) and partial steps are left out of bids (a load's
+    whole step, if it bid one, still stands).
+    """
+    if isinstance(message, Telemetry) and version < STATEMENT_SCHEMA_VERSION:
+        if all(sample.measured is None for sample in message.samples):
+            return message
+        samples = [sample.model_copy(update={"measured": None}) for sample in message.samples]
+        return message.model_copy(update={"samples": samples})
+    if version >= FLEX_SCHEMA_VERSION:
+        return message
+    if isinstance(message, Inventory) and any(
+        load.kind in LEGACY_LOAD_KINDS for load in message.loads
+    ):
+        loads = [
+            load.model_copy(update={"kind": LEGACY_LOAD_KINDS.get(load.kind, load.kind)})
+            for load in message.loads
+        ]
+        return message.model_copy(update={"loads": loads})
+    if isinstance(message, Bid) and any(step.level_kw is not None for step in message.steps):
+        steps = [step for step in message.steps if step.level_kw is None]
+        return message.model_copy(update={"steps": steps})
+    return message

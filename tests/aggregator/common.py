@@ -240,11 +240,11 @@ class RawHome:
             if frame["type"] == kind:
                 return frame
 
-    async def handshake(self) -> None:
+    async def handshake(self, schema_version: int = SCHEMA_VERSION) -> None:
         hello = await self.receive()
         assert hello["type"] == "server_hello"
         await self.send(
-            dump_message(HomeHello(schema_version=SCHEMA_VERSION, software_version="raw"))
+            dump_message(HomeHello(schema_version=schema_version, software_version="raw"))
         )
         assert (await self.receive())["type"] == "ack"
         await self.send(dump_message(Inventory(loads=water_heater_and_ev())))

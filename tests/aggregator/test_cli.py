@@ -151,6 +151,9 @@ async def test_event_commands_print_lines_and_tables_or_json(server: RunningServ
     assert re.search(r"^status:\s+negotiating$", out, re.MULTILINE)
     assert re.search(r"^target:\s+4\.00 kW$", out, re.MULTILINE)
     assert re.search(r"^price cap:\s+0\.300 EUR/kWh$", out, re.MULTILINE)
+    assert re.search(r"^direction:\s+down$", out, re.MULTILINE)
+    code, out, _ = await cli(*create, "--direction", "up", **operator)
+    assert re.search(r"^direction:\s+up$", out, re.MULTILINE)
     code, out, _ = await cli(*create, "--json", **operator)
     event = json.loads(out)
     assert event["target_kw"] == 4
@@ -159,7 +162,7 @@ async def test_event_commands_print_lines_and_tables_or_json(server: RunningServ
     code, out, _ = await cli("event", "list", **operator)
     header, *rows = out.splitlines()
     assert header.startswith("EVENT ID")
-    assert len(rows) == 2
+    assert len(rows) == 3
     assert all("Evening peak" in row and "4.00 kW" in row for row in rows)
     code, out, _ = await cli("event", "list", "--json", "--limit", "1", **operator)
     assert [item["id"] for item in json.loads(out)["events"]] == [event["id"]]

@@ -306,6 +306,48 @@ async def test_samples_say_measured_only_to_a_schema_2_aggregator(
     assert second.samples[0].measured is False
 
 
+async def test_new_kinds_and_partial_steps_reach_a_schema_2_aggregator_as_it_reads_them(
+    peer: ProtocolPeer, make_client: Callable[..., HomeClient]
+) -> None:
+    def flexible() -> Inventory:
+        return Inventory(
+            loads=[
+                Load(load_id="t", name="Thermostat", kind=LoadKind.THERMOSTAT, rated_kw=2.0),
+                Load(load_id="b", name="Battery", kind=LoadKind.BATTERY, rated_kw=5.0),
+                Load(load_id="ev", name="Charger", kind=LoadKind.EV_CHARGER, rated_kw=11.0),
+            ]
+        )
+
+    steps = [
+        BidStep(kw=5.0, price=0.1, loads=["ev"], level_kw=6.0),
+        BidStep(kw=6.0, price=0.2, loads=["ev"]),
+    ]
+    peer.schema_version = 2
+    old = make_client(inventory_provider=flexible)
+    await old.connect()
+    await old.send_bid(make_offer(), steps)
+    await old.close()
+    peer.schema_version = SCHEMA_VERSION
+    new = make_client(inventory_provider=flexible)
+    await new.connect()
+    await new.send_bid(make_offer(), steps)
+
+    first, second = peer.of_type("inventory")
+    assert isinstance(first, Inventory)
+    assert isinstance(second, Inventory)
+    assert [load.kind for load in first.loads] == [
+        LoadKind.HVAC,
+        LoadKind.OTHER,
+        LoadKind.EV_CHARGER,
+    ]
+    assert second.loads == flexible().loads
+    old_bid, new_bid = peer.of_type("bid")
+    assert isinstance(old_bid, Bid)
+    assert isinstance(new_bid, Bid)
+    assert old_bid.steps == [steps[1]]  # the whole step still stands
+    assert new_bid.steps == steps
+
+
 async def test_server_older_than_supported_is_refused(
     peer: ProtocolPeer, make_client: Callable[..., HomeClient]
 ) -> None:

@@ -46,6 +46,7 @@ from jeisson.common.protocol import (
     StatementAck,
     Telemetry,
     dump_message,
+    for_schema,
     parse_message,
 )
 
@@ -519,3 +520,98 @@ def test_any_sorted_bid_round_trips(steps: list[tuple[float, float]]) -> None:
 
     assert parse_message(dump_message(bid)) == bid
     assert bid.total_kw == pytest.approx(sum(kw for kw, _ in steps))
+
+
+# --- Schema 3: partial steps, kinds, power-up ---------------------------------------------------
+
+
+def _steps_bid(*steps: BidStep) -> Bid:
+    return Bid(reply_to="offer-1", event_id="ev-1", round=1, steps=list(steps))
+
+
+def test_a_load_may_bid_several_partial_steps_then_one_whole_step() -> None:
+    bid = _steps_bid(
+        BidStep(kw=5.0, price=0.1, loads=["ev"], level_kw=6.0),
+        BidStep(kw=4.6, price=0.2, loads=["ev"], level_kw=1.4),
+        BidStep(kw=1.4, price=0.3, loads=["ev"]),
+    )
+
+    assert parse_message(dump_message(bid)) == bid
+    assert bid.total_kw == pytest.approx(11.0)
+
+
+@pytest.mark.parametrize(
+    ("steps", "why"),
+    [
+        (
+            [BidStep(kw=1.0, price=0.1, loads=["ev"]), BidStep(kw=1.0, price=0.2, loads=["ev"])],
+            "after its whole step",
+        ),
+        (
+            [
+                BidStep(kw=1.0, price=0.1, loads=["ev"]),
+                BidStep(kw=1.0, price=0.2, loads=["ev"], level_kw=1.0),
+            ],
+            "after its whole step",
+        ),
+        (
+            [
+                BidStep(kw=1.0, price=0.1, loads=["ev"], level_kw=5.0),
+                BidStep(kw=1.0, price=0.2, loads=["ev"], level_kw=3.0),
+                BidStep(kw=1.0, price=0.3, loads=["ev"], level_kw=4.0),
+            ],
+            "all fall or all rise",
+        ),
+        (
+            [
+                BidStep(kw=1.0, price=0.1, loads=["ev"], level_kw=5.0),
+                BidStep(kw=1.0, price=0.2, loads=["ev"], level_kw=5.0),
+            ],
+            "all fall or all rise",
+        ),
+    ],
+)
+def test_a_load_s_steps_must_make_sense_in_order(steps: list[BidStep], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        _steps_bid(*steps)
+
+
+def test_a_partial_step_names_exactly_one_load() -> None:
+    with pytest.raises(ValueError, match="exactly one load"):
+        BidStep(kw=1.0, price=0.1, loads=["a", "b"], level_kw=1.0)
+
+
+def test_award_levels_name_only_awarded_loads() -> None:
+    award = EXAMPLES["award"]()
+    data = json.loads(dump_message(award))
+    data.update(loads=["ev"], levels={"ev": 3.0}, direction="up")
+    parsed = parse_message(json.dumps(data))
+    assert isinstance(parsed, Award)
+    assert parsed.is_power_up
+    assert parsed.level("ev") == 3.0
+    assert parsed.level("wh") is None
+
+    data["levels"] = {"wh": 1.0}
+    assert refused(data).code is ErrorCode.INVALID_MESSAGE
+
+
+def test_messages_for_an_older_aggregator_lose_only_what_it_cannot_read() -> None:
+    inventory = Inventory(
+        loads=[
+            Load(load_id="t", name="Thermostat", kind=LoadKind.THERMOSTAT, rated_kw=2.0),
+            Load(load_id="wh", name="Water heater", kind=LoadKind.WATER_HEATER, rated_kw=4.5),
+        ]
+    )
+    plain = _steps_bid(BidStep(kw=1.0, price=0.1, loads=["wh"]))
+    sample = Sample(ts=START, power_kw=1.0, measured=True)
+    telemetry = Telemetry(samples=[sample])
+
+    assert for_schema(inventory, SCHEMA_VERSION) is inventory
+    old_inventory = for_schema(inventory, 2)
+    assert isinstance(old_inventory, Inventory)
+    assert [load.kind for load in old_inventory.loads] == [LoadKind.HVAC, LoadKind.WATER_HEATER]
+    assert for_schema(plain, 1) is plain
+    assert for_schema(telemetry, 2) is telemetry
+    old_telemetry = for_schema(telemetry, 1)
+    assert isinstance(old_telemetry, Telemetry)
+    assert old_telemetry.samples[0].measured is None

@@ -37,3 +37,14 @@ def test_events_are_watched_apart() -> None:
     watch.forget("a")
     assert watch.shortfalls("a", START, START + timedelta(hours=1)) == []
     assert len(watch.shortfalls("b", START, START + timedelta(hours=1))) == 1
+
+
+def test_a_load_held_at_a_level_falls_short_only_above_it() -> None:
+    watch = DeliveryWatch()
+    levels = {"ev": 6.0}
+    watch.observe("e", "h", ["ev"], START, {"ev": 6.4}, levels=levels)  # within 10 % + 50 W
+    assert watch.shortfalls("e", START, START + timedelta(hours=1)) == []
+    watch.observe("e", "h", ["ev"], START + S, {"ev": 7.5}, levels=levels)
+    assert watch.shortfalls("e", START, START + timedelta(hours=1)) == [
+        Shortfall("e", "h", "ev", START + S)
+    ]
