@@ -22,7 +22,7 @@ from jeisson.common.protocol import (
     Telemetry,
     parse_message,
 )
-from tests.benchmarks.scale import homes
+from tests.benchmarks.scale import floor, homes
 from tests.benchmarks.scale.runner import SMOKE_HOMES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,3 +93,24 @@ def test_smoke_run_measures_every_phase(tmp_path: Path) -> None:
     assert run["rss_connected_bytes"] > run["rss_start_bytes"]
     summary = run["summary"]
     assert summary["round_p99_s"] >= summary["offer_p99_s"] > 0
+
+
+def test_the_floor_benchmark_runs_and_its_frames_are_the_protocols() -> None:
+    # The frames the bare server is measured with are real protocol frames of a round.
+    assert parse_message(floor.BID, allowed=HOME_MESSAGE_TYPES).type == "bid"
+    offer = json.loads(floor.OFFER)
+    assert offer["type"] == "offer"
+
+    run = subprocess.run(  # noqa: S603 - this interpreter, the benchmark module
+        [sys.executable, "-m", "tests.benchmarks.scale.floor", "--homes", "100", "--rounds", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_S,
+        check=True,
+    )
+
+    figures = json.loads(run.stdout)
+    assert figures["homes"] == 100
+    assert len(figures["send_ms_per_home"]) == len(figures["request_reply_ms_per_home"]) == 1
+    assert figures["floor_ms_per_home_round"] >= 0
