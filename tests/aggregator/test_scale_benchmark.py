@@ -101,7 +101,7 @@ def test_the_floor_benchmark_runs_and_its_frames_are_the_protocols() -> None:
     offer = json.loads(floor.OFFER)
     assert offer["type"] == "offer"
 
-    run = subprocess.run(  # noqa: S603 - this interpreter, the benchmark module
+    run = subprocess.run(
         [sys.executable, "-m", "tests.benchmarks.scale.floor", "--homes", "100", "--rounds", "1"],
         cwd=REPO,
         capture_output=True,

@@ -7,8 +7,9 @@ import json
 import aiohttp
 import pytest
 
-from aggregator.sessions import ack_frame
-from jeisson.common.const import CLOSE_REPLACED, CLOSE_UNSUPPORTED_VERSION
+from aggregator.app_keys import REGISTRY
+from aggregator.sessions import WRITER_QUEUE_SIZE, ack_frame
+from jeisson.common.const import CLOSE_REPLACED, CLOSE_TOO_SLOW, CLOSE_UNSUPPORTED_VERSION
 from jeisson.common.protocol import (
     MAX_FRAME_BYTES,
     SCHEMA_VERSION,
@@ -193,3 +194,30 @@ def test_the_fast_ack_frame_is_the_protocols_ack() -> None:
         assert isinstance(parsed, Ack)
         assert parsed.reply_to == reply_to
         assert frame == dump_message(Ack(id=parsed.id, reply_to=reply_to))
+
+
+async def test_a_home_that_falls_too_far_behind_is_cut_off_and_others_go_on(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    slow_id, slow_token = await enrolled_token(server, http)
+    async with raw_home(server, http, slow_token) as slow, raw_home(server, http) as other:
+        await slow.handshake()
+        await other.handshake()
+        assert server.runner is not None
+        registry = server.runner.app[REGISTRY]
+        ack = Ack(reply_to="m_1")
+
+        # More frames at once than one home may have waiting: the last are refused.
+        sent = [registry.send(slow_id, ack) for _ in range(WRITER_QUEUE_SIZE + 5)]
+
+        assert sent == [True] * WRITER_QUEUE_SIZE + [False] * 5
+        frames = 0
+        while (await slow.ws.receive(timeout=5)).type is aiohttp.WSMsgType.TEXT:
+            frames += 1
+        assert slow.ws.close_code == CLOSE_TOO_SLOW
+        assert frames <= WRITER_QUEUE_SIZE
+        # The other home's session is untouched.
+        await other.send(
+            dump_message(HomeHello(schema_version=SCHEMA_VERSION, software_version="x"))
+        )
+        assert (await other.receive())["type"] == "ack"
