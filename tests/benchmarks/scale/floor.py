@@ -8,10 +8,12 @@ database. The homes are :mod:`~tests.benchmarks.scale.rawsocket` clients in this
 to the other core; the server is pinned to core 0 like the real one, and its CPU is read from
 ``/proc``.
 
-Two figures, per home:
+Three figures, per home (the last: the server's resident memory after the homes connected,
+less before):
 
 - *send*: one frame broadcast to every home (an offer, an award);
-- *request-reply*: the home sends a frame and waits for the answer (a bid and its ``ack``).
+- *request-reply*: the home sends a frame and waits for the answer (a bid and its ``ack``);
+- *RSS*: what an idle connected websocket costs the bare server.
 
 A Jeisson round costs each awarded home at least 2 sends (offer, award) and 2 request-replies
 (bid + ack, award_ack + ack): ``floor = 2 x send + 2 x request-reply``. That is what the
@@ -173,7 +175,10 @@ async def measure(homes_count: int, rounds: int) -> dict[str, object]:
                         break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
+            rss_before = proc_sample(server.pid).rss_bytes
             homes = await _connect(port, homes_count)
+            await asyncio.sleep(1.0)
+            rss_kib = (proc_sample(server.pid).rss_bytes - rss_before) / 1024 / homes_count
             sends, replies = [], []
             expected = 0
             for _ in range(rounds):
@@ -209,6 +214,7 @@ async def measure(homes_count: int, rounds: int) -> dict[str, object]:
         "send_ms_per_home": [round(value, 4) for value in sends],
         "request_reply_ms_per_home": [round(value, 4) for value in replies],
         "floor_ms_per_home_round": round(2 * send + 2 * reply, 4),
+        "rss_kib_per_home": round(rss_kib, 1),
     }
 
 
