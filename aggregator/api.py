@@ -38,6 +38,7 @@ from aggregator.api_models import (
 )
 from aggregator.app_keys import MANAGER, REGISTRY, SERVER_INFO, STORE
 from aggregator.auth import bearer_token
+from aggregator.metrics import EventFigures
 from aggregator.negotiation import EventNotFoundError, InvalidTransitionError, StoreProblem
 from aggregator.participants import NOTHING, outside_figures, running_outside
 from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
@@ -221,6 +222,7 @@ async def event_detail_model(app: web.Application, event_id: str) -> EventDetail
     store = app[STORE]
     live = manager.live(event_id)
     problem = manager.problem(event_id)
+    running: list[EventFigures] = []
     if live is not None:
         record = live.record
         rounds = [live.rounds[number] for number in sorted(live.rounds)]
@@ -235,7 +237,9 @@ async def event_detail_model(app: web.Application, event_id: str) -> EventDetail
         rounds = await store.rounds_for(event_id)
         offered = await store.offered_counts(event_id)
         awards = await store.awards_for(event_id)
-        delivered = 0.0
+        # Coordinated by another process of a cluster: its live delivery as last published.
+        running = [item for item in manager.figures() if item.event_id == event_id]
+        delivered = running[0].delivered_kw if running else 0.0
     # Third-party OpenADR VENs: a running event's figures come from memory (as of their last
     # update) when the database cannot be read, so the live view outlives an outage.
     try:
@@ -245,7 +249,7 @@ async def event_detail_model(app: web.Application, event_id: str) -> EventDetail
             raise
         outside = running_outside(app).get(event_id, NOTHING)
     committed = sum(award.committed_kw for award in awards) + outside.committed_kw
-    if live is not None:
+    if live is not None or running:
         delivered += outside.delivered_kw
     return EventDetail(
         **EventSummary.fields_of(record),

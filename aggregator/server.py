@@ -33,6 +33,8 @@ from aggregator.app_keys import (
     ServerInfo,
 )
 from aggregator.auth import bearer_token
+from aggregator.cluster.node import ClusterManager
+from aggregator.cluster.settings import ClusterSettings, require_postgresql
 from aggregator.history.recorder import HistorySettings
 from aggregator.http_limits import CappedProtocolFactory, HttpLimits, Listener, listening_socket
 from aggregator.metrics import CONTENT_TYPE, Metrics
@@ -76,11 +78,15 @@ class ServerConfig:
     tls_key: str | None = None
     history: HistorySettings = field(default_factory=HistorySettings)
     """How often the dashboard's history is sampled."""
+    cluster: ClusterSettings | None = None
+    """Run as one process of a cluster (PostgreSQL and NATS); None: a single process."""
 
     def __post_init__(self) -> None:
-        """Refuse a certificate without its key, or a key without its certificate."""
+        """Refuse a certificate without its key (or the reverse), a cluster without PostgreSQL."""
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and its key")
+        if self.cluster is not None:
+            require_postgresql(self.db_url)
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -140,14 +146,25 @@ def _lifecycle(
         repository = SettlementRepository(store)
         scores = ReliabilityScores()
         scores.replace((await repository.reliability()).values())
-        manager = EventManager(
-            store,
-            registry,
-            config.negotiation,
-            metrics=metrics,
-            committer=committer,
-            reliability=scores.score,
-        )
+        if config.cluster is None:
+            manager = EventManager(
+                store,
+                registry,
+                config.negotiation,
+                metrics=metrics,
+                committer=committer,
+                reliability=scores.score,
+            )
+        else:
+            manager = ClusterManager(
+                store,
+                registry,
+                config.cluster,
+                config.negotiation,
+                metrics=metrics,
+                committer=committer,
+                reliability=scores.score,
+            )
         metrics.watch(
             connected_homes=lambda: len(registry),
             events=lambda: with_outside(app, manager.figures()),  # + OpenADR VENs

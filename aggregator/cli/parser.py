@@ -102,6 +102,22 @@ def _add_serve(commands: Commands) -> None:
     )
     serve.add_argument("--tls-key", help="the certificate's PEM private key")
     serve.add_argument(
+        "--cluster",
+        metavar="NATS_URL",
+        help="run as one process of a cluster, e.g. nats://127.0.0.1:4222 (needs PostgreSQL)",
+    )
+    serve.add_argument(
+        "--cluster-prefix",
+        default="jeisson",
+        help="NATS subject prefix: processes with the same one form one cluster",
+    )
+    serve.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=5.0,
+        help="seconds until a dead coordinator's events are taken over (cluster)",
+    )
+    serve.add_argument(
         "--max-connections",
         type=int,
         default=None,

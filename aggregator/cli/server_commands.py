@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aggregator.cli.output import Progress, emit, fields
 from aggregator.cli.rest import CommandError
+
+if TYPE_CHECKING:
+    from aggregator.cluster.settings import ClusterSettings
+    from aggregator.server import ServerConfig
+    from aggregator.settlement.program import ProgramSettings
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -27,9 +32,7 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def run_serve(args: argparse.Namespace) -> None:
     """Run the aggregator until SIGINT or SIGTERM."""
-    from aggregator.http_limits import HttpLimits  # noqa: PLC0415
-    from aggregator.negotiation import NegotiationSettings  # noqa: PLC0415
-    from aggregator.server import ServerConfig, serve  # noqa: PLC0415
+    from aggregator.server import serve  # noqa: PLC0415
     from aggregator.settlement.api import ProgramBody  # noqa: PLC0415
     from aggregator.settlement.calendar import CalendarError  # noqa: PLC0415
     from aggregator.settlement.cli import program_body  # noqa: PLC0415
@@ -41,7 +44,37 @@ async def run_serve(args: argparse.Namespace) -> None:
         program = None if body is None else ProgramBody.model_validate(body).to_settings()
     except (ValueError, CalendarError) as err:
         raise CommandError(f"program settings: {err}") from err
-    config = ServerConfig(
+    try:
+        cluster = _cluster_settings(args)
+        config = _server_config(args, program, cluster)
+    except ValueError as err:  # ClusterConfigError: says what to change
+        raise CommandError(str(err)) from err
+    await serve(config, args.host, args.port, _stop_on_signals())
+
+
+def _cluster_settings(args: argparse.Namespace) -> ClusterSettings | None:
+    """Return the cluster settings ``--cluster`` asks for (None: a single process)."""
+    from aggregator.cluster.settings import ClusterSettings  # noqa: PLC0415
+
+    if args.cluster is None:
+        return None
+    return ClusterSettings(
+        nats_url=args.cluster,
+        subject_prefix=args.cluster_prefix,
+        lease_ttl_s=args.lease_ttl,
+        sweep_interval_s=min(1.0, args.lease_ttl / 3),
+    )
+
+
+def _server_config(
+    args: argparse.Namespace, program: ProgramSettings | None, cluster: ClusterSettings | None
+) -> ServerConfig:
+    from aggregator.http_limits import HttpLimits  # noqa: PLC0415
+    from aggregator.negotiation import NegotiationSettings  # noqa: PLC0415
+    from aggregator.server import ServerConfig  # noqa: PLC0415
+
+    return ServerConfig(
+        cluster=cluster,
         program=program,
         db_url=args.db,
         heartbeat_interval=args.heartbeat,
@@ -56,7 +89,6 @@ async def run_serve(args: argparse.Namespace) -> None:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
-    await serve(config, args.host, args.port, _stop_on_signals())
 
 
 async def run_operator_token(args: argparse.Namespace) -> None:

@@ -7,5 +7,6 @@
 * :mod:`.directory` — which process holds which home's connection, cluster-wide.
 * :mod:`.delivery` — offers, awards, cancels and ends to the process holding each home.
 * :mod:`.forwarding` — bids, acks and opt-outs from a home's process to the event's coordinator.
+* :mod:`.figures` — every running event's live figures, shared by every process.
 * :mod:`.node` — one process's part of the cluster, wired into the application.
 """

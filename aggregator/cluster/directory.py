@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 
 from aggregator.cluster.bus import Bus, BusUnavailableError, Json
 from aggregator.records import HomeRecord
-from jeisson.common.protocol import Load
+from jeisson.common.protocol import SCHEMA_VERSION, Load
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,8 +44,14 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 class DirectoryListener(Protocol):
     """What hears of homes arriving, changing and leaving anywhere in the cluster."""
 
-    def home_arrived(self, home: HomeRecord) -> None:
-        """Take a home ready on some process (also called when it moved to another one)."""
+    def home_arrived(
+        self, home: HomeRecord, schema_version: int, held: Mapping[str, frozenset[str]]
+    ) -> None:
+        """Take a home ready on some process (also called when it moved to another one).
+
+        ``schema_version`` is what it said in its hello; ``held`` the awards it said it still
+        executes (award id → the loads it still holds).
+        """
 
     def home_changed(self, home: HomeRecord) -> None:
         """Take a connected home's new loads or participation."""
@@ -54,10 +60,16 @@ class DirectoryListener(Protocol):
         """Forget a home connected to no process any more."""
 
 
-def card(home: HomeRecord) -> Json:
+def card(
+    home: HomeRecord,
+    schema_version: int = SCHEMA_VERSION,
+    held: Mapping[str, frozenset[str]] | None = None,
+) -> Json:
     """Return what the negotiation needs of a home, as JSON (no name, no secrets)."""
     return {
         "id": home.home_id,
+        "schema": schema_version,
+        "held": {award_id: sorted(loads) for award_id, loads in (held or {}).items()},
         "loads": [load.model_dump(mode="json") for load in home.loads],
         "participating": home.participating,
         "curtailed_at": home.last_curtailed_at.isoformat() if home.last_curtailed_at else None,
@@ -77,10 +89,23 @@ def from_card(data: Json) -> HomeRecord:
     )
 
 
+def card_extras(data: Json) -> tuple[int, dict[str, frozenset[str]]]:
+    """Return the schema version and held awards a card carries."""
+    held = data.get("held") or {}
+    return int(data.get("schema", SCHEMA_VERSION)), {
+        str(award_id): frozenset(str(load) for load in loads) for award_id, loads in held.items()
+    }
+
+
 @dataclass(slots=True)
 class _Held:
     connection: str
     home: HomeRecord
+    schema_version: int = SCHEMA_VERSION
+    held: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def card(self) -> Json:
+        return card(self.home, self.schema_version, self.held)
 
 
 @dataclass(slots=True)
@@ -152,21 +177,28 @@ class HomeDirectory:
 
     # --- this process's homes ------------------------------------------------------------------
 
-    def announce_ready(self, home: HomeRecord) -> str:
+    def announce_ready(
+        self,
+        home: HomeRecord,
+        schema_version: int = SCHEMA_VERSION,
+        held: Mapping[str, frozenset[str]] | None = None,
+    ) -> str:
         """Announce a home ready on this process; return the connection's id."""
         connection = uuid.uuid4().hex[:12]
-        self._local("ready", home.home_id, connection, home)
+        self._local("ready", home.home_id, connection, card(home, schema_version, held))
         return connection
 
-    def announce_changed(self, home: HomeRecord, connection: str) -> None:
+    def announce_changed(
+        self, home: HomeRecord, connection: str, schema_version: int = SCHEMA_VERSION
+    ) -> None:
         """Announce a new inventory of a home connected here."""
-        self._local("changed", home.home_id, connection, home)
+        self._local("changed", home.home_id, connection, card(home, schema_version))
 
     def announce_gone(self, home_id: str, connection: str) -> None:
         """Announce that a home's connection here closed."""
         self._local("gone", home_id, connection, None)
 
-    def _local(self, op: str, home_id: str, connection: str, home: HomeRecord | None) -> None:
+    def _local(self, op: str, home_id: str, connection: str, home: Json | None) -> None:
         self._own.seq += 1
         message: Json = {
             "node": self.node_id,
@@ -174,7 +206,7 @@ class HomeDirectory:
             "op": op,
             "home_id": home_id,
             "conn": connection,
-            "home": card(home) if home is not None else None,
+            "home": home,
         }
         self._apply(self._own, message)
         self._outgoing.put_nowait(message)
@@ -219,13 +251,14 @@ class HomeDirectory:
                 self._unpoint(home_id, node.node_id, connection)
             return
         home = from_card(message["home"])
-        node.homes[home_id] = _Held(connection, home)
+        schema_version, held = card_extras(message["home"])
+        node.homes[home_id] = _Held(connection, home, schema_version, held)
         previous = self._where.get(home_id)
         self._where[home_id] = (node.node_id, connection)
         if message["op"] == "changed" and previous == (node.node_id, connection):
             self._listener.home_changed(home)
         else:
-            self._listener.home_arrived(home)
+            self._listener.home_arrived(home, schema_version, held)
 
     def _unpoint(self, home_id: str, node_id: str, connection: str) -> None:
         """Move a home whose connection closed to another process holding it, or let it go."""
@@ -235,7 +268,7 @@ class HomeDirectory:
             held = other.homes.get(home_id)
             if held is not None:
                 self._where[home_id] = (other.node_id, held.connection)
-                self._listener.home_arrived(held.home)
+                self._listener.home_arrived(held.home, held.schema_version, held.held)
                 return
         del self._where[home_id]
         self._listener.home_left(home_id)
@@ -293,7 +326,9 @@ class HomeDirectory:
                 )
                 for item in page["homes"]:
                     home = from_card(item["home"])
-                    homes[home.home_id] = _Held(str(item["conn"]), home)
+                    homes[home.home_id] = _Held(
+                        str(item["conn"]), home, *card_extras(item["home"])
+                    )
                 if not page["more"]:
                     break
                 request = {"snapshot": page["snapshot"], "page": int(page["page"]) + 1}
@@ -324,7 +359,7 @@ class HomeDirectory:
         for home_id, held in homes.items():
             if self._where.get(home_id) != (node.node_id, held.connection):
                 self._where[home_id] = (node.node_id, held.connection)
-                self._listener.home_arrived(held.home)
+                self._listener.home_arrived(held.home, held.schema_version, held.held)
 
     async def _on_sync_request(self, request: Json) -> Json:
         """Answer one page of this process's homes, from a snapshot taken at page 0."""
@@ -336,7 +371,7 @@ class HomeDirectory:
         if token not in self._snapshots:
             token = uuid.uuid4().hex
             entries = [
-                {"conn": held.connection, "home": card(held.home)}
+                {"conn": held.connection, "home": held.card()}
                 for held in self._own.homes.values()
             ]
             self._snapshots[token] = (now, self._own.seq, entries)

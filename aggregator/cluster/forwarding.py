@@ -1,5 +1,8 @@
 """Bids, award acks and opt-outs travel from a home's process to its event's coordinator.
 
+(Telemetry is stored where it arrives; its home's process publishes it to the inbox of one event
+of each other coordinator, which credits it to its events' live figures.)
+
 The home's session waits while :class:`Forwarder` carries its message to the coordinator (the
 messages of one moment for one event travel as one request) and acknowledges it only once the
 coordinator stored it, as in one process. While an event has no coordinator (its process died
@@ -32,6 +35,7 @@ from jeisson.common.protocol import (
     HomeMessage,
     OptOut,
     ProtocolError,
+    Telemetry,
     dump_message,
     parse_message,
 )
@@ -57,6 +61,9 @@ class CoordinatorSide(Protocol):
 
     async def handle_opt_out(self, home_id: str, opt_out: OptOut) -> None:
         """Store an opt-out."""
+
+    def credit_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
+        """Credit telemetry stored by the home's process to the events coordinated here."""
 
 
 @dataclass(slots=True)
@@ -272,5 +279,7 @@ class EventInbox:
                 await self._coordinator.handle_award_ack(home_id, message)
             case OptOut():
                 await self._coordinator.handle_opt_out(home_id, message)
+            case Telemetry():  # published, never requested: stored already, credit it
+                self._coordinator.credit_telemetry(home_id, message)
             case _:
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "not for a coordinator", message.id)

@@ -38,7 +38,7 @@ from aggregator.negotiation.model import (
     StepResult,
 )
 from aggregator.negotiation.state import EventState
-from aggregator.store import Change, GroupCommitter, StoreUnavailableError
+from aggregator.store import Change, Fence, GroupCommitter, StoreUnavailableError
 from jeisson.common.protocol import ErrorCode, ProtocolError
 
 _LOGGER = logging.getLogger(__name__)
@@ -84,9 +84,15 @@ class EventDriver:
         clock: Callable[[], datetime],
         metrics: Metrics,
         on_committed: Callable[[StepResult], None],
+        fence: Fence | None = None,
     ) -> None:
-        """Drive ``state`` (already stored); ``on_committed`` sees every committed step."""
+        """Drive ``state`` (already stored); ``on_committed`` sees every committed step.
+
+        ``fence`` (clusters): every transaction carries it, so once another process took the
+        event's lease over, this driver's writes are refused by the database.
+        """
         self._state = state
+        self._fence: tuple[Change, ...] = () if fence is None else (fence,)
         self._committer = committer
         self._link = link
         self._homes = homes
@@ -195,7 +201,7 @@ class EventDriver:
         if not taken:
             return
         try:
-            await self._committer.commit(changes)
+            await self._committer.commit([*self._fence, *changes])
         except StoreUnavailableError as err:
             self._store_failed(taken[0][1].kind, err, retry_at=None)
             for item, _result in taken:
@@ -220,7 +226,7 @@ class EventDriver:
         if result.kind is StepKind.CLEAR:
             self._metrics.clearing_seconds.observe(time.perf_counter() - started)
         try:
-            await self._committer.commit(result.changes)
+            await self._committer.commit([*self._fence, *result.changes])
         except StoreUnavailableError as err:
             attempts = self._problem.attempts if self._problem is not None else 0
             wait_s = self._backoff(attempts)

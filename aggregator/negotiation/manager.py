@@ -35,6 +35,8 @@ from aggregator.records import AwardStatus, EventRecord, EventStatus, HomeRecord
 from aggregator.settlement.attribution import live_shed_by_event
 from aggregator.shortfall import DeliveryWatch, ShortfallRule
 from aggregator.store import (
+    Change,
+    Fence,
     GroupCommitter,
     HomeCurtailed,
     Store,
@@ -108,24 +110,8 @@ class EventManager:
 
     async def start(self) -> None:
         """Load unfinished events from the store and resume them."""
-        grace = max(self._settings.ack_timeout_s, self._settings.drop_grace_s)
         for record in await self._store.unfinished_events():
-            rounds = await self._store.rounds_for(record.event_id)
-            open_bids = (
-                await self._store.bids_for(record.event_id, record.current_round)
-                if any(item.round == record.current_round for item in rounds)
-                else []
-            )
-            state = machine.restore(
-                record,
-                rounds=rounds,
-                offered=await self._store.offered_homes(record.event_id),
-                open_bids=open_bids,
-                awards=await self._store.awards_for(record.event_id),
-                opted_out=await self._store.homes_opted_out(record.event_id),
-                unacked_deadline=self._now() + timedelta(seconds=grace),
-            )
-            self._start_driver(state)
+            self._start_driver(await self._restore(record))
             _LOGGER.info(
                 "Resumed event %s (%s)",
                 record.event_id,
@@ -137,6 +123,25 @@ class EventManager:
             for award in driver.state.awards.values():
                 if award.status is AwardStatus.ACKED:
                     self._arm_drop_timer(award.home_id)
+
+    async def _restore(self, record: EventRecord) -> EventState:
+        """Return a stored unfinished event's state, read back from the store."""
+        grace = max(self._settings.ack_timeout_s, self._settings.drop_grace_s)
+        rounds = await self._store.rounds_for(record.event_id)
+        open_bids = (
+            await self._store.bids_for(record.event_id, record.current_round)
+            if any(item.round == record.current_round for item in rounds)
+            else []
+        )
+        return machine.restore(
+            record,
+            rounds=rounds,
+            offered=await self._store.offered_homes(record.event_id),
+            open_bids=open_bids,
+            awards=await self._store.awards_for(record.event_id),
+            opted_out=await self._store.homes_opted_out(record.event_id),
+            unacked_deadline=self._now() + timedelta(seconds=grace),
+        )
 
     async def stop(self) -> None:
         """Stop every driver and timer (the stored state is kept for the next start)."""
@@ -177,8 +182,9 @@ class EventManager:
         env = self._env()
         known = dict(env.homes)
         result = machine.create(record, env)
-        await self._committer.commit(result.changes)
-        driver = self._start_driver(result.state, started=result)
+        await self._committer.commit([*result.changes, *self._claim(record.event_id)])
+        fence = await self._claimed(record.event_id)
+        driver = self._start_driver(result.state, started=result, fence=fence)
         # Homes that became ready while the event was being stored missed its first step.
         for home_id, view in list(self._homes.views.items()):
             if known.get(home_id) is not view:
@@ -256,19 +262,22 @@ class EventManager:
         ``schema_version`` is what the home said in its hello (power-up events are offered only
         to homes that speak :data:`~jeisson.common.protocol.FLEX_SCHEMA_VERSION`).
         """
-        view = self._homes.ready(home, schema_version)
-        still_held = _still_held(held)
-        for driver in list(self._drivers.values()):
-            catch_up = partial(_catch_up, home=view, held=still_held)
-            try:
-                await driver.run(catch_up)
-            except StoreUnavailableError:
-                self._retry_later(driver, catch_up, lambda: home.home_id in self._homes.views)
-            except ProtocolError:
-                continue  # the event ended meanwhile
+        held = list(held)
+        await self._catch_up_all(self._homes.ready(home, schema_version), still_held(held))
         over = [award.event_id for award in held if award.event_id not in self._drivers]
         if over:
             self._spawn(self._tell_events_over(home.home_id, list(dict.fromkeys(over))))
+
+    async def _catch_up_all(self, view: HomeView, held: Mapping[str, frozenset[str]]) -> None:
+        """Bring one ready home up to date with every event driven here."""
+        for driver in list(self._drivers.values()):
+            catch_up = partial(_catch_up, home=view, held=held)
+            try:
+                await driver.run(catch_up)
+            except StoreUnavailableError:
+                self._retry_later(driver, catch_up, lambda: view.home_id in self._homes.views)
+            except ProtocolError:
+                continue  # the event ended meanwhile
 
     def home_inventory_changed(self, home: HomeRecord) -> None:
         """Refresh what the negotiation knows of a connected home's loads."""
@@ -322,7 +331,12 @@ class EventManager:
             home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
         )
         receipt = await self._committer.commit([batch], linger=self._settings.telemetry_linger_s)
-        if batch.key not in receipt.stored_telemetry or not telemetry.samples:
+        if batch.key in receipt.stored_telemetry:
+            self.credit_telemetry(home_id, telemetry)
+
+    def credit_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
+        """Credit a stored telemetry batch to the events driven here; watch for shortfalls."""
+        if not telemetry.samples:
             return
         held = self._held_loads(home_id)
         levels = self._held_levels(home_id)
@@ -421,7 +435,19 @@ class EventManager:
     def _env(self) -> Env:
         return Env(self._now(), self._settings, self._homes.views)
 
-    def _start_driver(self, state: EventState, started: StepResult | None = None) -> EventDriver:
+    def _claim(self, event_id: str) -> list[Change]:
+        """Return what makes this process a new event's coordinator (nothing: one process)."""
+        del event_id
+        return []
+
+    async def _claimed(self, event_id: str) -> Fence | None:
+        """Return the fence a new event's writes carry, once it is stored (None: one process)."""
+        del event_id
+        return None
+
+    def _start_driver(
+        self, state: EventState, started: StepResult | None = None, fence: Fence | None = None
+    ) -> EventDriver:
         driver = EventDriver(
             state,
             committer=self._committer,
@@ -431,6 +457,7 @@ class EventManager:
             clock=self._now,
             metrics=self._metrics,
             on_committed=self._committed,
+            fence=fence,
         )
         self._drivers[state.event_id] = driver
         self._delivery.setdefault(state.event_id, {})
@@ -551,7 +578,7 @@ def _catch_up(
     return home_steps.catch_up(state, home, env, held)
 
 
-def _still_held(held: Iterable[HeldAward]) -> dict[str, frozenset[str]]:
+def still_held(held: Iterable[HeldAward]) -> dict[str, frozenset[str]]:
     """Map the awards a home says it still executes to the loads it still holds."""
     return {
         award.award_id: frozenset(award.loads)

@@ -43,11 +43,13 @@ class ServeProcess:
     cap: int = 0
     token: str = ""
     process: asyncio.subprocess.Process | None = None
+    database: str | None = None
+    """Another database (e.g. a fresh PostgreSQL one) instead of SQLite in ``workdir``."""
 
     @property
     def db_url(self) -> str:
-        """Return the SQLite database URL."""
-        return f"sqlite:///{self.workdir / 'serve.db'}"
+        """Return the database URL (SQLite in ``workdir`` unless ``database`` is set)."""
+        return self.database or f"sqlite:///{self.workdir / 'serve.db'}"
 
     @property
     def log_path(self) -> Path:
@@ -109,6 +111,13 @@ class ServeProcess:
                 self.process.kill()
                 await self.process.wait()
         return int(self.process.returncode or 0)
+
+    async def kill(self) -> None:
+        """Kill it with SIGKILL (no clean stop: nothing handed over, nothing flushed)."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
 
     async def add_home(self, session: aiohttp.ClientSession, name: str = "home") -> str:
         """Add a home over REST; return its enrolment code."""

@@ -28,7 +28,7 @@ class Heard:
     events: list[tuple[str, str]] = field(default_factory=list)
     homes: dict[str, HomeRecord] = field(default_factory=dict)
 
-    def home_arrived(self, home: HomeRecord) -> None:
+    def home_arrived(self, home: HomeRecord, *_extras: object) -> None:
         self.events.append(("arrived", home.home_id))
         self.homes[home.home_id] = home
 

@@ -54,7 +54,7 @@ class Sessions:
 class NoListener:
     """A directory listener that needs to hear nothing."""
 
-    def home_arrived(self, home: HomeRecord) -> None:
+    def home_arrived(self, home: HomeRecord, *_extras: object) -> None:
         """Ignore."""
 
     def home_changed(self, home: HomeRecord) -> None:
