@@ -245,8 +245,8 @@ class HomeDirectory:
         home_id = str(message["home_id"])
         connection = str(message["conn"])
         if message["op"] == "gone":
-            held = node.homes.get(home_id)
-            if held is not None and held.connection == connection:
+            entry = node.homes.get(home_id)
+            if entry is not None and entry.connection == connection:
                 del node.homes[home_id]
                 self._unpoint(home_id, node.node_id, connection)
             return
@@ -326,9 +326,7 @@ class HomeDirectory:
                 )
                 for item in page["homes"]:
                     home = from_card(item["home"])
-                    homes[home.home_id] = _Held(
-                        str(item["conn"]), home, *card_extras(item["home"])
-                    )
+                    homes[home.home_id] = _Held(str(item["conn"]), home, *card_extras(item["home"]))
                 if not page["more"]:
                     break
                 request = {"snapshot": page["snapshot"], "page": int(page["page"]) + 1}
@@ -371,8 +369,7 @@ class HomeDirectory:
         if token not in self._snapshots:
             token = uuid.uuid4().hex
             entries = [
-                {"conn": held.connection, "home": held.card()}
-                for held in self._own.homes.values()
+                {"conn": held.connection, "home": held.card()} for held in self._own.homes.values()
             ]
             self._snapshots[token] = (now, self._own.seq, entries)
         _, seq, entries = self._snapshots[token]
