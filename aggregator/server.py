@@ -36,6 +36,7 @@ from aggregator.auth import bearer_token
 from aggregator.cluster.node import ClusterManager
 from aggregator.cluster.settings import ClusterSettings, require_postgresql
 from aggregator.history.recorder import HistorySettings
+from aggregator.home_limits import RateLimits
 from aggregator.http_limits import CappedProtocolFactory, HttpLimits, Listener, listening_socket
 from aggregator.metrics import CONTENT_TYPE, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings
@@ -73,6 +74,8 @@ class ServerConfig:
     """Settlement program settings to store at start (None: keep the stored ones)."""
     settle_poll: timedelta = POLL_INTERVAL
     limits: HttpLimits = field(default_factory=HttpLimits)
+    home_limits: RateLimits = field(default_factory=RateLimits)
+    """How much each home may send over its websocket."""
     tls_cert: str | None = None
     """PEM certificate chain: serve TLS directly (with ``tls_key``)."""
     tls_key: str | None = None
@@ -177,7 +180,9 @@ def _lifecycle(
         app[MANAGER] = manager
         app[SERVER_INFO] = ServerInfo(aggregator_id=aggregator_id)
         app[SESSION_SETTINGS] = SessionSettings(
-            aggregator_id=aggregator_id, heartbeat_interval=config.heartbeat_interval
+            aggregator_id=aggregator_id,
+            heartbeat_interval=config.heartbeat_interval,
+            limits=config.home_limits,
         )
         if config.program is not None:
             await repository.save_program(config.program)

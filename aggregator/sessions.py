@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, KeysView
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from aggregator import __version__
+from aggregator.home_limits import RateLimits, TokenBucket, check_telemetry
 from aggregator.metrics import Metrics
 from aggregator.negotiation import EventManager
 from aggregator.records import HomeRecord
@@ -75,6 +77,8 @@ class SessionSettings:
 
     aggregator_id: str
     heartbeat_interval: float = 30.0
+    limits: RateLimits = field(default_factory=RateLimits)
+    """How much each home may send (frames and telemetry samples per second)."""
 
 
 def ack_frame(reply_to: str) -> str:
@@ -195,6 +199,10 @@ class HomeSession:
         self._held: list[HeldAward] = []
         self._helloed = False
         self._ready = False
+        limits = settings.limits
+        started = time.monotonic()
+        self._frames = TokenBucket(limits.frames_per_s, limits.frame_burst, started)
+        self._samples = TokenBucket(limits.samples_per_s, limits.sample_burst, started)
         self.schema_version = MIN_SUPPORTED_SCHEMA_VERSION
         """The protocol version the home stated in its hello."""
 
@@ -302,6 +310,7 @@ class HomeSession:
         try:
             message = parse_message(frame, allowed=HOME_MESSAGE_TYPES)
             message_id = message.id
+            self._check_quota(self._frames, 1, "frames", message_id)
             await self._dispatch(message)
         except ProtocolError as err:
             _LOGGER.debug(
@@ -350,6 +359,17 @@ class HomeSession:
                 await self._handle_statement_ack(message)
             case _:  # parse_message(allowed=HOME_MESSAGE_TYPES) lets nothing else through
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "not a home message", message.id)
+
+    def _check_quota(self, bucket: TokenBucket, amount: int, what: str, message_id: str) -> None:
+        """Refuse a message (``rate_limited``, nothing stored) when it exceeds the home's quota."""
+        wait = bucket.take(amount, time.monotonic())
+        if wait > 0:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"too many {what} from this home; nothing was stored, send it again in "
+                f"{wait:.1f} s",
+                message_id,
+            )
 
     def _send_error(self, err: ProtocolError) -> None:
         self._registry.metrics.errors.labels(err.code.value).inc()
@@ -414,6 +434,8 @@ class HomeSession:
         self._ack(ack)
 
     async def _handle_telemetry(self, telemetry: Telemetry) -> None:
+        check_telemetry(telemetry, self._home, utc_now())
+        self._check_quota(self._samples, len(telemetry.samples), "telemetry samples", telemetry.id)
         await self._manager.handle_telemetry(self.home_id, telemetry)
         self._ack(telemetry)
 

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from aggregator.awarding import split_kw_by_rating
+from aggregator.home_limits import bounded_commitment, first_step_beyond_rating
 from aggregator.negotiation import messages
 from aggregator.negotiation.machine import award_direct, eligible, lost_commitment
 from aggregator.negotiation.model import Env, HomeView, Send, StepKind, StepResult
-from aggregator.negotiation.state import LIVE_AWARD, EventState
+from aggregator.negotiation.state import KW_EPSILON, LIVE_AWARD, EventState
 from aggregator.records import AwardRecord, AwardStatus, BidRecord, EventStatus
 from aggregator.store import (
     Change,
@@ -76,6 +77,7 @@ def accept_bid(state: EventState, home_id: str, bid: Bid, env: Env) -> StepResul
 def _check_bid_loads(state: EventState, home_id: str, bid: Bid, env: Env) -> None:
     view = env.homes.get(home_id)
     curtailable = view.curtailable if view is not None else frozenset()
+    inventory = view.loads if view is not None else {}
     unavailable = state.unavailable_loads(home_id) if state.awards_by_home.get(home_id) else set()
     for step in bid.steps:
         for load in step.loads:
@@ -91,6 +93,13 @@ def _check_bid_loads(state: EventState, home_id: str, bid: Bid, env: Env) -> Non
                     f"load {load!r} was already awarded or given back in this event",
                     bid.id,
                 )
+    beyond = first_step_beyond_rating(bid.steps, inventory)
+    if beyond is not None:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"steps.{beyond}.kw {bid.steps[beyond].kw} exceeds what its loads' rated kW leaves",
+            bid.id,
+        )
     if view is not None:
         _check_levels(bid, view, power_up=state.is_power_up)
 
@@ -154,14 +163,21 @@ def ack_award(state: EventState, home_id: str, ack: AwardAck, env: Env) -> StepR
         )
     acked = replace(award, status=AwardStatus.ACKED, acked_at=env.now)
     if not state.is_market:
+        # What the home takes on is bounded by its own curtailable loads' rated kW.
         view = env.homes.get(home_id)
         inventory = view.loads if view is not None else {}
-        loads = [load for load in ack.loads if load in inventory]
+        curtailable = view.curtailable if view is not None else frozenset()
+        loads = list(dict.fromkeys(load for load in ack.loads if load in curtailable))
+        kw = bounded_commitment(ack.kw, loads, inventory) if loads else 0.0
         acked = replace(
-            acked,
-            kw=ack.kw if loads else 0.0,
-            load_kw=split_kw_by_rating(ack.kw, loads, inventory) if loads else {},
+            acked, kw=kw, load_kw=split_kw_by_rating(kw, loads, inventory) if loads else {}
         )
+        if kw < award.kw - KW_EPSILON:  # took on less than expected: award more homes
+            return StepResult(
+                StepKind.AWARD_ACK,
+                lost_commitment(state.with_award(acked)),
+                (Update(acked), Update(HomeCurtailed(home_id, env.now))),
+            )
     return StepResult(
         StepKind.AWARD_ACK,
         state.with_award(acked),
@@ -261,7 +277,11 @@ def catch_up(
         for award in state.awards_of(home.home_id)
         if award.status is AwardStatus.SENT
     )
-    if not state.is_market and state.record.status in (EventStatus.COMMITTED, EventStatus.ACTIVE):
+    if (
+        not state.is_market
+        and state.record.status in (EventStatus.COMMITTED, EventStatus.ACTIVE)
+        and state.shortfall_kw > KW_EPSILON
+    ):
         state, change, send = award_direct(state, home, env)
         if change is not None and send is not None:
             changes.append(change)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from rpds import HashTrieMap, HashTrieSet
 
@@ -39,6 +40,11 @@ from aggregator.records import (
     new_id,
 )
 from aggregator.store import Change, Insert, OfferRecord, Update
+
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)
+"""Sorts homes never curtailed before every other."""
+MAX_MESSAGE_KW: Final = 10_000.0
+"""The largest kW a protocol message carries (``Kilowatts``)."""
 
 # --- building a state ---------------------------------------------------------------------------
 
@@ -105,21 +111,13 @@ def begin(state: EventState, env: Env) -> StepResult:
         negotiating = state.with_record(status=EventStatus.NEGOTIATING)
         return open_round(negotiating, 1, state.record.target_kw, env, kind=StepKind.BEGIN)
     committed = state.with_record(status=EventStatus.COMMITTED, current_round=1)
-    changes: list[Change] = [Update(committed.record)]
-    sends: list[Send] = []
-    awarded = 0
-    for home in env.homes.values():
-        committed, change, send = award_direct(committed, home, env)
-        if change is not None and send is not None:
-            changes.append(change)
-            sends.append(send)
-            awarded += 1
+    committed, changes, sends = dispatch_direct(committed, env)
     return StepResult(
         StepKind.BEGIN,
         committed,
-        tuple(changes),
+        (Update(committed.record), *changes),
         tuple(sends),
-        f"direct event committed; {awarded} homes awarded",
+        f"direct event committed; {len(sends)} homes awarded",
     )
 
 
@@ -357,10 +355,19 @@ def complete(state: EventState, env: Env) -> StepResult:
 
 
 def renegotiate(state: EventState, env: Env) -> StepResult:
-    """Open a round for the shortfall, if the event may still re-negotiate."""
+    """Open a round for the shortfall (a direct event: award more homes), if it may still."""
     state = replace(state, needs_round=False)
     if not may_renegotiate(state, env):
         return StepResult(StepKind.SKIP_ROUND, state)
+    if not state.is_market:
+        state, changes, sends = dispatch_direct(state, env)
+        return StepResult(
+            StepKind.DISPATCH,
+            state,
+            tuple(changes),
+            tuple(sends),
+            f"shortfall: {len(sends)} more homes awarded" if sends else "",
+        )
     return open_round(state, state.record.current_round + 1, state.shortfall_kw, env)
 
 
@@ -381,8 +388,36 @@ def may_renegotiate(state: EventState, env: Env) -> bool:
 
 
 def lost_commitment(state: EventState) -> EventState:
-    """Flag that commitment was lost, so a re-negotiation round is tried (market events)."""
-    return replace(state, needs_round=True) if state.is_market else state
+    """Flag that commitment was lost, so a re-negotiation round (or more homes) is tried."""
+    return replace(state, needs_round=True)
+
+
+def expected_kw(home: HomeView) -> float:
+    """Return what a home is expected to shed in a direct event: its curtailable rated kW."""
+    return min(MAX_MESSAGE_KW, sum(home.loads[load_id].rated_kw for load_id in home.curtailable))
+
+
+def dispatch_direct(state: EventState, env: Env) -> tuple[EventState, list[Change], list[Send]]:
+    """Award a direct event to just enough homes to meet its target.
+
+    Homes least recently curtailed go first (the burden rotates), each counted for its
+    :func:`expected_kw` until it acknowledges what it took on; awarding stops once what is
+    committed and expected covers the target.
+    """
+    changes: list[Change] = []
+    sends: list[Send] = []
+    candidates = sorted(
+        (home for home in env.homes.values() if not state.awards_by_home.get(home.home_id)),
+        key=lambda home: (home.last_curtailed_at or _NEVER, home.home_id),
+    )
+    for home in candidates:
+        if state.shortfall_kw <= KW_EPSILON:
+            break
+        state, change, send = award_direct(state, home, env)
+        if change is not None and send is not None:
+            changes.append(change)
+            sends.append(send)
+    return state, changes, sends
 
 
 def award_direct(
@@ -396,14 +431,15 @@ def award_direct(
         event_id=state.event_id,
         round=1,
         home_id=home.home_id,
-        kw=0.0,
+        kw=expected_kw(home),
         price=state.record.price_cap,
         status=AwardStatus.SENT,
         sent_at=env.now,
     )
     state = state.with_award(award)
-    if 1 not in state.ack_deadlines:
-        ack_by = env.now + timedelta(seconds=env.settings.ack_timeout_s)
+    ack_by = env.now + timedelta(seconds=env.settings.ack_timeout_s)
+    known = state.ack_deadlines.get(1)
+    if known is None or known < ack_by:
         state = replace(state, ack_deadlines=state.ack_deadlines.insert(1, ack_by))
     return state, Insert(award), Send((home.home_id,), messages.award(state, award))
 

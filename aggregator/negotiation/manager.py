@@ -321,14 +321,19 @@ class EventManager:
     async def handle_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
         """Store a telemetry batch; update the live delivery figures; watch for shortfalls.
 
-        A batch names one event but reports the whole home: each running event the home holds
+        A batch naming an event the home never acknowledged an award in is stored without the
+        event (it still counts as the home's measurements) and credits nothing. A batch names
+        one event but reports the whole home: each running event the home holds
         awards in is credited with the shed of *its* awarded loads
         (:func:`~aggregator.settlement.attribution.live_shed_by_event`); a home that reports no
         per-load figures credits the event it names, as before. Held loads reported on for a
         sustained period are released like an opt-out (:mod:`aggregator.shortfall`).
         """
+        event_id = telemetry.event_id
+        if event_id is not None and not await self._acked_in(home_id, event_id):
+            event_id = None  # stored as the home's measurements, counted for no event
         batch = TelemetryBatch(
-            home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
+            home_id, telemetry.id, event_id, tuple(telemetry.samples), self._now()
         )
         receipt = await self._committer.commit([batch], linger=self._settings.telemetry_linger_s)
         if batch.key in receipt.stored_telemetry:
@@ -343,8 +348,8 @@ class EventManager:
         latest = max(telemetry.samples, key=lambda sample: sample.ts)
         if latest.loads and held:
             credited = live_shed_by_event(latest.shed_kw, latest.loads, held, levels)
-        elif telemetry.event_id is not None:
-            credited = {telemetry.event_id: latest.shed_kw}
+        elif event_id is not None and (holding := self._held_kw(home_id, event_id)) > 0:
+            credited = {event_id: min(latest.shed_kw, holding)}
         else:
             credited = {}
         for event_id, shed_kw in credited.items():
@@ -355,6 +360,13 @@ class EventManager:
             if known is None or latest.ts >= known.ts:
                 samples[home_id] = DeliverySample(ts=latest.ts, shed_kw=shed_kw)
         self._watch_delivery(home_id, held, levels, telemetry)
+
+    async def _acked_in(self, home_id: str, event_id: str) -> bool:
+        """Return True when the home acknowledged an award of the event (its samples count)."""
+        driver = self._drivers.get(event_id)
+        if driver is not None:
+            return any(award.acked_at is not None for award in driver.state.awards_of(home_id))
+        return await self._store.home_acked_in(event_id, home_id)
 
     def _held_loads(self, home_id: str) -> dict[str, dict[str, float]]:
         """Return, per running shed event, the home's acknowledged loads still held and their kW.
@@ -376,6 +388,19 @@ class EventManager:
             if loads:
                 held[event_id] = loads
         return held
+
+    def _held_kw(self, home_id: str, event_id: str) -> float:
+        """Return the kW of the loads a home holds under acknowledged awards of a running event."""
+        driver = self._drivers.get(event_id)
+        if driver is None or driver.state.record.status is not EventStatus.ACTIVE:
+            return 0.0
+        return sum(
+            kw
+            for award in driver.state.awards_of(home_id)
+            if award.status is AwardStatus.ACKED
+            for load_id, kw in award.load_kw.items()
+            if load_id not in award.opted_out_loads
+        )
 
     def _held_levels(self, home_id: str) -> dict[str, float]:
         """Return the level of each load a running event holds at a partial step."""
@@ -543,7 +568,12 @@ class EventManager:
         """Tell a home, in order, to stop awards it holds for events that are over or unknown."""
         for event_id in event_ids:
             record = await self._store.get_event(event_id)
-            if record is not None and record.status is EventStatus.CANCELLED:
+            # Only a home that was in the event learns why it was cancelled.
+            if (
+                record is not None
+                and record.status is EventStatus.CANCELLED
+                and await self._store.home_acked_in(event_id, home_id, acked=False)
+            ):
                 message: ServerMessage = messages.cancel(event_id, record.cancel_reason or "")
             else:
                 message = messages.event_end(event_id)

@@ -151,6 +151,8 @@ class StepKind(StrEnum):
     COMPLETE = "complete"
     CANCEL = "cancel"
     SKIP_ROUND = "skip_round"
+    DISPATCH = "dispatch"
+    """A direct event awards more homes to cover a shortfall."""
     BID = "bid"
     AWARD_ACK = "award_ack"
     OPT_OUT = "opt_out"

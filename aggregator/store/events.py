@@ -156,6 +156,21 @@ class EventStore(StoreBase):
         async with self._engine.connect() as conn:
             return [AWARDS.from_row(row) for row in await conn.execute(query)]
 
+    async def home_acked_in(self, event_id: str, home_id: str, *, acked: bool = True) -> bool:
+        """Return True when the home acknowledged an award of the event (whatever became of it).
+
+        With ``acked=False``: when the home was awarded anything in the event at all.
+        """
+        awards = tables.awards
+        query = select(awards.c.award_id).where(
+            awards.c.event_id == event_id, awards.c.home_id == home_id
+        )
+        if acked:
+            query = query.where(awards.c.acked_at.is_not(None))
+        query = query.limit(1)
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def homes_opted_out(self, event_id: str) -> set[str]:
         """Return the homes that opted out of a whole event."""
         opt_outs = tables.opt_outs

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -151,7 +151,11 @@ class HomeStore(StoreBase):
             await conn.execute(
                 update(tables.homes)
                 .where(tables.homes.c.home_id == row.home_id)
-                .values(token_hash=hash_secret(token), enrolled_at=now)
+                # The first enrolment is kept: a home's samples may not predate it.
+                .values(
+                    token_hash=hash_secret(token),
+                    enrolled_at=func.coalesce(tables.homes.c.enrolled_at, now),
+                )
             )
         return Enrolled(home_id=row.home_id, token=token)
 

@@ -15,7 +15,8 @@ No Home Assistant imports. One :class:`HomeClient` per home:
   :meth:`send_inventory`) send a message and wait for the ``ack``/``error`` whose ``reply_to``
   is its id. Opt-outs, award acks and telemetry made while disconnected wait in an outbox and are
   re-sent, with the same message id, after the next successful connect; one the aggregator
-  answers with a retryable error (``internal_error``: it could not store it) is re-sent after a
+  answers with a retryable error (``internal_error``: it could not store it; ``rate_limited``:
+  the home sent more than its quota) is re-sent after a
   growing, jittered delay (``backoff_base`` doubling up to ``backoff_max``) until it is settled.
 * Server messages are de-duplicated by id before reaching subscribers.
 
@@ -112,7 +113,9 @@ CLOSE_TIMEOUT: Final = 5.0
 
 _AUTH_FAILED_STATUSES: Final = frozenset({401, 403})
 _INVALID_CODE_STATUSES: Final = frozenset({400, 404, 409, 410})
-_RETRYABLE_ERRORS: Final = frozenset({ErrorCode.INTERNAL_ERROR, ErrorCode.NOT_HELLOED})
+_RETRYABLE_ERRORS: Final = frozenset(
+    {ErrorCode.INTERNAL_ERROR, ErrorCode.NOT_HELLOED, ErrorCode.RATE_LIMITED}
+)
 """Errors after which a queued message stays in the outbox to be re-sent."""
 _MAX_BACKOFF_EXPONENT: Final = 64
 _TASK_PREFIX: Final = "jeisson-client"

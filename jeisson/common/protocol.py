@@ -103,6 +103,8 @@ class ErrorCode(StrEnum):
     INVALID_STATE = "invalid_state"
     DEADLINE_PASSED = "deadline_passed"
     INTERNAL_ERROR = "internal_error"
+    RATE_LIMITED = "rate_limited"
+    """The home sent more than its quota; nothing was stored: send it again later."""
 
 
 def is_identifier(value: object) -> bool:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from aggregator.app_keys import STORE
 from aggregator.history.recorder import HistorySettings
+from aggregator.home_limits import RateLimits
 from aggregator.negotiation import NegotiationSettings
 from aggregator.server import ServerConfig, create_app
 from aggregator.store import Store
@@ -72,6 +73,8 @@ class RunningServer:
     """Another database (e.g. ``pg_url``) instead of SQLite at ``db_path``."""
     history: HistorySettings = field(default_factory=HistorySettings)
     """How often the dashboard's history is sampled."""
+    home_limits: RateLimits = field(default_factory=RateLimits)
+    """How much each home may send."""
 
     @property
     def url(self) -> str:
@@ -91,6 +94,7 @@ class RunningServer:
             heartbeat_interval=self.heartbeat_interval,
             negotiation=self.settings,
             history=self.history,
+            home_limits=self.home_limits,
         )
         self.runner = web.AppRunner(create_app(config), shutdown_timeout=2)
         await self.runner.setup()

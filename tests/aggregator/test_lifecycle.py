@@ -215,12 +215,12 @@ async def test_restart_during_bidding_clears_with_stored_bids(
     await wait_for(lambda: bool(home.of_type(Award)), what="award after the restart")
 
 
-async def test_direct_event_awards_every_home_and_counts_acknowledged_kw(
+async def test_direct_event_awards_the_homes_its_target_needs_and_counts_acknowledged_kw(
     server: RunningServer, make_home: HomeFactory
 ) -> None:
     first = await make_home(auto_ack=False)
-    second = await make_home(auto_ack=False)
-    event = await server.create_event(kind=EventKind.DIRECT.value, target_kw=0.0, price_cap=0.25)
+    second = await make_home(auto_ack=False)  # 10 kW each: a 13 kW target needs both
+    event = await server.create_event(kind=EventKind.DIRECT.value, target_kw=13.0, price_cap=0.25)
     await wait_for(lambda: bool(first.of_type(Award)) and bool(second.of_type(Award)))
     award = first.of_type(Award)[0]
     assert award.kind is EventKind.DIRECT

@@ -172,13 +172,64 @@ def test_the_bid_window_starts_once_the_offers_are_out() -> None:
     assert result.sends[0].message.bid_deadline == record.deadline
 
 
-def test_a_direct_event_awards_every_eligible_home_at_once() -> None:
-    result = machine.create(event(EventKind.DIRECT), env())
+def test_a_direct_event_awards_every_eligible_home_its_target_needs() -> None:
+    result = machine.create(event(EventKind.DIRECT, target_kw=25.0), env())
 
     assert result.state.record.status is EventStatus.COMMITTED
     assert {award.home_id for award in result.state.awards.values()} == {"a", "b", "c"}
     assert all(isinstance(send.message, Award) for send in result.sends)
+    assert all(send.message.kw == pytest.approx(10.0) for send in result.sends)  # type: ignore[union-attr]
     assert len(result.state.rounds) == 0
+
+
+def test_a_direct_event_awards_only_enough_homes_least_recently_curtailed_first() -> None:
+    homes = {
+        "a": replace(home("a"), last_curtailed_at=T0 - timedelta(days=1)),
+        "b": home("b"),  # never curtailed: first
+        "c": replace(home("c"), last_curtailed_at=T0 - timedelta(days=2)),
+    }
+    result = machine.create(event(EventKind.DIRECT, target_kw=15.0), env(homes=homes))
+
+    assert {award.home_id for award in result.state.awards.values()} == {"b", "c"}
+    assert result.state.shortfall_kw == 0.0
+
+
+def direct_ack(
+    state: EventState, home_id: str, *, accepted: bool = True, **fields: object
+) -> AwardAck:
+    (record,) = state.awards_of(home_id)
+    return AwardAck(
+        reply_to=record.award_id,
+        event_id="evt_1",
+        award_id=record.award_id,
+        accepted=accepted,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_direct_event_awards_another_home_when_one_declines() -> None:
+    state = machine.create(event(EventKind.DIRECT, target_kw=5.0), env()).state
+    (first,) = state.awards_by_home.keys()
+    declined = ack_award(state, first, direct_ack(state, first, accepted=False), env(1)).state
+
+    step = machine.due_step(declined, env(2))
+
+    assert step is not None
+    assert step.kind is StepKind.DISPATCH
+    assert [send.home_ids for send in step.sends] == [(next(iter(set(HOMES) - {first})),)]
+
+
+def test_a_direct_ack_commits_at_most_the_rated_kw_of_the_homes_own_curtailable_loads() -> None:
+    state = machine.create(event(EventKind.DIRECT, target_kw=5.0), env()).state
+    (home_id,) = state.awards_by_home.keys()
+    claim = direct_ack(state, home_id, loads=["wh", "wh", "someone-elses"], kw=9_999.0)
+
+    acked_state = ack_award(state, home_id, claim, env(1)).state
+
+    (award,) = acked_state.awards_of(home_id)
+    assert award.kw == pytest.approx(3.0)
+    assert award.load_kw == {"wh": pytest.approx(3.0)}
+    assert acked_state.committed_kw == pytest.approx(3.0)
 
 
 # --- bids -------------------------------------------------------------------------------------
@@ -217,6 +268,13 @@ def test_a_bid_after_the_deadline_is_refused_even_before_clearing() -> None:
         ("stranger", bid("stranger", 0.1), ErrorCode.INVALID_STATE),
         ("a", bid("a", 0.1, "sauna"), ErrorCode.UNKNOWN_LOAD),
         ("a", bid("a", 0.1, round_number=2), ErrorCode.DEADLINE_PASSED),
+        (
+            "a",  # 9,999 kW from a 3 kW water heater
+            bid("a", 0.1).model_copy(
+                update={"steps": [BidStep(kw=9_999.0, price=0.1, loads=["wh"])]}
+            ),
+            ErrorCode.INVALID_MESSAGE,
+        ),
     ],
 )
 def test_bids_that_cannot_stand_are_refused(home_id: str, message: Bid, code: ErrorCode) -> None:

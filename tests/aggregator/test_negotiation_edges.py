@@ -156,6 +156,16 @@ async def test_home_holding_an_award_of_an_ended_event_is_told_to_restore(
         assert told["cancel"]["event_id"] == event["id"]
         assert told["event_end"]["event_id"] == "evt_gone"
 
+    # A home that was never in the event learns nothing of why it was cancelled.
+    prying = HeldAward(event_id=event["id"], award_id="awd_x", status=HomeEventStatus.ACTIVE)
+    async with raw_home(server, http) as stranger:
+        await stranger.receive()
+        hello = HomeHello(schema_version=SCHEMA_VERSION, software_version="t", held_awards=[prying])
+        await stranger.send(dump_message(hello))
+        await stranger.send(dump_message(Inventory(loads=water_heater_and_ev())))
+        told_stranger = await stranger.receive_type("event_end")
+        assert told_stranger["event_id"] == event["id"]
+
 
 async def test_bid_from_a_home_that_was_not_offered_is_refused(
     server: RunningServer, http: aiohttp.ClientSession

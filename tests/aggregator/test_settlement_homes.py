@@ -4,11 +4,13 @@ homes keep working without them, and a sample's ``measured`` flag is stored and 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 import pytest
+from sqlalchemy import update
 
+from aggregator import tables
 from aggregator.app_keys import SETTLER
 from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatus
 from aggregator.settlement.reliability import Reliability
@@ -20,6 +22,7 @@ from jeisson.common.protocol import (
     Statement,
     Telemetry,
     dump_message,
+    utc_now,
 )
 from tests.helpers import wait_for
 
@@ -34,9 +37,20 @@ from .common import (
     water_heater_and_ev,
 )
 
-START = datetime(2026, 11, 18, 18, tzinfo=UTC)
+START = (utc_now() - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+"""An event that ended a couple of hours ago: its samples are within what a home may still send."""
 END = START + timedelta(hours=1)
 INTERVAL = timedelta(minutes=15)
+
+
+async def enrolled_long_ago(server: RunningServer, home_id: str) -> None:
+    """Date the home's enrolment before the samples it sends (they must not predate it)."""
+    async with server.store.engine.begin() as conn:
+        await conn.execute(
+            update(tables.homes)
+            .where(tables.homes.c.home_id == home_id)
+            .values(enrolled_at=START - timedelta(days=1))
+        )
 
 
 async def stored_event(server: RunningServer, event_id: str, *home_ids: str) -> None:
@@ -98,6 +112,10 @@ async def test_a_home_receives_its_statement_and_acknowledges_it_once_stored(
     server: RunningServer, make_home: HomeFactory
 ) -> None:
     home = await make_home()
+    await enrolled_long_ago(server, home.home_id)
+    await server.stop()  # the home reconnects to a server that reads its enrolment again
+    await server.start()
+    await wait_for(lambda: home.client.connected, what="reconnected")
     await stored_event(server, "evt_paid", home.home_id)
     await home.client.send_telemetry(day_samples(measured_in_event=False))
 
@@ -125,6 +143,7 @@ async def test_unacknowledged_statements_are_sent_again_on_each_connection(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
     home_id, token = await enrolled_token(server, http)
+    await enrolled_long_ago(server, home_id)
     async with raw_home(server, http, token) as first:
         await first.handshake()
         await stored_event(server, "evt_again", home_id)
@@ -169,14 +188,15 @@ async def test_unacknowledged_statements_are_sent_again_on_each_connection(
 async def test_a_schema_1_home_keeps_working_and_gets_no_statement(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    async with raw_home(server, http) as old:
+    home_id, token = await enrolled_token(server, http)
+    await enrolled_long_ago(server, home_id)
+    async with raw_home(server, http, token) as old:
         hello = await old.receive()
         assert hello["schema_version"] == 2
         await old.send(dump_message(HomeHello(schema_version=1, software_version="old")))
         assert (await old.receive())["type"] == "ack"
         await old.send(dump_message(Inventory(loads=water_heater_and_ev())))
         assert (await old.receive())["type"] == "ack"
-        home_id = (await server.request("GET", "/api/v1/homes"))[1]["homes"][0]["home_id"]
         await stored_event(server, "evt_old", home_id)
         # A schema 1 batch: no "measured" in its samples.
         await old.send(dump_message(Telemetry(samples=day_samples(measured_in_event=None))))

@@ -437,6 +437,11 @@ async def test_awards_round_trip(store: Store) -> None:
     assert stored[0].committed_kw == pytest.approx(3.0)
     assert_utc(stored[0].acked_at, sent + timedelta(seconds=3))
     assert await store.awards_for("evt_other") == []
+    # Whose telemetry counts for the event: homes that acknowledged an award in it.
+    assert await store.home_acked_in("evt_1", home)
+    assert not await store.home_acked_in("evt_1", other)
+    assert await store.home_acked_in("evt_1", other, acked=False)
+    assert not await store.home_acked_in("evt_other", home, acked=False)
 
 
 async def test_opt_outs_are_recorded_once(store: Store) -> None:
