@@ -129,9 +129,7 @@ def check_telemetry(telemetry: Telemetry, home: HomeRecord, now: datetime) -> No
                 )
 
 
-def first_step_beyond_rating(
-    steps: Sequence[BidStep], inventory: Mapping[str, Load]
-) -> int | None:
+def first_step_beyond_rating(steps: Sequence[BidStep], inventory: Mapping[str, Load]) -> int | None:
     """Return the index of the first bid step asking more than its loads' ratings leave.
 
     A step's kW is the home's expected change, from its loads' measured power: a load may appear

@@ -15,6 +15,7 @@ from aggregator.app_keys import SETTLER
 from aggregator.records import AwardRecord, AwardStatus, EventRecord, EventStatus
 from aggregator.settlement.reliability import Reliability
 from jeisson.common.protocol import (
+    SCHEMA_VERSION,
     EventKind,
     HomeHello,
     Inventory,
@@ -192,7 +193,7 @@ async def test_a_schema_1_home_keeps_working_and_gets_no_statement(
     await enrolled_long_ago(server, home_id)
     async with raw_home(server, http, token) as old:
         hello = await old.receive()
-        assert hello["schema_version"] == 2
+        assert hello["schema_version"] == SCHEMA_VERSION
         await old.send(dump_message(HomeHello(schema_version=1, software_version="old")))
         assert (await old.receive())["type"] == "ack"
         await old.send(dump_message(Inventory(loads=water_heater_and_ev())))
