@@ -18,7 +18,7 @@ from jeisson.common.protocol import AwardAck, Bid, OptOut
 from tests.helpers import wait_for
 
 from .conftest import settings_for
-from .test_leases import an_event
+from .events import an_event
 
 
 @dataclass

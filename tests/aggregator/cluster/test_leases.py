@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
 
 import pytest
 
@@ -19,9 +18,9 @@ from aggregator.store import (
     Insert,
     Store,
     Update,
-    new_id,
 )
-from jeisson.common.protocol import EventKind, utc_now
+
+from .events import an_event
 
 TTL_S = 0.6
 
@@ -32,25 +31,6 @@ async def pg_store(pg_url: str) -> AsyncIterator[Store]:
     opened = await Store.open(pg_url)
     yield opened
     await opened.close()
-
-
-def an_event(status: EventStatus = EventStatus.NEGOTIATING) -> EventRecord:
-    """Return an event record starting in a minute."""
-    now = utc_now()
-    return EventRecord(
-        event_id=new_id("evt"),
-        name="test",
-        kind=EventKind.MARKET,
-        status=status,
-        target_kw=10.0,
-        price_cap=0.4,
-        start=now + timedelta(minutes=1),
-        end=now + timedelta(minutes=2),
-        bid_window_s=5.0,
-        restore_stagger_s=1.0,
-        currency="EUR",
-        created_at=now,
-    )
 
 
 async def test_one_holder_at_a_time_and_a_takeover_moves_the_token(pg_store: Store) -> None:
