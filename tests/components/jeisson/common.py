@@ -34,6 +34,12 @@ from custom_components.jeisson.const import (
 )
 from jeisson.common.protocol import Award, EventKind
 
+# --- The Home Assistant releases the suite runs on ---------------------------------------------
+
+TESTED_HA_RELEASES: dict[str, str] = {"2026.10": "2026.10.4", "2026.11": "2026.11.0"}
+"""JEISSON_HA (scripts/lib/py314.sh, one venv each) -> the Home Assistant release it installs."""
+
+
 # --- The test switches and loads ---------------------------------------------------------------
 
 SWITCHES = ("water_heater", "pool_pump", "ev_charger")

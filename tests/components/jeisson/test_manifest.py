@@ -6,10 +6,13 @@ import json
 import struct
 from importlib.metadata import version
 
+from awesomeversion import AwesomeVersion
 from homeassistant.const import __version__ as ha_version
 
 from custom_components.jeisson.const import DOMAIN, SOFTWARE_VERSION
 from tests.helpers import CHECKOUT
+
+from .common import TESTED_HA_RELEASES
 
 ROOT = CHECKOUT
 INTEGRATION = ROOT / "custom_components" / DOMAIN
@@ -35,11 +38,18 @@ def test_manifest_has_every_key_hassfest_needs_in_its_order() -> None:
     assert manifest["version"] == SOFTWARE_VERSION
 
 
-def test_hacs_json_states_the_home_assistant_the_tests_run_on() -> None:
-    """hacs.json's minimum Home Assistant is the version this suite runs against."""
+def test_hacs_json_states_the_oldest_home_assistant_the_tests_run_on() -> None:
+    """hacs.json's minimum Home Assistant is the oldest release this suite runs on.
+
+    The suite runs on each of TESTED_HA_RELEASES (scripts/test runs them all); this run's
+    release is one of them and not older than the minimum HACS is told.
+    """
     hacs = json.loads((ROOT / "hacs.json").read_text("utf-8"))
     assert hacs["name"]
-    assert hacs["homeassistant"] == ha_version
+    oldest = min(TESTED_HA_RELEASES.values(), key=AwesomeVersion)
+    assert hacs["homeassistant"] == oldest
+    assert ha_version in TESTED_HA_RELEASES.values()
+    assert AwesomeVersion(ha_version) >= AwesomeVersion(hacs["homeassistant"])
     assert hacs["render_readme"] is True
 
 

@@ -1,7 +1,15 @@
-"""Entity snapshots of every platform (syrupy)."""
+"""Entity snapshots of every platform (syrupy), one set of files for every HA release tested.
+
+Home Assistant 2026.11 added ``compat_name`` to entity registry entries (the name an entity had
+before HA's naming change, kept for integrations that had one; ``None`` otherwise); 2026.10.4
+has no such field. The serializer below leaves the field out when it is ``None``, so the same
+snapshot files hold on both releases, and an entity that ever gets a ``compat_name`` still
+shows it and fails against these files.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -9,14 +17,36 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
-from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from pytest_homeassistant_custom_component.syrupy import (
+    HomeAssistantSnapshotExtension,
+    HomeAssistantSnapshotSerializer,
+)
 from syrupy.assertion import SnapshotAssertion
+
+COMPAT_NAME = "compat_name"
+
+
+class _Serializer(HomeAssistantSnapshotSerializer):
+    """Home Assistant's serializer, without HA 2026.11's ``compat_name`` when it is None."""
+
+    @classmethod
+    def _serializable_entity_registry_entry(cls, data: er.RegistryEntry) -> Any:
+        serialized = super()._serializable_entity_registry_entry(data)
+        if serialized.get(COMPAT_NAME, ...) is None:
+            del serialized[COMPAT_NAME]
+        return serialized
+
+
+class _Extension(HomeAssistantSnapshotExtension):
+    """Home Assistant's snapshot extension with the serializer above."""
+
+    serializer_class = _Serializer
 
 
 @pytest.fixture
 def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     """Serialise registry entries and states the Home Assistant way (ids and times as ANY)."""
-    return snapshot.use_extension(HomeAssistantSnapshotExtension)
+    return snapshot.use_extension(_Extension)
 
 
 @pytest.fixture
