@@ -340,9 +340,14 @@ class EventManager:
             self.credit_telemetry(home_id, telemetry)
 
     def credit_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
-        """Credit a stored telemetry batch to the events driven here; watch for shortfalls."""
+        """Credit a stored telemetry batch to the events driven here; watch for shortfalls.
+
+        The event a batch names is credited only while the home holds an acknowledged award in
+        it here, and never with more than that award's kW.
+        """
         if not telemetry.samples:
             return
+        event_id = telemetry.event_id
         held = self._held_loads(home_id)
         levels = self._held_levels(home_id)
         latest = max(telemetry.samples, key=lambda sample: sample.ts)

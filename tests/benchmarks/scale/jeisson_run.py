@@ -359,17 +359,22 @@ class JeissonBench:
         if len(ready) < self.homes:
             raise RuntimeError(f"only {len(ready)} of {self.homes} homes connected")
 
+    async def _profile(self, phase: str) -> Recording | None:
+        """Start py-spy on the server for one phase (None unless ``--profile``)."""
+        if not self.settings.profile:
+            return None
+        recording = Recording(
+            py_spy(self.settings.cache_dir),
+            self._server.pid,
+            self.settings.work_dir / f"profile-jeisson-{self.homes}-{phase}.txt",
+        )
+        await recording.start()
+        return recording
+
     async def _idle(self) -> None:
         telemetry = await self._workers.ask({"cmd": "telemetry", "on": True})
         sent_before = sum(reply["telemetry_sent"] for reply in telemetry)
-        recording = None
-        if self.settings.profile:
-            recording = Recording(
-                py_spy(self.settings.cache_dir),
-                self._server.pid,
-                self.settings.work_dir / f"profile-jeisson-{self.homes}-idle.txt",
-            )
-            await recording.start()
+        recording = await self._profile("idle")
         before = self._sampler.now()
         await asyncio.sleep(self.settings.idle_s)
         after = self._sampler.now()
@@ -404,14 +409,7 @@ class JeissonBench:
             "restore_stagger_s": 60,
         }
         load = load_average()
-        recording = None
-        if self.settings.profile:
-            recording = Recording(
-                py_spy(self.settings.cache_dir),
-                self._server.pid,
-                self.settings.work_dir / f"profile-jeisson-{self.homes}-{number}.txt",
-            )
-            await recording.start()
+        recording = await self._profile(str(number))
         sim_before = self._workers.cpu_s()
         async with aiohttp.ClientSession() as http:
             before = self._sampler.now()
