@@ -382,6 +382,7 @@ class ClusterManager(EventManager):
 
     async def handle_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
         """Store telemetry here; credit it here and at every other coordinator."""
+        telemetry = await self.vetted_telemetry(home_id, telemetry)
         batch = TelemetryBatch(
             home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
         )

@@ -329,15 +329,23 @@ class EventManager:
         per-load figures credits the event it names, as before. Held loads reported on for a
         sustained period are released like an opt-out (:mod:`aggregator.shortfall`).
         """
-        event_id = telemetry.event_id
-        if event_id is not None and not await self._acked_in(home_id, event_id):
-            event_id = None  # stored as the home's measurements, counted for no event
+        telemetry = await self.vetted_telemetry(home_id, telemetry)
         batch = TelemetryBatch(
-            home_id, telemetry.id, event_id, tuple(telemetry.samples), self._now()
+            home_id, telemetry.id, telemetry.event_id, tuple(telemetry.samples), self._now()
         )
         receipt = await self._committer.commit([batch], linger=self._settings.telemetry_linger_s)
         if batch.key in receipt.stored_telemetry:
             self.credit_telemetry(home_id, telemetry)
+
+    async def vetted_telemetry(self, home_id: str, telemetry: Telemetry) -> Telemetry:
+        """Return the batch without its ``event_id`` unless the home acknowledged an award in it.
+
+        Such a batch is stored as the home's measurements (baselines) but credits no event.
+        """
+        event_id = telemetry.event_id
+        if event_id is None or await self._acked_in(home_id, event_id):
+            return telemetry
+        return telemetry.model_copy(update={"event_id": None})
 
     def credit_telemetry(self, home_id: str, telemetry: Telemetry) -> None:
         """Credit a stored telemetry batch to the events driven here; watch for shortfalls.
@@ -347,14 +355,15 @@ class EventManager:
         """
         if not telemetry.samples:
             return
-        event_id = telemetry.event_id
         held = self._held_loads(home_id)
         levels = self._held_levels(home_id)
         latest = max(telemetry.samples, key=lambda sample: sample.ts)
         if latest.loads and held:
             credited = live_shed_by_event(latest.shed_kw, latest.loads, held, levels)
-        elif event_id is not None and (holding := self._held_kw(home_id, event_id)) > 0:
-            credited = {event_id: min(latest.shed_kw, holding)}
+        elif (named := telemetry.event_id) is not None and (
+            holding := self._held_kw(home_id, named)
+        ) > 0:
+            credited = {named: min(latest.shed_kw, holding)}
         else:
             credited = {}
         for event_id, shed_kw in credited.items():
