@@ -34,6 +34,7 @@ from aggregator.app_keys import (
 )
 from aggregator.auth import bearer_token
 from aggregator.cluster.node import ClusterManager
+from aggregator.cluster.presence import ClusterRegistry
 from aggregator.cluster.settings import ClusterSettings, require_postgresql
 from aggregator.history.recorder import HistorySettings
 from aggregator.home_limits import RateLimits
@@ -145,7 +146,7 @@ def _lifecycle(
         store = await Store.open(config.db_url)
         metrics = Metrics()
         committer = GroupCommitter(store, metrics)
-        registry = SessionRegistry(metrics)
+        registry = SessionRegistry(metrics) if config.cluster is None else ClusterRegistry(metrics)
         repository = SettlementRepository(store)
         scores = ReliabilityScores()
         scores.replace((await repository.reliability()).values())
@@ -168,6 +169,8 @@ def _lifecycle(
                 committer=committer,
                 reliability=scores.score,
             )
+            if isinstance(registry, ClusterRegistry):
+                registry.count_cluster(manager.online)
         metrics.watch(
             connected_homes=lambda: len(registry),
             events=lambda: with_outside(app, manager.figures()),  # + OpenADR VENs

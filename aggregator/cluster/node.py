@@ -13,42 +13,42 @@ carrying the lease's fence. Around it:
   coordinator (:mod:`.forwarding`) and acknowledged to the home only once the coordinator
   stored it; telemetry is stored where it arrives and its latest shed is sent on to the
   coordinators (published, at most once: the next batch makes good a lost one);
-* an operator's cancel reaching any process goes to the event's coordinator (request-reply on
-  the event's ``ops`` subject); event views read the database; live figures are shared
-  (:mod:`.figures`).
+* an operator's cancel reaching any process goes to the event's coordinator (:mod:`.operator`);
+  an event coordinated elsewhere is read from the database for the operator views
+  (:mod:`.views`); live figures are shared (:mod:`.figures`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Final
 
-from nats.aio.subscription import Subscription
-
-from aggregator.cluster.bus import Bus, BusUnavailableError, Json
+from aggregator.cluster.bus import Bus, BusUnavailableError
 from aggregator.cluster.delivery import ClusterLink, LocalHomes
 from aggregator.cluster.directory import HomeDirectory
 from aggregator.cluster.figures import ClusterFigures
 from aggregator.cluster.forwarding import EventInbox, Forwarder
 from aggregator.cluster.leadership import Leadership
 from aggregator.cluster.leases import LeaseStore
+from aggregator.cluster.operator import OperatorDesk
 from aggregator.cluster.settings import ClusterSettings
+from aggregator.cluster.views import RemoteViews
 from aggregator.metrics import EventFigures, Metrics
 from aggregator.negotiation import EventManager, NegotiationSettings, messages
 from aggregator.negotiation.manager import still_held
-from aggregator.negotiation.model import EventNotFoundError, InvalidTransitionError, StepResult
+from aggregator.negotiation.model import (
+    HomeView,
+    StepResult,
+)
+from aggregator.negotiation.state import EventState
 from aggregator.records import AwardStatus, EventRecord, EventStatus, HomeRecord
 from aggregator.store import (
     Change,
     Fence,
     GroupCommitter,
     Store,
-    StoreUnavailableError,
     TelemetryBatch,
 )
 from jeisson.common.protocol import (
@@ -64,9 +64,6 @@ from jeisson.common.protocol import (
 )
 
 _LOGGER = logging.getLogger(__name__)
-
-OPS_RETRY_S: Final = 0.2
-"""Wait between tries of an operator action while an event has no coordinator."""
 
 
 class ClusterManager(EventManager):
@@ -121,7 +118,14 @@ class ClusterManager(EventManager):
         )
         self._connections: dict[str, tuple[str, int]] = {}
         """home id → the directory's id of its connection here, and its schema version."""
-        self._ops: dict[str, Subscription] = {}
+        self._desk = OperatorDesk(
+            self._bus,
+            store,
+            cluster,
+            drives=lambda event_id: event_id in self._drivers,
+            cancel_here=self._cancel_here,
+        )
+        self._views = RemoteViews(store, self._restore, self._figures.coordinators)
 
     @property
     def node_id(self) -> str:
@@ -132,6 +136,10 @@ class ClusterManager(EventManager):
     def cluster_homes(self) -> int:
         """Return how many homes are connected to the whole cluster."""
         return len(self._directory)
+
+    def online(self) -> Mapping[str, HomeView]:
+        """Return the homes connected to any process of the cluster, by id."""
+        return self._homes.views
 
     def coordinates(self, event_id: str) -> bool:
         """Return True when this process coordinates the event."""
@@ -146,15 +154,16 @@ class ClusterManager(EventManager):
         await self._cluster_link.start()
         await self._figures.start()
         await self._leadership.start(self)
+        self._views.start()
         _LOGGER.info(
             "Joined the cluster %s as %s", self.cluster.subject_prefix, self.cluster.node_id
         )
 
     async def stop(self) -> None:
         """Stop driving, hand the leases over, leave the cluster."""
+        await self._views.stop()
         await self._leadership.pause()
-        for event_id in list(self._ops):
-            await self._close_ops(event_id)
+        await self._desk.close_all()
         await super().stop()
         await self._leadership.hand_over()
         await self._figures.stop()
@@ -177,7 +186,7 @@ class ClusterManager(EventManager):
         if old is not None:
             await old.stop()
         driver = self._start_driver(await self._restore(record), fence=fence)
-        await self._open_ops(event_id)
+        await self._desk.open(event_id)
         for award in driver.state.awards.values():
             if award.status is AwardStatus.ACKED and not self._link.is_connected(award.home_id):
                 self._arm_drop_timer(award.home_id)
@@ -189,7 +198,7 @@ class ClusterManager(EventManager):
 
     async def relinquish(self, event_id: str) -> None:
         """Stop driving an event another process took over."""
-        await self._close_ops(event_id)
+        await self._desk.close(event_id)
         driver = self._drivers.pop(event_id, None)
         self._delivery.pop(event_id, None)
         if driver is not None:
@@ -200,7 +209,7 @@ class ClusterManager(EventManager):
 
     async def _claimed(self, event_id: str) -> Fence | None:
         fence = await self._leadership.claimed(event_id)
-        await self._open_ops(event_id)
+        await self._desk.open(event_id)
         return fence
 
     def _committed(self, result: StepResult) -> None:
@@ -209,8 +218,13 @@ class ClusterManager(EventManager):
             self._spawn(self._finish(result.state.event_id))
 
     async def _finish(self, event_id: str) -> None:
-        """Give a finished event's lease up (its end or cancel is on its way to the homes)."""
-        await self._close_ops(event_id)
+        """Give a finished event's lease up (its end or cancel is on its way to the homes).
+
+        After a short grace: the request that finished it (a cancel from another process) is
+        answered first, since closing a subscription stops the handlers it is running.
+        """
+        await asyncio.sleep(self.cluster.request_timeout_s)
+        await self._desk.close(event_id)
         await self._leadership.finished(event_id)
         await self._figures.publish()
 
@@ -225,70 +239,33 @@ class ClusterManager(EventManager):
         )
         self._link.broadcast(homes, message)
 
-    # --- operator actions -----------------------------------------------------------------------
+    # --- operator actions and views -----------------------------------------------------------
 
     async def cancel_event(self, event_id: str, reason: str = "") -> EventRecord:
         """Cancel an event here or at its coordinator, wherever that is."""
         if event_id in self._drivers:
             return await super().cancel_event(event_id, reason)
         try:
-            subject = self._bus.subjects.ops(event_id)
-        except ValueError:
-            raise EventNotFoundError(event_id) from None
-        deadline = time.monotonic() + self.cluster.forward_patience_s
-        while True:
-            try:
-                answer = await self._bus.request(
-                    subject,
-                    {"action": "cancel", "reason": reason},
-                    timeout=self.cluster.request_timeout_s,
-                )
-            except BusUnavailableError as err:
-                answer = {"retry": str(err)}
-            if answer.get("ok"):
-                record = await self._store.get_event(event_id)
-                if record is None:
-                    raise EventNotFoundError(event_id)
-                return record
-            if answer.get("error") == "invalid":
-                raise InvalidTransitionError(str(answer.get("message", "")))
-            record = await self._store.get_event(event_id)
-            if record is None:
-                raise EventNotFoundError(event_id)
-            if record.status.is_terminal:
-                raise InvalidTransitionError(f"event {event_id} is already {record.status}")
-            if time.monotonic() >= deadline:
-                raise StoreUnavailableError(f"no coordinator answered for event {event_id}")
-            await asyncio.sleep(OPS_RETRY_S)
+            return await self._desk.cancel(event_id, reason)
+        finally:
+            self._views.forget(event_id)
 
-    async def _on_ops(self, request: Json) -> Json:
-        event_id = str(request.get("event_id", ""))
-        if request.get("action") != "cancel":
-            return {"error": "invalid", "message": "unknown operator action"}
-        if event_id not in self._drivers:
-            return {"retry": "not coordinated here"}
-        try:
-            await super().cancel_event(event_id, str(request.get("reason", "")))
-        except InvalidTransitionError as err:
-            return {"error": "invalid", "message": str(err)}
-        except (StoreUnavailableError, EventNotFoundError) as err:
-            return {"retry": str(err)}
-        return {"ok": True}
+    async def _cancel_here(self, event_id: str, reason: str) -> EventRecord:
+        return await super().cancel_event(event_id, reason)
 
-    async def _open_ops(self, event_id: str) -> None:
-        if event_id in self._ops:
-            return
+    def live(self, event_id: str) -> EventState | None:
+        """Return an unfinished event's state: live here, or as last read if run elsewhere."""
+        state = super().live(event_id)
+        return state if state is not None else self._views.get(event_id)
 
-        async def handle(request: Json) -> Json:
-            return await self._on_ops({**request, "event_id": event_id})
-
-        self._ops[event_id] = await self._bus.subscribe(self._bus.subjects.ops(event_id), handle)
-
-    async def _close_ops(self, event_id: str) -> None:
-        subscription = self._ops.pop(event_id, None)
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+    def delivered_kw(self, state: EventState) -> float:
+        """Return the kW homes report shedding for an event, wherever it is coordinated."""
+        if state.event_id in self._drivers:
+            return super().delivered_kw(state)
+        return next(
+            (item.delivered_kw for item in self.figures() if item.event_id == state.event_id),
+            0.0,
+        )
 
     # --- figures ---------------------------------------------------------------------------------
 

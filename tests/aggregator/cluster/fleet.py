@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy import select
 
+from aggregator import tables
 from aggregator.records import AwardRecord, AwardStatus
 from aggregator.store import Store
 from jeisson.client import HomeClient, enroll
@@ -235,11 +238,40 @@ class Cluster:
 
         await wait_for(reached, timeout=timeout, what=f"event {status}")
 
+    async def dashboard_events(self, process: ServeProcess, event_id: str) -> dict[str, Any]:
+        """Read ``process``'s dashboard stream until a snapshot shows the event; return it."""
+        headers = {"Authorization": f"Bearer {process.token}"}
+        async with self.http.get(process.url + "/api/v1/stream", headers=headers) as response:
+            assert response.status == 200
+            event = ""
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "snapshot":
+                    snapshot = json.loads(line.removeprefix("data: "))
+                    for item in snapshot["events"]:
+                        if item["id"] == event_id:
+                            return {"homes_online": snapshot["homes_online"], **item}
+        raise AssertionError("the stream ended")
+
     async def awards(self, event_id: str) -> list[AwardRecord]:
         """Return the event's stored awards (read from the database itself)."""
         store = await Store.open(self.db_url)
         try:
             return await store.awards_for(event_id)
+        finally:
+            await store.close()
+
+    async def leased(self, event_id: str) -> bool:
+        """Return True while the event has a lease row (its coordinator releases it at the end)."""
+        store = await Store.open(self.db_url)
+        try:
+            async with store.engine.connect() as conn:
+                query = select(tables.event_leases.c.token).where(
+                    tables.event_leases.c.event_id == event_id
+                )
+                return (await conn.execute(query)).first() is not None
         finally:
             await store.close()
 
@@ -269,4 +301,9 @@ class Cluster:
         for award in live:
             home = next(h for h in self.homes if h.home_id == award.home_id)
             await wait_for(lambda home=home: home.ended, what=f"{home.home_id} told the end")
+
+        async def released() -> bool:
+            return not await self.leased(event_id)
+
+        await wait_for(released, what="the finished event's lease released")
         return live

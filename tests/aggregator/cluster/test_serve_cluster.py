@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from jeisson.common.protocol import Award, EventEnd, Offer
+from tests.aggregator.serve_process import ServeProcess
 from tests.helpers import free_port, wait_for
 
 from .fleet import HOME_KW, Cluster
@@ -66,6 +67,49 @@ async def test_an_event_is_negotiated_across_three_processes_and_a_home_moves(
     assert mover.of_type(EventEnd)
 
 
+async def test_operators_see_and_cancel_the_same_on_every_process(cluster: Cluster) -> None:
+    await cluster.add_homes(6)
+    first, _second, third = cluster.processes
+    event_id = await cluster.create_event(
+        first, target_kw=3 * HOME_KW, bid_window_s=1.5, lead_s=30.0, duration_s=10.0
+    )
+    await cluster.wait_status(third, event_id, "committed", timeout=20)
+    for process in cluster.processes:  # live figures are shared every second
+
+        async def fleet_shown(process: ServeProcess = process) -> bool:
+            status, fleet = await cluster.request(process, "GET", "/api/v1/fleet")
+            assert status == 200, fleet
+            return (fleet["homes_online"], fleet["events_running"]) == (6, 1)
+
+        await wait_for(fleet_shown, timeout=5, what="the fleet as every process sees it")
+        async with asyncio.timeout(15):
+            shown = await cluster.dashboard_events(process, event_id)
+        assert (shown["homes_online"], shown["committed_kw"]) == (6, 3 * HOME_KW)
+        metrics = await cluster.http.get(
+            process.url + "/metrics", headers={"Authorization": f"Bearer {process.token}"}
+        )
+        body = await metrics.text()
+        assert f'jeisson_event_committed_kw{{event_id="{event_id}"}} 9.0' in body
+    # A cancel reaching a process that does not coordinate the event.
+    status, body = await cluster.request(
+        third, "POST", f"/api/v1/events/{event_id}/cancel", {"reason": "test"}
+    )
+    assert status == 200, body
+    assert body["status"] == "cancelled"
+    awarded = [home for home in cluster.homes if home.of_type(Award)]
+    await wait_for(lambda: all(home.ended for home in awarded), what="homes told the cancel")
+    status, body = await cluster.request(
+        third, "POST", f"/api/v1/events/{event_id}/cancel", {"reason": "again"}
+    )
+    assert status == 409, body
+    await wait_for(lambda: not_leased(cluster, event_id), what="the lease released")
+
+
+async def not_leased(cluster: Cluster, event_id: str) -> bool:
+    """Return True once the event's lease row is gone."""
+    return not await cluster.leased(event_id)
+
+
 async def test_the_coordinator_killed_mid_round_is_replaced(cluster: Cluster) -> None:
     await cluster.add_homes(6)
     first, second, _third = cluster.processes
@@ -105,6 +149,22 @@ async def test_the_coordinator_killed_mid_event_is_replaced(cluster: Cluster) ->
     live = await cluster.check_outcome(event_id)
     assert {a.award_id for a in live} == before  # nothing lost, nothing awarded twice
     assert {a.home_id for a in live} == {h.home_id for h in cluster.homes[:3]}
+
+
+async def test_a_rolling_restart_drops_no_event(cluster: Cluster) -> None:
+    await cluster.add_homes(6)
+    first, second, _third = cluster.processes
+    event_id = await cluster.create_event(
+        first, target_kw=3 * HOME_KW, bid_window_s=1.5, lead_s=4.0, duration_s=10.0
+    )
+    await cluster.wait_status(second, event_id, "active", timeout=20)
+    before = {a.award_id for a in await cluster.awards(event_id)}
+    assert await first.stop() == 0  # SIGTERM: homes move on, the lease is handed over
+    assert "Handed 1 events over" in first.log()
+    await first.start()  # back, as a new process of the same cluster
+    await cluster.wait_status(first, event_id, "completed", timeout=30)
+    live = await cluster.check_outcome(event_id)
+    assert {a.award_id for a in live} == before
 
 
 class OwnNats:
