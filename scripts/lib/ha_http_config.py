@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, cast
 
-from homeassistant.components.http.config import HTTP_STORAGE_SCHEMA, HTTPConfigStore
+from homeassistant.components.http.config import HTTP_STORAGE_SCHEMA, ConfData, HTTPConfigStore
 from homeassistant.core import HomeAssistant
 
 USAGE = "usage: ha_http_config.py CONFIG_DIR HOST PORT"
@@ -34,7 +34,7 @@ async def confirm(config_dir: str, host: str, port: int) -> None:
         wanted: dict[str, Any] = HTTP_STORAGE_SCHEMA({"server_host": [host], "server_port": port})
         # created_at/error/error_message are the store's own bookkeeping; it fills them in.
         await store.async_set_pending(
-            {**wanted, "created_at": None, "error": None, "error_message": None}
+            cast(ConfData, {**wanted, "created_at": None, "error": None, "error_message": None})
         )
         if store.pending is not None:  # None: the stable settings are these already
             await store.async_promote_pending()

@@ -235,7 +235,12 @@ def test_every_script_a_workflow_runs_exists() -> None:
         for job in workflow(path.name)["jobs"].values()
         for script in SCRIPT_CALL.findall(runs(job))
     }
-    assert {"scripts/test", "scripts/check-versions", "scripts/integration-zip"} <= called
+    assert {
+        "scripts/test",
+        "scripts/check-versions",
+        "scripts/integration-zip",
+        "scripts/release-check",
+    } <= called
     for script in called:
         assert (ROOT / script).is_file(), script
         assert os.access(ROOT / script, os.X_OK), script
@@ -259,7 +264,7 @@ def test_release_runs_on_version_tags_only_after_the_tests() -> None:
     assert release["on"] == {"push": {"tags": ["v*"]}}
     jobs = release["jobs"]
     assert jobs["test"]["uses"] == "./.github/workflows/ci.yml"
-    assert set(jobs["pypi"]["needs"]) == {"test", "build"}
+    assert set(jobs["pypi"]["needs"]) == {"test", "build", "release-check"}
     assert set(jobs["github-release"]["needs"]) == {"build", "pypi"}
 
 
@@ -270,6 +275,37 @@ def test_release_builds_and_checks_both_distributions_against_the_tag() -> None:
     assert "python -m build --outdir dist .\n" in build
     assert "python -m build --outdir dist aggregator" in build
     assert "twine check --strict dist/*" in build
+
+
+def test_release_check_loads_the_very_files_the_build_job_made() -> None:
+    """release-check runs on the build job's artifacts, in the container scripts/py314 needs.
+
+    It downloads the distributions and the zip into the folders its command line names, so
+    what it installs and loads (scripts/release-check) is what PyPI and HACS get.
+    """
+    jobs = workflow("release.yml")["jobs"]
+    job = jobs["release-check"]
+    assert job["needs"] == ["build"]
+    assert "--privileged" in job["container"]["options"].split()
+    uploaded = {
+        step["with"]["name"]: step["with"]["path"]
+        for step in steps(jobs["build"])
+        if step.get("uses", "").startswith("actions/upload-artifact@")
+    }
+    downloaded = {
+        step["with"]["name"]: step["with"]["path"]
+        for step in steps(job)
+        if step.get("uses", "").startswith("actions/download-artifact@")
+    }
+    assert set(downloaded) == set(uploaded) == {"python-distributions", "integration-zip"}
+    command = re.fullmatch(
+        r"scripts/release-check --dist (\S+) --zip (\S+)", runs(job).splitlines()[-1]
+    )
+    assert command
+    dist, archive = command.groups()
+    assert dist.rstrip("/") == downloaded["python-distributions"].rstrip("/")
+    hacs = json.loads((ROOT / "hacs.json").read_text("utf-8"))
+    assert archive == f"{downloaded['integration-zip'].rstrip('/')}/{hacs['filename']}"
 
 
 def test_pypi_is_published_by_trusted_publishing_alone() -> None:
