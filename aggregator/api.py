@@ -144,6 +144,8 @@ async def enroll_home(request: web.Request) -> web.Response:
             EnrolmentRejected.Reason.EXPIRED: "this enrolment code has expired",
         }
         return json_error(_ENROLMENT_STATUS[err.reason], err.reason.value, messages[err.reason])
+    # Whoever held the old token is cut off: its sessions close, it cannot reconnect.
+    await request.app[REGISTRY].close_home(enrolled.home_id, "the home enrolled again")
     return answer(
         Enrolled(
             home_id=enrolled.home_id,
@@ -174,7 +176,10 @@ async def add_home(request: web.Request) -> web.Response:
 @routes.post("/api/v1/homes/{home_id}/code")
 @operator_only
 async def new_home_code(request: web.Request) -> web.Response:
-    """Issue a new one-time code for a home (re-enrolment revokes its old token)."""
+    """Issue a new one-time code for a home, voiding its older ones.
+
+    Enrolling with it revokes the old token and closes the home's sessions.
+    """
     home_id = request.match_info["home_id"]
     code = await request.app[STORE].new_enrolment_code(home_id)
     if code is None:

@@ -25,7 +25,7 @@ from pydantic import (
 
 from aggregator.negotiation import EventRequest, StoreProblem
 from aggregator.participants import OutsideShare
-from aggregator.records import AwardRecord, EventRecord, HomeRecord, RoundRecord
+from aggregator.records import AwardRecord, EventRecord, HomeRecord, HomeStatus, RoundRecord
 from aggregator.settlement.baselines import BaselineMethod
 from jeisson.common.protocol import EventDirection, EventKind, Load, utc_now
 
@@ -196,6 +196,8 @@ class HomeView(_Answer):
     loads: list[Load]
     last_seen_at: IsoTime | None
     software_version: str | None
+    status: HomeStatus = HomeStatus.ACTIVE
+    """``active``, ``suspended`` (may not connect) or ``removed``."""
 
     @classmethod
     def of(cls, home: HomeRecord, *, connected: bool) -> Self:
@@ -211,6 +213,7 @@ class HomeView(_Answer):
             loads=list(home.loads),
             last_seen_at=home.last_seen_at,
             software_version=home.software_version,
+            status=home.status,
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from aggregator import __version__
+from aggregator import __version__, lifecycle_api
 from aggregator.api_models import (
     REQUEST_MODELS,
     RESPONSE_MODELS,
@@ -65,6 +65,7 @@ def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 _ANSWERS: Final[tuple[type[BaseModel], ...]] = (
     *RESPONSE_MODELS,
+    *lifecycle_api.RESPONSE_MODELS,
     HomesPage,
     FleetNow,
     FleetHistory,
@@ -152,7 +153,11 @@ def openapi_document() -> dict[str, Any]:
     event_id = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
     home_id = {"name": "home_id", "in": "path", "required": True, "schema": {"type": "string"}}
     schemas: dict[str, Any] = {}
-    requests: tuple[type[BaseModel], ...] = (*REQUEST_MODELS, ProgramBody)
+    requests: tuple[type[BaseModel], ...] = (
+        *REQUEST_MODELS,
+        *lifecycle_api.REQUEST_MODELS,
+        ProgramBody,
+    )
     for model in requests:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
@@ -254,7 +259,8 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/homes/{home_id}/code": {
                 "parameters": [home_id],
                 "post": _operation(
-                    "Issue a new enrolment code (re-enrolment revokes the old token)",
+                    "Issue a new enrolment code (voids older codes; enrolling revokes the old "
+                    "token and closes the home's sessions)",
                     ("201", "the new code"),
                     errors=("401", "404"),
                     answer=CodeIssued,
@@ -388,6 +394,7 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             **openadr_api.openapi_paths(_operation, _body),
+            **lifecycle_api.openapi_paths(_operation, _body),
             "/metrics": {
                 "get": _operation(
                     "Prometheus metrics",

@@ -67,6 +67,16 @@ class AwardStatus(StrEnum):
         return self is AwardStatus.ACKED
 
 
+class HomeStatus(StrEnum):
+    """Where a home is in its lifecycle, as the operator set it."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    """It may not connect until resumed; its token and history are kept."""
+    REMOVED = "removed"
+    """Its token and codes are void; its history is kept for settlement."""
+
+
 @dataclass(frozen=True, slots=True)
 class HomeRecord:
     """An enrolled (or not yet enrolled) home."""
@@ -80,6 +90,19 @@ class HomeRecord:
     last_curtailed_at: datetime | None = None
     last_seen_at: datetime | None = None
     software_version: str | None = None
+    suspended_at: datetime | None = None
+    """Set while the operator has suspended the home: it may not connect."""
+    removed_at: datetime | None = None
+    """Set once the operator removed the home (kept for its history and statements)."""
+
+    @property
+    def status(self) -> HomeStatus:
+        """Return whether the home is active, suspended or removed."""
+        if self.removed_at is not None:
+            return HomeStatus.REMOVED
+        if self.suspended_at is not None:
+            return HomeStatus.SUSPENDED
+        return HomeStatus.ACTIVE
 
     @property
     def flexible_kw(self) -> float:

@@ -18,7 +18,7 @@ from typing import Final
 
 from aiohttp import web
 
-from aggregator import dashboard
+from aggregator import dashboard, lifecycle_api
 from aggregator.api import database_unavailable, json_error, operator_auth, routes
 from aggregator.app_keys import (
     COMMITTER,
@@ -108,6 +108,8 @@ async def home_websocket(request: web.Request) -> web.StreamResponse:
     home = await store.home_for_token(token) if token else None
     if home is None:
         return json_error(401, "unauthorized", "a valid home token is required")
+    if home.suspended_at is not None:
+        return json_error(403, "home_suspended", "the operator suspended this home")
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
     await ws.prepare(request)
     session = HomeSession(
@@ -220,6 +222,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app = web.Application(middlewares=[database_unavailable, operator_auth])
     app.add_routes(routes)
     app.add_routes(settlement_api.routes)
+    app.add_routes(lifecycle_api.routes)
     dashboard.setup(app, history_settings=config.history)
     app.router.add_get(WS_PATH, home_websocket)
     app.router.add_get("/api/v1/openapi.json", openapi_json)

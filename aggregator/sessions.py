@@ -35,6 +35,7 @@ from aggregator.store import (
 )
 from jeisson.common.const import (
     CLOSE_REPLACED,
+    CLOSE_REVOKED,
     CLOSE_SILENT,
     CLOSE_TOO_SLOW,
     CLOSE_UNSUPPORTED_VERSION,
@@ -161,6 +162,16 @@ class SessionRegistry:
                 listener(session.home_id)
             return True
         return False
+
+    async def close_home(self, home_id: str, reason: str) -> int:
+        """Close every open session of one home (revoked, suspended, removed, re-enrolled).
+
+        Returns how many were closed; the close code is ``CLOSE_REVOKED``.
+        """
+        sessions = [session for session in list(self._open) if session.home_id == home_id]
+        for session in sessions:
+            await session.close(CLOSE_REVOKED, reason)
+        return len(sessions)
 
     async def close_all(self) -> None:
         """Close every session (server shutdown)."""

@@ -74,6 +74,7 @@ operator_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    Column("expires_at", UtcDateTime),
 )
 
 homes = Table(
@@ -89,6 +90,8 @@ homes = Table(
     Column("last_curtailed_at", UtcDateTime),
     Column("last_seen_at", UtcDateTime),
     Column("software_version", String(64)),
+    Column("suspended_at", UtcDateTime),
+    Column("removed_at", UtcDateTime),
 )
 
 enrolment_codes = Table(

@@ -31,6 +31,26 @@ ENERGY_DECIMALS: Final = 2
 # --- homes ------------------------------------------------------------------------------------
 
 
+HOME_CHANGES: Final = {
+    "suspend": ("POST", "/suspend"),
+    "resume": ("POST", "/resume"),
+    "revoke": ("POST", "/revoke"),
+    "remove": ("DELETE", ""),
+}
+"""A home's lifecycle actions: the REST method and path suffix of each."""
+_DONE: Final = {
+    "suspend": "suspended (its sessions were closed)",
+    "resume": "resumed",
+    "revoke": "token and codes revoked (its sessions were closed; it must enrol again)",
+    "remove": "removed (token and codes void, sessions closed, history kept)",
+}
+
+
+def render_home_change(home: dict[str, Any], *, action: str) -> str:
+    """Return what a lifecycle action did to a home."""
+    return f"home {home['home_id']} ({home['name']}): {_DONE[action]}"
+
+
 def render_code(home: dict[str, Any]) -> str:
     """Return a new home's (or a new code's) lines: who, and the one-time code."""
     name = f"{home['name']} " if "name" in home else ""
@@ -75,7 +95,7 @@ def render_homes(answer: dict[str, Any], *, filtered: bool = False) -> str:
 
 
 async def run_home(args: argparse.Namespace) -> None:
-    """Run ``home add|list|code|ledger|reliability``."""
+    """Run ``home add|list|code|suspend|resume|revoke|remove|ledger|reliability``."""
     async with OperatorClient(args.url, args.token) as api:
         if args.action in settlement_cli.HOME_ACTIONS:
             await settlement_cli.run_home_action(api, args)
@@ -85,6 +105,10 @@ async def run_home(args: argparse.Namespace) -> None:
         elif args.action == "code":
             code = await api.call("POST", f"{HOMES_PATH}/{args.home_id}/code")
             emit(code, render_code, as_json=args.json)
+        elif args.action in HOME_CHANGES:
+            method, suffix = HOME_CHANGES[args.action]
+            home = await api.call(method, f"{HOMES_PATH}/{args.home_id}{suffix}")
+            emit(home, partial(render_home_change, action=args.action), as_json=args.json)
         else:
             filtered = bool(args.search or args.online or args.offline)
             emit(

@@ -19,7 +19,7 @@ from aggregator.settlement import cli as settlement_cli
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_DB: Final = "sqlite:///jeisson.db"
 DB_HELP: Final = "sqlite:///file.db or postgresql://..."
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600}
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_when(text: str) -> datetime:
@@ -43,7 +43,7 @@ def parse_when(text: str) -> datetime:
 
 
 def parse_duration(text: str) -> float:
-    """Parse ``90``, ``90s``, ``15m`` or ``1h`` into seconds."""
+    """Parse ``90``, ``90s``, ``15m``, ``1h`` or ``30d`` into seconds."""
     try:
         if text and text[-1] in _UNITS:
             return float(text[:-1]) * _UNITS[text[-1]]
@@ -136,7 +136,15 @@ def _add_operator_token(commands: Commands) -> None:
     actions = token.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a token and print it once", parents=_DATA)
     create.add_argument("--name", default="operator")
+    create.add_argument(
+        "--expires-in", type=parse_duration, help="the token expires after this (e.g. 30d)"
+    )
     create.add_argument("--db", default=DEFAULT_DB, help=DB_HELP)
+    listing = actions.add_parser("list", help="list tokens (never their secrets)", parents=_DATA)
+    listing.add_argument("--db", default=DEFAULT_DB, help=DB_HELP)
+    revoke = actions.add_parser("revoke", help="revoke a token at once", parents=_DATA)
+    revoke.add_argument("token_id")
+    revoke.add_argument("--db", default=DEFAULT_DB, help=DB_HELP)
 
 
 def _add_db(commands: Commands) -> None:
@@ -167,8 +175,18 @@ def _add_home(commands: Commands) -> None:
     )
     listing.add_argument("--limit", type=int, default=50, help="homes per page (max 500)")
     listing.add_argument("--offset", type=int, default=0, help="homes to skip")
-    code = actions.add_parser("code", help="new enrolment code for a home", parents=_OPERATOR)
+    code = actions.add_parser(
+        "code", help="new enrolment code for a home (voids its older codes)", parents=_OPERATOR
+    )
     code.add_argument("home_id")
+    for action, text in (
+        ("suspend", "suspend a home: its sessions close, it may not connect until resumed"),
+        ("resume", "resume a suspended home"),
+        ("revoke", "revoke a home's token and codes: its sessions close, it must enrol again"),
+        ("remove", "remove a home: token and codes void, sessions closed, history kept"),
+    ):
+        change = actions.add_parser(action, help=text, parents=_OPERATOR)
+        change.add_argument("home_id")
     settlement_cli.add_home_actions(actions, _OPERATOR, parse_when)
 
 

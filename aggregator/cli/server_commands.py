@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from aggregator.cli.output import Progress, emit, fields
+from aggregator.cli.output import Column, Progress, emit, fields, table
 from aggregator.cli.rest import CommandError
 
 if TYPE_CHECKING:
@@ -92,15 +93,61 @@ def _server_config(
 
 
 async def run_operator_token(args: argparse.Namespace) -> None:
-    """Create an operator token and print it once (the store keeps only its hash)."""
+    """Create (printed once), list or revoke operator tokens, on the database directly."""
     from aggregator.store import Store  # noqa: PLC0415
+    from jeisson.common.protocol import utc_now  # noqa: PLC0415
 
     store = await Store.open(args.db)
     try:
-        token = await store.create_operator_token(args.name)
+        if args.action == "list":
+            now = utc_now()
+            tokens = [_token_view(item, now) for item in await store.operator_tokens()]
+            emit({"tokens": tokens}, _render_tokens, as_json=args.json)
+            return
+        if args.action == "revoke":
+            record = await store.revoke_operator_token(args.token_id)
+            if record is None:
+                raise CommandError(f"no operator token {args.token_id}")
+            view = _token_view(record, utc_now())
+            emit(
+                view,
+                lambda data: f"{data['token_id']} ({data['name']}): revoked",
+                as_json=args.json,
+            )
+            return
+        expires = (
+            None if args.expires_in is None else utc_now() + timedelta(seconds=args.expires_in)
+        )
+        record, token = await store.issue_operator_token(args.name, expires)
     finally:
         await store.close()
-    emit({"name": args.name, "token": token}, lambda data: str(data["token"]), as_json=args.json)
+    emit(
+        {**_token_view(record, record.created_at), "token": token},
+        lambda data: str(data["token"]),
+        as_json=args.json,
+    )
+
+
+def _token_view(token: Any, now: datetime) -> dict[str, Any]:
+    """Return an operator token's JSON view (never its secret)."""
+    from aggregator.lifecycle_api import OperatorTokenView  # noqa: PLC0415
+
+    return OperatorTokenView.of(token, now).model_dump(mode="json")
+
+
+def _render_tokens(data: dict[str, Any]) -> str:
+    columns = [Column(name) for name in ("token", "name", "status", "created", "expires")]
+    rows = [
+        (
+            item["token_id"],
+            item["name"],
+            item["status"],
+            item["created_at"][:19],
+            (item["expires_at"] or "never")[:19],
+        )
+        for item in data["tokens"]
+    ]
+    return table(columns, rows, empty="no operator tokens")
 
 
 def _render_revision(state: dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ class HomeEntry:
     flexible_kw: float
     load_names: dict[str, str]
     search_text: str
+    suspended: bool = False
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ def _entry(row: Any) -> HomeEntry:
         flexible_kw=round(flexible, KW_DIGITS),
         load_names={str(item.get("load_id")): str(item.get("name")) for item in loads},
         search_text=f"{row.name}\n{row.home_id}".casefold(),
+        suspended=row.suspended_at is not None,
     )
 
 
@@ -106,13 +108,21 @@ class FleetIndex:
 
     # --- reading the database -----------------------------------------------------------------
 
+    def invalidate(self) -> None:
+        """Read every home again on the next request (a home was suspended, resumed, removed)."""
+        self._loaded_at = None
+
     async def ensure_fresh(self) -> None:
         """Refresh when too old or when homes were added or removed since the last refresh."""
         now = asyncio.get_running_loop().time()
         if self._loaded_at is not None and now - self._loaded_at < self.max_age_s:
             async with self.store.engine.connect() as conn:
                 count = (
-                    await conn.execute(select(func.count()).select_from(tables.homes))
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(tables.homes)
+                        .where(tables.homes.c.removed_at.is_(None))
+                    )
                 ).scalar()
             if count == len(self._entries):
                 return
@@ -132,13 +142,14 @@ class FleetIndex:
                 homes.c.loads,
                 homes.c.last_seen_at,
                 homes.c.software_version,
+                homes.c.suspended_at,
             )
             entries: dict[str, HomeEntry] = {}
             after = ""
             while True:
                 query = (
                     select(*columns)
-                    .where(homes.c.home_id > after)
+                    .where(homes.c.home_id > after, homes.c.removed_at.is_(None))
                     .order_by(homes.c.home_id)
                     .limit(CHUNK)
                 )
@@ -240,6 +251,7 @@ class FleetIndex:
             software_version=entry.software_version,
             reliability=reliability.share,
             finished_awards=reliability.awards,
+            suspended=entry.suspended,
         )
 
     def page(self, query: HomesQuery) -> HomesPage:

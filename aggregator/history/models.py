@@ -73,6 +73,9 @@ class HomeView(_Answer):
     """Share (0 to 1) of the kW awarded to it in finished events that it kept; null without any."""
     finished_awards: int
     """Awards of finished events behind ``reliability``."""
+    suspended: bool = False
+    """The operator suspended it: it may not connect until resumed (removed homes are not
+    listed)."""
 
 
 class HomesPage(_Answer):

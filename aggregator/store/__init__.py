@@ -38,7 +38,12 @@ from aggregator.store.engine import (
 )
 from aggregator.store.errors import FencedError, StoreUnavailableError
 from aggregator.store.group_commit import GroupCommitter
-from aggregator.store.homes import ENROLMENT_CODE_LIFETIME, Enrolled, EnrolmentRejected
+from aggregator.store.homes import (
+    ENROLMENT_CODE_LIFETIME,
+    Enrolled,
+    EnrolmentRejected,
+    OperatorToken,
+)
 from aggregator.store.store import Store
 from aggregator.store.unit import Unit
 
@@ -59,6 +64,7 @@ __all__ = [
     "HomeSeen",
     "Insert",
     "OfferRecord",
+    "OperatorToken",
     "OptOutRecord",
     "PoolSettings",
     "Receipt",

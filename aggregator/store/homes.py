@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,6 +43,21 @@ class EnrolmentRejected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorToken:
+    """An operator token as stored (its hash never leaves the store)."""
+
+    token_id: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def is_live(self, now: datetime) -> bool:
+        """Return True when the token is neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
 class Enrolled:
     """A completed enrolment: the plain token is returned exactly once."""
 
@@ -56,19 +71,65 @@ class HomeStore(StoreBase):
     _operator_tokens: dict[str, float]
     """Hashes of operator tokens the database found valid, and when (monotonic)."""
 
-    async def create_operator_token(self, name: str) -> str:
+    async def create_operator_token(self, name: str, expires_at: datetime | None = None) -> str:
         """Create an operator token and return it (only its hash is stored)."""
+        return (await self.issue_operator_token(name, expires_at))[1]
+
+    async def issue_operator_token(
+        self, name: str, expires_at: datetime | None = None
+    ) -> tuple[OperatorToken, str]:
+        """Create an operator token; return it as stored and its plain text (shown once)."""
         token = new_token()
+        record = OperatorToken(
+            token_id=new_id("op"), name=name, created_at=utc_now(), expires_at=expires_at
+        )
         async with self._begin() as conn:
             await conn.execute(
                 insert(tables.operator_tokens).values(
-                    token_id=new_id("op"),
+                    token_id=record.token_id,
                     name=name,
                     token_hash=hash_secret(token),
-                    created_at=utc_now(),
+                    created_at=record.created_at,
+                    expires_at=expires_at,
                 )
             )
-        return token
+        return record, token
+
+    async def operator_tokens(self) -> list[OperatorToken]:
+        """Return every operator token, oldest first (revoked and expired ones too)."""
+        table = tables.operator_tokens
+        query = select(
+            table.c.token_id,
+            table.c.name,
+            table.c.created_at,
+            table.c.expires_at,
+            table.c.revoked_at,
+        ).order_by(table.c.created_at, table.c.token_id)
+        async with self._engine.connect() as conn:
+            return [OperatorToken(*row) for row in await conn.execute(query)]
+
+    async def revoke_operator_token(self, token_id: str) -> OperatorToken | None:
+        """Revoke an operator token (at once, also for open dashboard streams); None if unknown."""
+        table = tables.operator_tokens
+        async with self._begin() as conn:
+            await conn.execute(
+                update(table)
+                .where(table.c.token_id == token_id, table.c.revoked_at.is_(None))
+                .values(revoked_at=utc_now())
+            )
+            row = (
+                await conn.execute(
+                    select(
+                        table.c.token_id,
+                        table.c.name,
+                        table.c.created_at,
+                        table.c.expires_at,
+                        table.c.revoked_at,
+                    ).where(table.c.token_id == token_id)
+                )
+            ).first()
+        self._operator_tokens.clear()  # nothing found valid before counts during an outage now
+        return None if row is None else OperatorToken(*row)
 
     async def operator_token_is_valid(self, token: str) -> bool:
         """Return True when ``token`` is a live operator token.
@@ -77,9 +138,11 @@ class HomeStore(StoreBase):
         last :data:`OPERATOR_TOKEN_OUTAGE_S` seconds trusted (a revocation counts at once).
         """
         token_hash = hash_secret(token)
-        query = select(tables.operator_tokens.c.token_id).where(
-            tables.operator_tokens.c.token_hash == token_hash,
-            tables.operator_tokens.c.revoked_at.is_(None),
+        table = tables.operator_tokens
+        query = select(table.c.token_id).where(
+            table.c.token_hash == token_hash,
+            table.c.revoked_at.is_(None),
+            or_(table.c.expires_at.is_(None), table.c.expires_at > utc_now()),
         )
         try:
             async with self._engine.connect() as conn:
@@ -104,14 +167,61 @@ class HomeStore(StoreBase):
         return home, code
 
     async def new_enrolment_code(self, home_id: str) -> str | None:
-        """Issue a fresh one-time code for an existing home (re-enrolment); None if unknown."""
+        """Issue a fresh one-time code for a home, voiding its older ones; None if unknown.
+
+        A removed home gets no code (None, as if unknown).
+        """
+        homes = tables.homes
         async with self._begin() as conn:
             exists = await conn.execute(
-                select(tables.homes.c.home_id).where(tables.homes.c.home_id == home_id)
+                select(homes.c.home_id).where(
+                    homes.c.home_id == home_id, homes.c.removed_at.is_(None)
+                )
             )
             if exists.first() is None:
                 return None
+            await self._void_codes(conn, home_id, utc_now())
             return await self._insert_enrolment_code(conn, home_id)
+
+    @staticmethod
+    async def _void_codes(conn: AsyncConnection, home_id: str, now: datetime) -> None:
+        """Make a home's unused codes expire now (using one afterwards fails: code_expired)."""
+        codes = tables.enrolment_codes
+        await conn.execute(
+            update(codes)
+            .where(codes.c.home_id == home_id, codes.c.used_at.is_(None), codes.c.expires_at > now)
+            .values(expires_at=now)
+        )
+
+    async def revoke_home_token(self, home_id: str) -> HomeRecord | None:
+        """Void a home's token and unused codes (it must enrol again); None if unknown."""
+        return await self._change_home(home_id, {"token_hash": None}, void_codes=True)
+
+    async def suspend_home(self, home_id: str, *, suspended: bool) -> HomeRecord | None:
+        """Suspend a home (it may not connect) or resume it; None if unknown."""
+        return await self._change_home(home_id, {"suspended_at": utc_now() if suspended else None})
+
+    async def remove_home(self, home_id: str) -> HomeRecord | None:
+        """Remove a home: void its token and codes, keep its history; None if unknown."""
+        return await self._change_home(
+            home_id, {"removed_at": utc_now(), "token_hash": None}, void_codes=True
+        )
+
+    async def _change_home(
+        self, home_id: str, values: dict[str, object], *, void_codes: bool = False
+    ) -> HomeRecord | None:
+        """Update one home (not a removed one) in one transaction; return it as it now is."""
+        homes = tables.homes
+        async with self._begin() as conn:
+            await conn.execute(
+                update(homes)
+                .where(homes.c.home_id == home_id, homes.c.removed_at.is_(None))
+                .values(**values)
+            )
+            if void_codes:
+                await self._void_codes(conn, home_id, utc_now())
+            row = (await conn.execute(select(homes).where(homes.c.home_id == home_id))).first()
+        return None if row is None else HOMES.from_row(row)
 
     async def _insert_enrolment_code(self, conn: AsyncConnection, home_id: str) -> str:
         code = new_enrolment_code()
@@ -148,15 +258,17 @@ class HomeStore(StoreBase):
             if consumed.rowcount != 1:
                 raise EnrolmentRejected(EnrolmentRejected.Reason.USED)
             token = new_token()
-            await conn.execute(
+            changed = await conn.execute(
                 update(tables.homes)
-                .where(tables.homes.c.home_id == row.home_id)
+                .where(tables.homes.c.home_id == row.home_id, tables.homes.c.removed_at.is_(None))
                 # The first enrolment is kept: a home's samples may not predate it.
                 .values(
                     token_hash=hash_secret(token),
                     enrolled_at=func.coalesce(tables.homes.c.enrolled_at, now),
                 )
             )
+            if changed.rowcount != 1:  # removed meanwhile: the code voided with it
+                raise EnrolmentRejected(EnrolmentRejected.Reason.EXPIRED)
         return Enrolled(home_id=row.home_id, token=token)
 
     async def home_for_token(self, token: str) -> HomeRecord | None:

@@ -21,5 +21,8 @@ CLOSE_SILENT: Final = 4003
 """The home stopped answering heartbeats."""
 CLOSE_TOO_SLOW: Final = 4004
 """The home stopped reading: its send queue overflowed."""
+CLOSE_REVOKED: Final = 4005
+"""The operator revoked the home's token, suspended or removed the home, or the home enrolled
+again: reconnecting with this token fails (401/403); the home must enrol again."""
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 """RFC 6455's code for a frame larger than the receiver accepts."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unittest.mock import patch
 
+import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
@@ -74,6 +75,26 @@ async def test_token_revoked_while_running_starts_reauth(
 ) -> None:
     """Re-enrolling the home elsewhere revokes our token: the entry asks for reauth."""
     await aggregator.enroll(await aggregator.new_code(loaded_entry.data[CONF_HOME_ID]))
+    await wait_for(
+        lambda: any(
+            flow["context"]["source"] == SOURCE_REAUTH
+            for flow in hass.config_entries.flow.async_progress()
+        ),
+        what="reauth flow",
+    )
+    await wait_for(lambda: hass.states.get(CONNECTED).state == "off", what="disconnected")
+
+
+@pytest.mark.parametrize("action", ["revoke", "suspend"])
+async def test_token_revoked_or_home_suspended_by_the_operator_starts_reauth(
+    hass: HomeAssistant,
+    aggregator: AggregatorProcess,
+    loaded_entry: MockConfigEntry,
+    action: str,
+) -> None:
+    """The operator revokes the token (or suspends the home): the session closes, reauth."""
+    assert hass.states.get(CONNECTED).state == "on"
+    await aggregator.request("POST", f"/api/v1/homes/{loaded_entry.data[CONF_HOME_ID]}/{action}")
     await wait_for(
         lambda: any(
             flow["context"]["source"] == SOURCE_REAUTH
