@@ -118,7 +118,9 @@ async def closed_with(home: object) -> int | None:
     ws = home.ws  # type: ignore[attr-defined]
     while True:
         message = await ws.receive(timeout=5)
-        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+        if message.type is aiohttp.WSMsgType.CLOSE:
+            return int(message.data)
+        if message.type is aiohttp.WSMsgType.CLOSED:
             return ws.close_code  # type: ignore[no-any-return]
 
 
