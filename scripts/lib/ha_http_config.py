@@ -1,15 +1,15 @@
 """Confirm Home Assistant's HTTP settings in its storage, as a user confirming them would.
 
-Runs INSIDE the Python 3.14 root on Home Assistant 2026.11 or newer (scripts/develop):
+Runs INSIDE the Python 3.14 root (scripts/develop; scripts/lib/release_load.py imports it):
 
     python scripts/lib/ha_http_config.py CONFIG_DIR HOST PORT
 
-From 2026.11 Home Assistant keeps its HTTP settings in storage (``.storage/http``), not in
-``http:`` YAML: YAML settings become a *pending* trial that reverts (and restarts Home Assistant)
-after five minutes unless the user confirms it. This sets the wanted settings as pending and
-promotes them with Home Assistant's own store -- the two steps of a user's confirmation -- and
-records the YAML migration as done, before Home Assistant starts. Settings already in place are
-left as they are.
+Home Assistant (2026.10.4 and 2026.11.0 as installed here) keeps its HTTP settings in storage
+(``.storage/http``), not in ``http:`` YAML: YAML settings become a *pending* trial that reverts
+(and restarts Home Assistant) after five minutes unless the user confirms it. This sets the
+wanted settings as pending and promotes them with Home Assistant's own store -- the two steps of
+a user's confirmation -- and records the YAML migration as done, before Home Assistant starts.
+Settings already in place are left as they are.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
 
+from ha_http_config import confirm as confirm_http  # scripts/lib, this script's folder
 from homeassistant import bootstrap, runner
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import __version__ as ha_version
@@ -37,12 +38,10 @@ from homeassistant.util import package as pkg_util
 DOMAIN = "jeisson"
 LIBRARY = "jeisson"
 SERVER_PACKAGE = "aggregator"
+HOST = "127.0.0.1"
 CONFIGURATION = """homeassistant:
   name: Jeisson release check
   time_zone: UTC
-http:
-  server_host: 127.0.0.1
-  server_port: {port}
 """
 
 
@@ -131,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(
         (config_dir / "custom_components" / DOMAIN / "manifest.json").read_text("utf-8")
     )
-    (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=args.port), "utf-8")
+    (config_dir / "configuration.yaml").write_text(CONFIGURATION, "utf-8")
+    # HTTP settings live in Home Assistant's storage, confirmed (not as a YAML trial).
+    asyncio.run(confirm_http(str(config_dir), HOST, args.port))
     try:
         version = _library_from_the_wheel()
         _check(
