@@ -125,15 +125,17 @@ class Cluster:
     homes: list[FleetHome] = field(default_factory=list)
 
     async def start(self, count: int) -> None:
-        """Start ``count`` processes (one at a time: the first one migrates the database)."""
+        """Start ``count`` processes: the first alone (it migrates the database), then the rest."""
         for number in range(count):
             workdir = self.workdir / f"p{number}"
             workdir.mkdir()
-            process = ServeProcess(
-                workdir, args=serve_args(self.nats_url, self.prefix), database=self.db_url
+            self.processes.append(
+                ServeProcess(
+                    workdir, args=serve_args(self.nats_url, self.prefix), database=self.db_url
+                )
             )
-            await process.start()
-            self.processes.append(process)
+        await self.processes[0].start()
+        await asyncio.gather(*(process.start() for process in self.processes[1:]))
 
     @property
     def ports(self) -> list[int]:
