@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from aggregator.cli import EXIT_ERROR
 from jeisson.common.protocol import Award, EventEnd, Offer
 from tests.aggregator.serve_process import ServeProcess
 from tests.helpers import free_port, wait_for
@@ -35,6 +37,34 @@ async def cluster(
             yield running
         finally:
             await running.close()
+
+
+async def test_a_cluster_on_sqlite_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    database = tmp_path / "one.db"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aggregator.cli",
+        "serve",
+        "--port",
+        str(free_port()),
+        "--db",
+        f"sqlite:///{database}",
+        "--cluster",
+        "nats://127.0.0.1:4222",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == EXIT_ERROR
+    assert "clustering (--cluster) needs PostgreSQL" in err.decode()
+    assert "--db postgresql://" in err.decode()
+    assert not database.exists()  # refused before anything was opened
 
 
 async def test_an_event_is_negotiated_across_three_processes_and_a_home_moves(
