@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -104,6 +105,7 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 async def home_websocket(request: web.Request) -> web.StreamResponse:
     """Serve one home's websocket (``Authorization: Bearer <home token>``)."""
     store = request.app[STORE]
+    admitted_at = time.monotonic()
     token = bearer_token(request.headers.get("Authorization"))
     home = await store.home_for_token(token) if token else None
     if home is None:
@@ -121,6 +123,7 @@ async def home_websocket(request: web.Request) -> web.StreamResponse:
         registry=request.app[REGISTRY],
         settings=request.app[SESSION_SETTINGS],
         courier=request.app[COURIER],
+        admitted_at=admitted_at,
     )
     await session.run()
     return ws

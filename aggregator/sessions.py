@@ -101,6 +101,8 @@ class SessionRegistry:
         self._open: set[HomeSession] = set()
         """Every open session, ready or still saying hello."""
         self._departure_listeners: list[Callable[[str], None]] = []
+        self._closed_at: dict[str, float] = {}
+        """When each home's sessions were last closed by :meth:`close_home` (monotonic)."""
 
     def __len__(self) -> int:
         """Return how many homes are connected and ready."""
@@ -168,10 +170,16 @@ class SessionRegistry:
 
         Returns how many were closed; the close code is ``CLOSE_REVOKED``.
         """
+        self._closed_at[home_id] = time.monotonic()
         sessions = [session for session in list(self._open) if session.home_id == home_id]
         for session in sessions:
             await session.close(CLOSE_REVOKED, reason)
         return len(sessions)
+
+    def closed_since(self, home_id: str, since: float) -> bool:
+        """Return True when the home's sessions were closed (revoked...) after ``since``."""
+        closed = self._closed_at.get(home_id)
+        return closed is not None and closed >= since
 
     async def close_all(self) -> None:
         """Close every session (server shutdown)."""
@@ -193,8 +201,14 @@ class HomeSession:
         registry: SessionRegistry,
         settings: SessionSettings,
         courier: StatementCourier | None = None,
+        admitted_at: float | None = None,
     ) -> None:
-        """Bind a prepared websocket to the authenticated home."""
+        """Bind a prepared websocket to the authenticated home.
+
+        ``admitted_at`` is when (monotonic) its token was looked up: a revocation, suspension or
+        removal after that closes the session as soon as it starts.
+        """
+        self._admitted_at = admitted_at
         self._ws = ws
         self._home = home
         self._store = store
@@ -251,6 +265,11 @@ class HomeSession:
         writer = asyncio.create_task(self._write_frames(), name=f"writer-{self.home_id}")
         self._registry.attach(self)
         try:
+            if self._admitted_at is not None and self._registry.closed_since(
+                self.home_id, self._admitted_at
+            ):  # its access was taken away while it was connecting
+                await self.close(CLOSE_REVOKED, "this home's access changed while it connected")
+                return
             self.enqueue(
                 dump_message(
                     ServerHello(

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aggregator.records import HomeStatus
+from aggregator.records import HomeRecord, HomeStatus
 from aggregator.store import EnrolmentRejected, Store
 from jeisson.client import enroll
 from jeisson.common.const import CLOSE_REVOKED
@@ -252,3 +252,21 @@ async def test_the_cli_lists_and_revokes_operator_tokens(tmp_path: Path) -> None
     assert json.loads(out)["status"] == "revoked"
     code, out, _ = await cli("operator-token", "list", "--db", db)
     assert "revoked" in out
+
+
+async def test_a_revocation_while_the_home_connects_closes_its_new_session(
+    server: RunningServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is looked up, then revoked before the session starts: it still closes."""
+    home_id, token = await enrolled_token(server, http)
+    store = server.store
+    looked_up = store.home_for_token
+
+    async def revoked_right_after(token: str) -> HomeRecord | None:
+        home = await looked_up(token)
+        await server.request("POST", f"/api/v1/homes/{home_id}/revoke", expect=200)
+        return home
+
+    monkeypatch.setattr(store, "home_for_token", revoked_right_after)
+    async with raw_home(server, http, token) as home:
+        assert await closed_with(home) == CLOSE_REVOKED
