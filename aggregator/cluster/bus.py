@@ -68,7 +68,9 @@ class Subjects:
         self.heartbeat = f"{prefix}.dir.heartbeat"
         """Every process, every heartbeat: alive, and how far its presence stream is."""
         self.figures = f"{prefix}.figures"
-        """Gather every coordinator's live event figures (request, many answers)."""
+        """Every process's live figures of the events it coordinates (published each second)."""
+        self.close_home = f"{prefix}.homes.close"
+        """Close a home's sessions wherever they are (suspended, revoked, removed; published)."""
 
     def sync(self, node_id: str) -> str:
         """Return where a process answers for the homes it holds (request)."""

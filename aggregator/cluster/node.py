@@ -33,6 +33,7 @@ from aggregator.cluster.forwarding import EventInbox, Forwarder
 from aggregator.cluster.leadership import Leadership
 from aggregator.cluster.leases import LeaseStore
 from aggregator.cluster.operator import OperatorDesk
+from aggregator.cluster.presence import ClusterRegistry
 from aggregator.cluster.settings import ClusterSettings
 from aggregator.cluster.views import RemoteViews
 from aggregator.metrics import EventFigures, Metrics
@@ -84,6 +85,7 @@ class ClusterManager(EventManager):
         """Create the manager of one process; :meth:`start` joins the cluster."""
         self.cluster = cluster
         self._bus = Bus(cluster)
+        self._local = local
         self._directory = HomeDirectory(
             self._bus, cluster.node_id, self, cluster.heartbeat_s, cluster.node_ttl_s
         )
@@ -152,6 +154,8 @@ class ClusterManager(EventManager):
         await self._bus.connect()
         await self._directory.start()
         await self._cluster_link.start()
+        if isinstance(self._local, ClusterRegistry):
+            await self._local.join(self._bus, self.node_id)
         await self._figures.start()
         await self._leadership.start(self)
         self._views.start()
@@ -169,6 +173,8 @@ class ClusterManager(EventManager):
         await self._figures.stop()
         await self._forwarder.close()
         await self._cluster_link.stop()
+        if isinstance(self._local, ClusterRegistry):
+            await self._local.leave()
         await self._directory.stop()
         await self._bus.close()
 

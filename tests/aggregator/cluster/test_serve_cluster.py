@@ -134,6 +134,22 @@ async def test_operators_see_and_cancel_the_same_on_every_process(cluster: Clust
     assert status == 409, body
     await wait_for(lambda: not_leased(cluster, event_id), what="the lease released")
 
+    # A home suspended through a process that does not hold its connection is cut off.
+    suspended = cluster.homes[1]  # connected to the second process
+    status, body = await cluster.request(
+        third, "POST", f"/api/v1/homes/{suspended.home_id}/suspend", {}
+    )
+    assert status == 200, body
+    client = suspended.client
+    assert client is not None
+    await wait_for(lambda: not client.connected, what="the suspended home's session closed")
+
+    async def online_after() -> bool:
+        _, fleet = await cluster.request(first, "GET", "/api/v1/fleet")
+        return bool(fleet["homes_online"] == 5)
+
+    await wait_for(online_after, timeout=10, what="five homes online")
+
 
 async def not_leased(cluster: Cluster, event_id: str) -> bool:
     """Return True once the event's lease row is gone."""
