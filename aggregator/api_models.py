@@ -190,6 +190,7 @@ class HomeView(_Answer):
     name: str
     created_at: IsoTime
     enrolled: bool
+    """The home holds a valid token (false again once it is revoked or the home removed)."""
     connected: bool
     participating: bool
     flexible_kw: float

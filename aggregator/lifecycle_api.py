@@ -115,7 +115,10 @@ async def _change_home(request: web.Request, change: HomeChange, close: str | No
     registry = request.app[REGISTRY]
     if close is not None:
         await registry.close_home(home_id, close)
-    return answer(HomeView.of(home, connected=registry.is_connected(home_id)))
+    view = HomeView.of(home, connected=registry.is_connected(home_id))
+    if close is not None and home.status is not HomeStatus.SUSPENDED:
+        view = view.model_copy(update={"enrolled": False})  # its token is void now
+    return answer(view)
 
 
 @routes.post("/api/v1/homes/{home_id}/suspend")

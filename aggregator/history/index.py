@@ -137,7 +137,7 @@ class FleetIndex:
                 homes.c.home_id,
                 homes.c.name,
                 homes.c.created_at,
-                homes.c.enrolled_at.is_not(None).label("enrolled"),
+                homes.c.token_hash.is_not(None).label("enrolled"),  # holds a valid token
                 homes.c.participating,
                 homes.c.loads,
                 homes.c.last_seen_at,

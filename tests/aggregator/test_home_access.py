@@ -160,8 +160,11 @@ async def test_revoking_cuts_the_home_off_and_a_new_code_brings_it_back(
     _, old_code = await server.request("POST", f"/api/v1/homes/{home_id}/code", expect=201)
     async with raw_home(server, http, token) as home:
         await home.handshake()
-        await server.request("POST", f"/api/v1/homes/{home_id}/revoke", expect=200)
+        _, view = await server.request("POST", f"/api/v1/homes/{home_id}/revoke", expect=200)
+        assert view["enrolled"] is False
         assert await closed_with(home) == CLOSE_REVOKED
+    _, page = await server.request("GET", f"/api/v1/homes?q={home_id}", expect=200)
+    assert page["homes"][0]["enrolled"] is False
     assert await connect_status(server, http, token) == 401
     with pytest.raises(InvalidEnrollmentCode):
         await enroll(http, server.url, old_code["code"])  # voided with the token
