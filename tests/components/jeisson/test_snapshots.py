@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 from unittest.mock import patch
 
+import attrs
 import pytest
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
@@ -79,3 +80,17 @@ async def test_platform_snapshot(
         await hass.async_block_till_done()
     await snapshot_platform(hass, entity_registry, snapshot, config_entry.entry_id)
     await hass.config_entries.async_unload(config_entry.entry_id)
+
+
+async def test_the_serializer_leaves_out_compat_name_only_when_it_is_none(
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """On every release the rest of an entry is serialised as HA does; a set compat_name stays."""
+    entry = entity_registry.async_get_or_create("switch", "jeisson", "x")
+    theirs = HomeAssistantSnapshotSerializer._serializable_entity_registry_entry(entry)
+    ours = _Serializer._serializable_entity_registry_entry(entry)
+    assert COMPAT_NAME not in ours
+    assert ours == {key: value for key, value in theirs.items() if key != COMPAT_NAME}
+    if COMPAT_NAME in attrs.fields_dict(er.RegistryEntry):  # HA 2026.11 and newer
+        named = attrs.evolve(entry, **{COMPAT_NAME: "Old name"})
+        assert _Serializer._serializable_entity_registry_entry(named)[COMPAT_NAME] == "Old name"
