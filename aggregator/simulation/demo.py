@@ -354,6 +354,7 @@ async def _scenario(
             "drop": _drop_outcome(watch.drop, rounds, detail),
             "timeline": watch.timeline,
             "restore": _restore_summary(fleet, event_id, end),
+            "kinds": _kinds_summary(fleet, event_id),
             "final": {
                 "status": detail["status"],
                 "committed_kw": detail["committed_kw"],
@@ -363,6 +364,30 @@ async def _scenario(
                 "awards_by_status": _count_by(detail["awards"], "status"),
             },
         }
+
+
+def _kinds_summary(fleet: Fleet, event_id: str) -> list[dict[str, Any]]:
+    """Return, per load kind: loads, loads awarded, moved to a level (not off), kW moved."""
+    rows: dict[str, dict[str, Any]] = {}
+    for home in fleet.homes:
+        for load in home.loads.values():
+            row = rows.setdefault(
+                load.spec.kind.value,
+                {"kind": load.spec.kind.value, "loads": 0, "awarded": 0, "at_level": 0, "kw": 0.0},
+            )
+            row["loads"] += 1
+        for holding in home.holdings.values():
+            if holding.award.event_id != event_id:
+                continue
+            for load_id, awarded in holding.loads.items():
+                row = rows[home.loads[load_id].spec.kind.value]
+                row["awarded"] += 1
+                row["at_level"] += awarded.level_kw is not None
+                row["kw"] += awarded.moved_kw(home.loads[load_id].rated_kw)
+    return [
+        {**row, "kw": round(row["kw"], KW_DIGITS)}
+        for row in sorted(rows.values(), key=lambda item: item["kind"])
+    ]
 
 
 def _count_by(items: list[dict[str, Any]], key: str) -> dict[str, int]:

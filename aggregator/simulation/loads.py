@@ -2,40 +2,34 @@
 
 A :class:`SimulatedLoad` is one appliance behind a relay. Its thermostat or schedule switches it
 on and off around a duty cycle (a two-state Markov chain), and when running it draws its rated
-power plus gaussian measurement noise. The homeowner's :class:`LoadTerms` say at what price and
-for how long it may be curtailed. :func:`random_loads` draws a realistic mix for one home from a
-seeded :class:`random.Random`, so a fleet is the same on every run with the same seed.
+power plus gaussian measurement noise. The homeowner's terms (the home policy's
+:class:`~jeisson.policy.terms.Terms`) say at what price and for how long it may be moved, and its
+:class:`~jeisson.policy.bidding.Flexibility` how: an EV charger turns down to lower currents and
+a floor, a thermostat offsets its setpoint (it draws a share of its power), a battery stops
+charging or charges at full rate in a power-up event, a water heater heats now on a power-up.
+:func:`random_loads` draws a realistic mix for one home from a seeded :class:`random.Random`, so
+a fleet is the same on every run with the same seed.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from jeisson.common.protocol import Load, LoadKind
+from jeisson.policy.bidding import Flexibility, FlexLoad
+from jeisson.policy.terms import Terms
+
+LoadTerms = Terms
+"""The homeowner's terms for one load (the home policy's)."""
 
 NOISE_SIGMA: Final = 0.03
 """Relative standard deviation of a running load's measured power."""
 KW_DECIMALS: Final = 3
 PRICE_DECIMALS: Final = 2
-SECONDS_PER_MINUTE: Final = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class LoadTerms:
-    """The homeowner's terms for one load."""
-
-    min_price: float
-    """Lowest price per kWh at which the homeowner lets Jeisson curtail it."""
-    max_off_minutes: float
-    """Longest time it may stay off; it does not bid for longer windows."""
-    never_curtail: bool = False
-    """Listed in the inventory but never curtailed (e.g. a freezer)."""
-    blocked_hours: frozenset[int] = frozenset()
-    """UTC hours (0-23) in which it must not be curtailed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +52,51 @@ class LoadProfile:
     relay_off_share: float = 0.0
     """Share of homes whose owner has it switched off (it then draws nothing and never bids)."""
     discrete: bool = False
+    flex: Callable[[float], Flexibility] | None = None
+    """How a load of this kind with a given rating can be moved (None: on or off)."""
+
+
+CHARGER_FLOOR_KW: Final = 1.4
+"""6 A on one phase: the lowest current a charger keeps charging at."""
+CHARGER_FLOOR_3PH_KW: Final = 4.1
+"""6 A on three phases."""
+THREE_PHASE_KW: Final = 10.0
+CHARGER_MID_SHARE: Final = 6 / 11
+"""A charger's middle level as a share of its rating (an 11 kW charger: 6 kW)."""
+THERMOSTAT_SHARES: Final = (0.6, 0.3)
+"""A thermostat offset by one degree draws about 60 % of its power, by two about 30 %."""
+
+
+def charger_flex(rated_kw: float) -> Flexibility:
+    """Return an EV charger's levels: about half its power, then its floor (never off)."""
+    floor = CHARGER_FLOOR_3PH_KW if rated_kw >= THREE_PHASE_KW else CHARGER_FLOOR_KW
+    return Flexibility(
+        levels_kw=(round(rated_kw * CHARGER_MID_SHARE, 1), floor),
+        can_switch_off=False,
+        can_power_up=True,
+    )
+
+
+def thermostat_flex(_rated_kw: float) -> Flexibility:
+    """Return a thermostat's setpoint offsets as shares of its power (never off)."""
+    return Flexibility(level_shares=THERMOSTAT_SHARES, can_switch_off=False)
+
+
+def shiftable_flex(_rated_kw: float) -> Flexibility:
+    """Return a load that is on or off and can run now in a power-up event."""
+    return Flexibility(can_power_up=True)
 
 
 WATER_HEATER: Final = LoadProfile(
-    LoadKind.WATER_HEATER, "Water heater", (3.0, 4.5), 0.35, 1800, (0.05, 0.20), (60, 240), 0.75
+    LoadKind.WATER_HEATER,
+    "Water heater",
+    (3.0, 4.5),
+    0.35,
+    1800,
+    (0.05, 0.20),
+    (60, 240),
+    0.75,
+    flex=shiftable_flex,
 )
 HVAC: Final = LoadProfile(
     LoadKind.HVAC, "Heat pump / AC", (1.5, 5.0), 0.55, 1200, (0.15, 0.45), (30, 120), 0.8, 0.15
@@ -76,6 +111,29 @@ EV_CHARGER: Final = LoadProfile(
     (60, 480),
     0.35,
     discrete=True,
+    flex=charger_flex,
+)
+THERMOSTAT: Final = LoadProfile(
+    LoadKind.THERMOSTAT,
+    "Thermostat",
+    (1.5, 3.0),
+    0.5,
+    1200,
+    (0.10, 0.30),
+    (60, 180),
+    0.3,
+    flex=thermostat_flex,
+)
+BATTERY: Final = LoadProfile(
+    LoadKind.BATTERY,
+    "Home battery",
+    (3.0, 5.0),
+    0.4,
+    5400,
+    (0.05, 0.15),
+    (60, 240),
+    0.15,
+    flex=shiftable_flex,
 )
 POOL_PUMP: Final = LoadProfile(
     LoadKind.POOL_PUMP,
@@ -101,6 +159,8 @@ PROFILES: Final[tuple[LoadProfile, ...]] = (
     POOL_PUMP,
     FREEZER,
     DRYER,
+    THERMOSTAT,
+    BATTERY,
 )
 """The appliances a simulated home may have, in inventory order."""
 
@@ -110,7 +170,7 @@ class SimulatedLoad:
     """One appliance behind a relay, with its owner's terms and its live state."""
 
     spec: Load
-    terms: LoadTerms
+    terms: Terms
     duty_cycle: float
     cycle_s: float
     relay_on: bool = True
@@ -118,6 +178,11 @@ class SimulatedLoad:
     running: bool = True
     """Whether its thermostat or schedule wants it on right now."""
     noise_sigma: float = NOISE_SIGMA
+    flex: Flexibility = field(default_factory=Flexibility)
+    level_kw: float | None = None
+    """Held at this power by a partial step (a charger's current limit, a thermostat offset)."""
+    forced_on: bool = False
+    """Running at its rating for a power-up event, whatever its schedule says."""
 
     @property
     def load_id(self) -> str:
@@ -144,11 +209,18 @@ class SimulatedLoad:
         if mean_stay <= 0 or rng.random() < 1.0 - math.exp(-dt / mean_stay):
             self.running = not self.running
 
+    def flex_load(self) -> FlexLoad:
+        """Return the load as the home policy sees it."""
+        return FlexLoad(
+            load_id=self.load_id, rated_kw=self.rated_kw, terms=self.terms, flex=self.flex
+        )
+
     def power_kw(self, rng: random.Random) -> float:
-        """Return the measured power now: rated plus noise when running behind a closed relay."""
-        if not (self.relay_on and self.running):
+        """Return the measured power now: rated (or its level) plus noise when running."""
+        if not self.relay_on or not (self.running or self.forced_on):
             return 0.0
-        noisy = self.rated_kw * (1.0 + rng.gauss(0.0, self.noise_sigma))
+        draw = self.rated_kw if self.level_kw is None else min(self.level_kw, self.rated_kw)
+        noisy = draw * (1.0 + rng.gauss(0.0, self.noise_sigma))
         return max(0.0, round(noisy, KW_DECIMALS))
 
     def shed_estimate_kw(self, rng: random.Random) -> float:
@@ -158,16 +230,6 @@ class SimulatedLoad:
         """
         measured = self.power_kw(rng)
         return measured if measured > 0 else self.rated_kw
-
-    def allows(self, price: float, window_s: float, hours: frozenset[int]) -> bool:
-        """Return True when the owner's terms let it be curtailed at ``price`` for the window."""
-        terms = self.terms
-        return (
-            not terms.never_curtail
-            and price >= terms.min_price
-            and terms.max_off_minutes * SECONDS_PER_MINUTE >= window_s
-            and not (terms.blocked_hours & hours)
-        )
 
 
 def _draw_rating(profile: LoadProfile, rng: random.Random) -> float:
@@ -192,9 +254,9 @@ def make_load(
     never = rng.random() < profile.never_curtail_share
     if curtailable is not None:
         never = not curtailable
-    terms = LoadTerms(
+    terms = Terms(
         min_price=round(rng.uniform(*profile.price), PRICE_DECIMALS),
-        max_off_minutes=float(round(rng.uniform(*profile.max_off_minutes))),
+        max_off_minutes=round(rng.uniform(*profile.max_off_minutes)),
         never_curtail=never,
     )
     spec = Load(
@@ -211,6 +273,7 @@ def make_load(
         cycle_s=profile.cycle_s,
         relay_on=rng.random() >= profile.relay_off_share,
         running=rng.random() < profile.duty_cycle,
+        flex=profile.flex(rated) if profile.flex is not None else Flexibility(),
     )
 
 

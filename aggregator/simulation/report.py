@@ -59,6 +59,19 @@ def _timeline(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _kinds(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "Loads by kind (the home policy: chargers and thermostats turn down to a level)",
+        f"  {'kind':<13} {'loads':>6} {'awarded':>8} {'at a level':>11} {'moved':>10}",
+    ]
+    lines.extend(
+        f"  {row['kind']:<13} {row['loads']:>6} {row['awarded']:>8} {row['at_level']:>11}"
+        f" {row['kw']:>7.1f} kW"
+        for row in report["kinds"]
+    )
+    return lines
+
+
 def render_text(report: dict[str, Any]) -> str:
     """Return a readable summary of a demo run."""
     homes = report["homes"]
@@ -92,5 +105,5 @@ def render_text(report: dict[str, Any]) -> str:
         f"  demo took {report['elapsed_s']:.1f} s",
         RULE,
     ]
-    sections = [header, _rounds(report), _drop(report), _timeline(report), footer]
+    sections = [header, _rounds(report), _kinds(report), _drop(report), _timeline(report), footer]
     return "\n\n".join("\n".join(section) for section in sections)

@@ -1,73 +1,40 @@
-"""Turn the homeowner's loads and terms into a bid step curve (pure; no HA imports).
+"""The homeowner's loads into a bid step curve, by the shared home policy (no HA imports).
 
-Decisions (documented in docs/home-assistant.md):
-
-* **One step per load.** Steps are indivisible on the aggregator, so a step per load lets it
-  accept exactly what it needs. Steps are sorted by asked price (then larger kW first, then
-  load id, so the curve is deterministic). Only when a home has more eligible loads than the
-  protocol allows steps are loads with the same price merged into one step, and if that is still
-  too many the most expensive steps are left out.
-* **A step's kW is the load's rated power**: the bid is a promise about the window, when the
-  load may well be running even if it is idle at the time of the offer.
-* **A step's price is the homeowner's minimum price** for that load. A load asking more than the
-  offer's price cap does not bid (it could never be accepted).
+The rules live in :mod:`jeisson.policy.bidding`, which the fleet simulator runs too: one step
+per load (more for a load with levels), each step's kW the load's recent measured mean power
+(its rating when nothing measures it), each step's price the owner's minimum price for the load,
+loads asking more than the offer's cap left out. Documented in docs/home-assistant.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime, time, timedelta, tzinfo
-from enum import StrEnum
-from itertools import groupby
+from datetime import datetime, tzinfo
 
 from jeisson.common.protocol import MAX_STEPS_PER_BID, BidStep
+from jeisson.policy.bidding import BidContext, bid_kw
+from jeisson.policy.bidding import build_steps as policy_steps
+from jeisson.policy.terms import Ineligible, overlaps_off_limits
+from jeisson.policy.terms import ineligible_reason as terms_reason
 
-from .models import LoadConfig, Terms
+from .models import LoadConfig
 
 type AvailabilityFn = Callable[[LoadConfig], bool]
+type RecentFn = Callable[[str], float | None]
 
-_ONE_DAY = timedelta(days=1)
-_SECONDS_PER_MINUTE = 60
-
-
-class Ineligible(StrEnum):
-    """Why a load does not take part in an event."""
-
-    NEVER_CURTAIL = "never_curtail"
-    UNAVAILABLE = "unavailable"
-    WINDOW_TOO_LONG = "window_too_long"
-    OFF_LIMITS = "off_limits"
-    PRICE_TOO_LOW = "price_too_low"
+__all__ = [
+    "Ineligible",
+    "bid_kw",
+    "build_steps",
+    "eligible_loads",
+    "ineligible_reason",
+    "loads_kw",
+    "overlaps_off_limits",
+]
 
 
-def _daily_intervals(
-    start: time, end: time, first_day: date, last_day: date, tz: tzinfo
-) -> Iterable[tuple[datetime, datetime]]:
-    """Yield the off-limits interval of every local day from ``first_day`` to ``last_day``."""
-    day = first_day
-    while day <= last_day:
-        begin = datetime.combine(day, start, tzinfo=tz)
-        finish = datetime.combine(day, end, tzinfo=tz)
-        if finish <= begin:  # wraps past midnight, e.g. 22:00-06:00
-            finish = datetime.combine(day + _ONE_DAY, end, tzinfo=tz)
-        yield begin, finish
-        day += _ONE_DAY
-
-
-def overlaps_off_limits(terms: Terms, start: datetime, end: datetime, tz: tzinfo) -> bool:
-    """Return True when ``[start, end)`` touches the load's daily off-limits hours (local time)."""
-    if terms.off_limits_start is None or terms.off_limits_end is None:
-        return False
-    if terms.off_limits_start == terms.off_limits_end:
-        return False
-    first_day = start.astimezone(tz).date() - _ONE_DAY  # an interval from the day before may wrap
-    last_day = end.astimezone(tz).date()
-    return any(
-        begin < end and start < finish
-        for begin, finish in _daily_intervals(
-            terms.off_limits_start, terms.off_limits_end, first_day, last_day, tz
-        )
-    )
+def _no_figure(_load_id: str) -> float | None:
+    return None
 
 
 def ineligible_reason(
@@ -79,23 +46,15 @@ def ineligible_reason(
     available: bool,
     price: float | None = None,
 ) -> Ineligible | None:
-    """Return why ``load`` may not be shed in this window (None when it may).
-
-    ``price`` is the price on offer: the cap of an offer, or the flat incentive of a direct award.
-    """
-    terms = load.terms
-    if terms.never_curtail:
-        return Ineligible.NEVER_CURTAIL
-    if not available:
-        return Ineligible.UNAVAILABLE
-    window_minutes = (window_end - window_start).total_seconds() / _SECONDS_PER_MINUTE
-    if window_minutes > terms.max_off_minutes:
-        return Ineligible.WINDOW_TOO_LONG
-    if overlaps_off_limits(terms, window_start, window_end, tz):
-        return Ineligible.OFF_LIMITS
-    if price is not None and terms.min_price > price:
-        return Ineligible.PRICE_TOO_LOW
-    return None
+    """Return why ``load`` may not be moved in this window (None when it may)."""
+    return terms_reason(
+        load.terms,
+        window_start=window_start,
+        window_end=window_end,
+        tz=tz,
+        available=available,
+        price=price,
+    )
 
 
 def eligible_loads(
@@ -107,7 +66,7 @@ def eligible_loads(
     tz: tzinfo,
     is_available: AvailabilityFn,
 ) -> list[LoadConfig]:
-    """Return the loads whose terms allow shedding them in this window at this price."""
+    """Return the loads whose terms allow moving them in this window at this price."""
     return [
         load
         for load in loads
@@ -123,10 +82,6 @@ def eligible_loads(
     ]
 
 
-def _step_order(load: LoadConfig) -> tuple[float, float, str]:
-    return (load.terms.min_price, -load.rated_kw, load.load_id)
-
-
 def build_steps(
     loads: Iterable[LoadConfig],
     *,
@@ -135,44 +90,19 @@ def build_steps(
     price_cap: float,
     tz: tzinfo,
     is_available: AvailabilityFn,
+    recent_kw: RecentFn = _no_figure,
+    power_up: bool = False,
     max_steps: int = MAX_STEPS_PER_BID,
 ) -> list[BidStep]:
     """Return the bid step curve for an offer (empty when no load may bid)."""
-    candidates = sorted(
-        (
-            load
-            for load in eligible_loads(
-                loads,
-                window_start=window_start,
-                window_end=window_end,
-                price=price_cap,
-                tz=tz,
-                is_available=is_available,
-            )
-            if load.rated_kw > 0
-        ),
-        key=_step_order,
+    by_id = {load.load_id: load for load in loads}
+    return policy_steps(
+        (load.flex_load() for load in by_id.values()),
+        BidContext(window_start, window_end, price_cap, tz, power_up),
+        is_available=lambda flex: is_available(by_id[flex.load_id]),
+        recent_kw=recent_kw,
+        max_steps=max_steps,
     )
-    steps = [
-        BidStep(kw=load.rated_kw, price=load.terms.min_price, loads=[load.load_id])
-        for load in candidates
-    ]
-    if len(steps) > max_steps:
-        steps = [
-            BidStep(
-                kw=sum(step.kw for step in group_steps),
-                price=price,
-                loads=[load_id for step in group_steps for load_id in step.loads],
-            )
-            for price, group in groupby(steps, key=lambda step: step.price)
-            if (group_steps := list(group))
-        ][:max_steps]
-    return steps
-
-
-def bid_kw(steps: Iterable[BidStep]) -> float:
-    """Return the kW of a whole curve."""
-    return sum(step.kw for step in steps)
 
 
 def loads_kw(loads: Mapping[str, LoadConfig], load_ids: Iterable[str]) -> float:

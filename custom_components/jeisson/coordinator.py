@@ -181,6 +181,8 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             create_task=lambda target, name: entry.async_create_task(hass, target, name),
         )
         self._offers: dict[str, Offer] = {}
+        self._bid_kw: dict[str, dict[str, float]] = {}
+        """Per event, the kW each load bid last: what the aggregator counts it at."""
         self._connected = False
         self._stale = False
         self.device_id: str | None = None
@@ -353,6 +355,8 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             price_cap=offer.price_cap,
             tz=dt_util.get_default_time_zone(),
             is_available=lambda load: load.load_id not in committed and self.is_available(load),
+            recent_kw=self.runner.recent_power.mean_kw,
+            power_up=offer.is_power_up,
         )
 
     async def _handle_offer(self, offer: Offer) -> None:
@@ -386,19 +390,26 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         except JeissonError as err:
             LOGGER.warning("Could not bid on event %s: %s", offer.event_id, err)
             return
+        per_load: dict[str, float] = {}
+        for step in steps:
+            for load_id in step.loads:
+                per_load[load_id] = per_load.get(load_id, 0.0) + step.kw / len(step.loads)
+        self._bid_kw[offer.event_id] = per_load
         self.fire(
             EVENT_BID,
             {
                 "event_id": offer.event_id,
                 "round": offer.round,
                 "kw": round(bid_kw(steps), 3),
-                "steps": [step.model_dump() for step in steps],
+                "steps": [step.model_dump(exclude_none=True) for step in steps],
             },
         )
 
     async def _handle_award(self, award: Award) -> None:
         self._offers.pop(award.event_id, None)
-        decision = await self.runner.async_take_award(award, is_available=self.is_available)
+        decision = await self.runner.async_take_award(
+            award, is_available=self.is_available, bid_kw=self._bid_kw.pop(award.event_id, {})
+        )
         self._send_queued(
             "the award acknowledgement",
             self.client.ack_award(

@@ -53,9 +53,11 @@ from jeisson.common.protocol import (
     OptOutReason,
     Sample,
 )
+from jeisson.policy.awards import decide
+from jeisson.policy.bidding import expected_kw
+from jeisson.policy.recent import RecentPower
 
 from .actuators import Actuator, load_power_kw, load_reading
-from .bidding import eligible_loads, loads_kw
 from .const import (
     EVENT_CANCELLED,
     EVENT_ENDED,
@@ -125,6 +127,8 @@ class EventRunner:
         self._unsub_state: CALLBACK_TYPE | None = None
         self._unsub_retry: CALLBACK_TYPE | None = None
         self.telemetry = TelemetryReporter(hass, sample=self.sample, send=hooks.send_telemetry)
+        self.recent_power = RecentPower()
+        """Each load's recent measured power: what its bid steps expect it to move."""
         self._closed = False
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -185,9 +189,16 @@ class EventRunner:
     # --- awards -----------------------------------------------------------------------------
 
     async def async_take_award(
-        self, award: Award, *, is_available: Callable[[LoadConfig], bool]
+        self,
+        award: Award,
+        *,
+        is_available: Callable[[LoadConfig], bool],
+        bid_kw: Mapping[str, float] | None = None,
     ) -> AwardDecision:
-        """Record ``award`` (before acknowledging it) and schedule its start and end."""
+        """Record ``award`` (before acknowledging it) and schedule its start and end.
+
+        ``bid_kw`` is the kW each load bid for the event: what the aggregator counts it at.
+        """
         loads = self._hooks.loads()
         tz = dt_util.get_default_time_zone()
         async with self._lock:
@@ -198,27 +209,22 @@ class EventRunner:
                     kw=known.committed_kw,
                     new=False,
                 )
-            if award.kind is EventKind.DIRECT:
-                chosen = [
-                    load.load_id
-                    for load in eligible_loads(
-                        loads.values(),
-                        window_start=award.window_start,
-                        window_end=award.window_end,
-                        price=award.price,
-                        tz=tz,
-                        is_available=is_available,
-                    )
-                ]
-                accepted = bool(chosen)
-                kw = loads_kw(loads, chosen)
-            else:
-                chosen = list(award.loads)
-                accepted = bool(chosen) and all(
-                    load_id in loads and not loads[load_id].terms.never_curtail
-                    for load_id in chosen
-                )
-                kw = award.kw
+            decision = decide(
+                award,
+                {load_id: load.flex_load() for load_id, load in loads.items()},
+                tz=tz,
+                # A market award names loads the home bid: only the direct call asks for them now.
+                is_available=lambda flex: (
+                    award.kind is not EventKind.DIRECT or is_available(loads[flex.load_id])
+                ),
+                recent_kw=self.recent_power.mean_kw,
+            )
+            chosen, accepted, kw = decision.load_ids, decision.accepted, decision.kw
+            load_kw = {
+                load_id: (bid_kw or {}).get(load_id)
+                or expected_kw(loads[load_id].flex_load(), self.recent_power.mean_kw(load_id))
+                for load_id in chosen
+            }
             event = HeldEvent(
                 event_id=award.event_id,
                 award_id=award.award_id,
@@ -230,6 +236,7 @@ class EventRunner:
                 restore_stagger_s=award.restore_stagger_s,
                 loads=chosen if accepted else [],
                 committed_kw=kw if accepted else 0.0,
+                load_kw=load_kw if accepted else {},
                 declined=[] if accepted else list(award.loads),
             )
             if not accepted:
@@ -729,11 +736,20 @@ class EventRunner:
     def sample(self, now: datetime) -> Sample:
         """Return a telemetry sample of the home's declared loads right now."""
         loads = self._hooks.loads()
+        actuators = {load_id: self._hooks.actuator(load) for load_id, load in loads.items()}
         readings = {
-            load_id: load_reading(load, self._hooks.actuator(load))
-            for load_id, load in loads.items()
+            load_id: load_reading(load, actuators[load_id]) for load_id, load in loads.items()
         }
         per_load = {load_id: round(kw, 3) for load_id, (kw, _) in readings.items()}
+        # Only what a meter measured: a load nothing measures bids its rating.
+        self.recent_power.add(
+            now,
+            {
+                load_id: measured
+                for load_id, actuator in actuators.items()
+                if (measured := actuator.power_kw()) is not None
+            },
+        )
         shed = sum(event.shed_kw() for event in self._active_events())
         return Sample(
             ts=now,

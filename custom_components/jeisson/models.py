@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
 
 from jeisson.common.protocol import Inventory, Load, LoadKind
+from jeisson.policy.bidding import FlexLoad
+from jeisson.policy.terms import Terms
 
 from .const import (
     CONF_ACTUATOR,
@@ -44,29 +46,6 @@ def parse_time(value: str | None) -> time | None:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Terms:
-    """When the homeowner lets Jeisson switch a load off."""
-
-    min_price: float = DEFAULT_MIN_PRICE
-    """Minimum price per kWh the homeowner asks to shed this load."""
-    max_off_minutes: int = DEFAULT_MAX_OFF_MINUTES
-    """Longest the load may be kept off in one event."""
-    off_limits_start: time | None = None
-    off_limits_end: time | None = None
-    """Daily local hours when the load must not be touched (may wrap past midnight)."""
-    never_curtail: bool = False
-
-    @property
-    def has_off_limits(self) -> bool:
-        """Return True when off-limits hours are set (both ends, different)."""
-        return (
-            self.off_limits_start is not None
-            and self.off_limits_end is not None
-            and self.off_limits_start != self.off_limits_end
-        )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class LoadConfig:
     """One curtailable appliance: what it is, how it is switched, and its terms."""
 
@@ -79,7 +58,7 @@ class LoadConfig:
     power_sensor: str | None = None
     zha_ieee: str | None = None
     """For a ZHA load: the device's IEEE address, to find it again if it was re-paired."""
-    terms: Terms = Terms()
+    terms: Terms = field(default_factory=Terms)
 
     @classmethod
     def from_options(cls, load_id: str, raw: Mapping[str, Any]) -> LoadConfig:
@@ -100,6 +79,10 @@ class LoadConfig:
                 never_curtail=bool(raw.get(CONF_NEVER_CURTAIL, False)),
             ),
         )
+
+    def flex_load(self) -> FlexLoad:
+        """Return the load as the home policy sees it (a switched load: on or off)."""
+        return FlexLoad(load_id=self.load_id, rated_kw=self.rated_kw, terms=self.terms)
 
     def to_protocol(self) -> Load:
         """Return the load as declared in the inventory sent to the aggregator."""

@@ -45,6 +45,8 @@ class HeldEvent:
     loads: list[str]
     """Loads awarded (market) or chosen by the home (direct)."""
     committed_kw: float
+    load_kw: dict[str, float] = field(default_factory=dict)
+    """The kW each taken load counts for (what it bid, or its expected kW in a direct event)."""
     status: HomeEventStatus = HomeEventStatus.AWARDED
     outcome: Outcome | None = None
     switched_off: dict[str, float] = field(default_factory=dict)
@@ -82,15 +84,17 @@ class HeldEvent:
     def remaining_kw(self, rated_kw: Mapping[str, float]) -> float:
         """Return the kW still committed: the award's, less its loads that opted out.
 
-        Each load bid its rated power (``rated_kw``, load id → kW), so that is what an opt-out
-        takes off the commitment, as the aggregator counts it; with every load out nothing is.
+        An opt-out takes off what the load counts for, as the aggregator counts it: the kW it bid
+        (``load_kw``; awards saved before it was kept: its rating, ``rated_kw``). With every load
+        out nothing is.
         """
         out = set(self.opted_out) & set(self.loads)
         if not out:
             return self.committed_kw
         if out >= set(self.loads):
             return 0.0
-        return max(0.0, self.committed_kw - sum(rated_kw.get(load_id, 0.0) for load_id in out))
+        taken = sum(self.load_kw.get(load_id, rated_kw.get(load_id, 0.0)) for load_id in out)
+        return max(0.0, self.committed_kw - taken)
 
     def shed_kw(self) -> float:
         """Return the power Jeisson holds off for this award (measured before switch-off)."""
@@ -137,6 +141,7 @@ class HeldEvent:
             "restore_stagger_s": self.restore_stagger_s,
             "loads": list(self.loads),
             "committed_kw": self.committed_kw,
+            "load_kw": dict(self.load_kw),
             "status": self.status.value,
             "outcome": self.outcome.value if self.outcome else None,
             "switched_off": dict(self.switched_off),
@@ -168,6 +173,7 @@ class HeldEvent:
             restore_stagger_s=float(raw["restore_stagger_s"]),
             loads=list(raw["loads"]),
             committed_kw=float(raw["committed_kw"]),
+            load_kw={key: float(value) for key, value in raw.get("load_kw", {}).items()},
             status=HomeEventStatus(raw["status"]),
             outcome=Outcome(outcome) if outcome else None,
             switched_off={key: float(value) for key, value in raw["switched_off"].items()},

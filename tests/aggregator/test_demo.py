@@ -149,6 +149,22 @@ def test_text_summary_names_rounds_drop_and_timeline(report: dict[str, Any]) -> 
     assert report["drop"]["home"] in text
     assert "Committed vs delivered" in text
     assert f"{report['final']['committed_kw']:.1f} kW" in text
+    assert "Loads by kind" in text
+
+
+def test_the_fleet_has_every_kind_and_turns_some_loads_down_to_a_level(
+    report: dict[str, Any],
+) -> None:
+    kinds = {row["kind"]: row for row in report["kinds"]}
+
+    assert {"ev_charger", "thermostat", "water_heater"} <= set(kinds)
+    assert sum(row["awarded"] for row in kinds.values()) > 0
+    assert sum(row["at_level"] for row in kinds.values()) > 0
+    assert all(
+        row["at_level"] == 0
+        for kind, row in kinds.items()
+        if kind not in {"ev_charger", "thermostat"}
+    )
 
 
 async def test_demo_needs_two_homes() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
-from datetime import timedelta
+from datetime import time, timedelta
 
 import aiohttp
 import pytest
@@ -13,19 +13,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.simulation.fleet import Fleet, FleetConfig, SimulatorError
-from aggregator.simulation.home import AckPlan, HomeTiming, VirtualHome, window_hours
+from aggregator.simulation.home import AckPlan, HomeTiming, VirtualHome
 from aggregator.simulation.loads import (
     EV_CHARGER,
     PROFILES,
     WATER_HEATER,
     LoadTerms,
     SimulatedLoad,
+    charger_flex,
     random_loads,
 )
 from jeisson.common.protocol import (
     MAX_STEPS_PER_BID,
     Award,
     Bid,
+    EventDirection,
     EventKind,
     HomeEventStatus,
     Load,
@@ -33,6 +35,7 @@ from jeisson.common.protocol import (
     Offer,
     utc_now,
 )
+from jeisson.policy.bidding import Flexibility
 from tests.helpers import wait_for
 
 from .common import RunningServer
@@ -49,18 +52,25 @@ def load(
     never: bool = False,
     kind: LoadKind = LoadKind.WATER_HEATER,
     relay_on: bool = True,
-    blocked: frozenset[int] = frozenset(),
+    off_limits: tuple[time, time] | None = None,
+    flex: Flexibility | None = None,
 ) -> SimulatedLoad:
-    """Return one simulated load with explicit terms."""
+    """Return one simulated load with explicit terms (off-limits hours in UTC)."""
+    start, end = off_limits or (None, None)
     return SimulatedLoad(
         spec=Load(load_id=load_id, name=load_id, kind=kind, rated_kw=kw, curtailable=not never),
         terms=LoadTerms(
-            min_price=price, max_off_minutes=max_off, never_curtail=never, blocked_hours=blocked
+            min_price=price,
+            max_off_minutes=int(max_off),
+            never_curtail=never,
+            off_limits_start=start,
+            off_limits_end=end,
         ),
         duty_cycle=0.5,
         cycle_s=600,
         relay_on=relay_on,
         running=True,
+        flex=flex or Flexibility(),
     )
 
 
@@ -133,11 +143,11 @@ def test_never_curtail_load_does_not_bid() -> None:
 
 def test_loads_priced_above_the_cap_switched_off_or_blocked_do_not_bid() -> None:
     window = offer()
-    blocked_hours = window_hours(window.window_start, window.window_end)
+    blocked = (window.window_start.time(), window.window_end.time())
     home = home_of(
         load("dear", 2.0, 0.5),
         load("off", 1.0, 0.05, relay_on=False),
-        load("blocked", 3.0, 0.1, blocked=blocked_hours),
+        load("blocked", 3.0, 0.1, off_limits=blocked),
         load("ok", 4.0, 0.2),
     )
 
@@ -173,7 +183,7 @@ def test_loads_taken_back_are_not_bid_again_in_the_same_event() -> None:
     assert bid_loads(home, other_event) == [["ev"]]
 
 
-def test_steps_group_equal_prices_and_rise_in_price() -> None:
+def test_one_step_per_load_rising_in_price_bigger_first_as_real_homes_bid() -> None:
     home = home_of(
         load("c", 1.0, 0.30),
         load("a", 2.0, 0.10),
@@ -184,21 +194,73 @@ def test_steps_group_equal_prices_and_rise_in_price() -> None:
     steps = home.bid_steps(offer())
 
     assert [(step.price, step.kw, step.loads) for step in steps] == [
-        (0.10, 5.0, ["a", "b"]),
+        (0.10, 3.0, ["b"]),
+        (0.10, 2.0, ["a"]),
         (0.20, 4.0, ["d"]),
         (0.30, 1.0, ["c"]),
     ]
 
 
-def test_more_distinct_prices_than_steps_allowed_share_the_last_step_at_the_highest_price() -> None:
+def test_a_step_expects_the_load_s_recent_measured_power_not_its_rating() -> None:
+    home = home_of(load("wh", 4.0, 0.1))
+    start = utc_now() - 4 * HOUR
+    for minute in range(240):  # its thermostat had it on every other minute
+        home.recent_power.add(start + minute * timedelta(minutes=1), {"wh": 4.0 * (minute % 2)})
+
+    (step,) = home.bid_steps(offer())
+
+    assert step.kw == pytest.approx(2.0, rel=0.25)
+
+
+def test_a_charger_bids_partial_steps_down_to_its_floor_and_is_held_there() -> None:
+    charger = load("ev", 11.0, 0.1, kind=LoadKind.EV_CHARGER, flex=charger_flex(11.0))
+    home = home_of(charger)
+
+    steps = home.bid_steps(offer(cap=1.0))
+
+    assert [(step.level_kw, step.price) for step in steps] == [
+        (6.0, 0.1),
+        (4.1, pytest.approx(0.15)),
+    ]
+    assert steps[0].kw == pytest.approx(5.0)
+    Bid(reply_to="offer-1", event_id="evt-1", round=1, steps=steps)  # valid on the wire
+    held = award(["ev"], 5.0).model_copy(update={"levels": {"ev": 6.0}})
+    home.take(held, home.plan_ack(held))
+    assert home.switch_off("awd-1") == ["ev"]
+    sample, _ = home.sample(1.0)
+    assert charger.relay_on
+    assert sample.loads["ev"] == pytest.approx(6.0, rel=0.15)
+    assert sample.shed_kw == pytest.approx(5.0, rel=0.2)
+
+
+async def test_a_power_up_award_runs_the_load_at_its_rating_then_gives_it_back() -> None:
+    battery = load("bat", 5.0, 0.05, kind=LoadKind.BATTERY, flex=Flexibility(can_power_up=True))
+    battery.running = False
+    home = home_of(battery, load("wh", 4.0, 0.05))
+    home.sample(1.0)
+    up = offer().model_copy(update={"direction": EventDirection.UP})
+
+    (step,) = home.bid_steps(up)  # the water heater cannot power up
+
+    assert (step.loads, step.kw) == (["bat"], 5.0)
+    held = award(["bat"], 5.0).model_copy(update={"direction": EventDirection.UP})
+    home.take(held, home.plan_ack(held))
+    home.switch_off("awd-1")
+    sample, _ = home.sample(1.0)
+    assert sample.loads["bat"] == pytest.approx(5.0, rel=0.15)
+    assert sample.shed_kw == pytest.approx(5.0, rel=0.15)
+    await home.restore("awd-1", stagger_s=0.0)
+    assert home.sample(1.0)[0].loads["bat"] == 0.0
+
+
+def test_more_steps_than_allowed_leave_the_dearest_out() -> None:
     loads = [load(f"l{index}", 1.0, 0.01 * index) for index in range(1, 41)]
     home = home_of(*loads)
 
     steps = home.bid_steps(offer(cap=1.0))
 
     assert len(steps) == MAX_STEPS_PER_BID
-    assert steps[-1].price == pytest.approx(0.40)
-    assert len(steps[-1].loads) == 40 - (MAX_STEPS_PER_BID - 1)
+    assert steps[-1].price == pytest.approx(0.01 * MAX_STEPS_PER_BID)
     Bid(reply_to="offer-1", event_id="evt-1", round=1, steps=steps)  # valid on the wire
 
 
@@ -434,7 +496,9 @@ async def test_fleet_enrols_connects_bids_and_carries_out_an_event(
             holding = fleet.home(home_id).holdings[item["award_id"]]
             assert holding.status is HomeEventStatus.ACTIVE
             assert all(
-                not fleet.home(home_id).loads[name].relay_on for name in holding.switched_off
+                not fleet.home(home_id).loads[name].relay_on
+                or fleet.home(home_id).loads[name].level_kw is not None
+                for name in holding.switched_off
             )
 
         await wait_for(
@@ -454,7 +518,7 @@ async def test_fleet_enrols_connects_bids_and_carries_out_an_event(
             for name in holding.switched_off
         ]
         assert switched
-        assert all(item.relay_on for item in switched)
+        assert all(item.relay_on and item.level_kw is None for item in switched)
 
 
 async def test_dropped_home_reconnects_and_keeps_its_award(
