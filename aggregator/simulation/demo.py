@@ -1,12 +1,13 @@
-"""The demo behind ``scripts/demo``: a real aggregator, simulated homes and one negotiated event.
+"""The demo behind ``scripts/demo``: a real aggregator, simulated homes and negotiated events.
 
-:func:`run_demo` starts an aggregator in-process on a free 127.0.0.1 port with an embedded
-SQLite store in a temporary directory, enrols a fleet of virtual homes, and has an operator
-create one market event over the REST API. Mid-event the home carrying the most load drops off
-the network; after the drop-off grace the aggregator re-negotiates the shortfall with the homes
-that still have capacity. Committed and delivered kW are read from ``GET /api/v1/events/{id}``
-every second. :func:`run_demo` returns the report (``jeisson-aggregator demo`` prints it as text
-or JSON) and tells a ``progress`` callback, in one line each, what happens as it happens.
+:func:`run_demo` starts an aggregator in-process on a free 127.0.0.1 port with an embedded SQLite
+store in a temporary directory, enrols a fleet of virtual homes, and has an operator create one
+market event over the REST API. Mid-event the home carrying the most load drops off the network;
+after the drop-off grace the aggregator re-negotiates the shortfall with the homes that still have
+capacity. A short power-up event follows (:mod:`.power_up`). Committed and delivered kW are read
+from ``GET /api/v1/events/{id}`` every second. :func:`run_demo` returns the report
+(``jeisson-aggregator demo`` prints it as text or JSON) and tells a ``progress`` callback, in one
+line each, what happens as it happens.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aggregator.negotiation import NegotiationSettings
 from aggregator.server import ServerConfig, create_app
 from aggregator.simulation.fleet import Fleet, FleetConfig, SimulatorError
 from aggregator.simulation.home import HomeTiming, VirtualHome
+from aggregator.simulation.power_up import run_power_up
 from jeisson.common.protocol import HomeEventStatus, utc_now
 
 _LOGGER = logging.getLogger(__name__)
@@ -68,6 +70,9 @@ class DemoConfig:
     """When, after the event start, the most loaded home drops off."""
     stagger_s: float = 2.0
     sample_every_s: float = 1.0
+    power_up_share: float = 0.3
+    """The power-up event's target as a share of what the shiftable loads could add."""
+    power_up_s: float = 5.0
     negotiation: NegotiationSettings = field(
         default_factory=lambda: NegotiationSettings(
             ack_timeout_s=3.0,
@@ -330,6 +335,16 @@ async def _scenario(
         progress(f"Waiting for the homes to restore their loads (stagger {config.stagger_s:.0f} s)")
         await _wait_for_restores(fleet, event_id, config.stagger_s + 2 * config.sample_every_s)
         rounds = _round_rows(detail, start)
+        power_up = await run_power_up(
+            operator.call,
+            fleet,
+            share=config.power_up_share,
+            price_cap=config.price_cap,
+            bid_window_s=config.bid_window_s,
+            lead_s=config.lead_s,
+            duration_s=config.power_up_s,
+            progress=progress,
+        )
         return {
             "homes": {
                 "count": homes,
@@ -355,6 +370,7 @@ async def _scenario(
             "timeline": watch.timeline,
             "restore": _restore_summary(fleet, event_id, end),
             "kinds": _kinds_summary(fleet, event_id),
+            "power_up": power_up,
             "final": {
                 "status": detail["status"],
                 "committed_kw": detail["committed_kw"],

@@ -72,6 +72,18 @@ def _kinds(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _power_up(report: dict[str, Any]) -> list[str]:
+    event = report["power_up"]
+    kinds = ", ".join(f"{count} {kind}" for kind, count in event["loads_by_kind"].items())
+    return [
+        "Power-up event (absorbing surplus: homes add load)",
+        f"  {event['status']}: target {event['target_kw']:.1f} kW, {event['bids']} bids from "
+        f"{event['offered_homes']} homes offered, {event['accepted_kw']:.1f} kW accepted at "
+        f"{_price(event['clearing_price'], report['event']['currency'])}",
+        f"  {event['homes_awarded']} homes awarded; loads: {kinds or 'none'}",
+    ]
+
+
 def render_text(report: dict[str, Any]) -> str:
     """Return a readable summary of a demo run."""
     homes = report["homes"]
@@ -102,8 +114,16 @@ def render_text(report: dict[str, Any]) -> str:
         f"{_price(final['clearing_price'], event['currency'])}",
         "  awards: "
         + ", ".join(f"{count} {status}" for status, count in final["awards_by_status"].items()),
-        f"  demo took {report['elapsed_s']:.1f} s",
-        RULE,
     ]
-    sections = [header, _rounds(report), _kinds(report), _drop(report), _timeline(report), footer]
+    closing = [f"Demo took {report['elapsed_s']:.1f} s", RULE]
+    sections = [
+        header,
+        _rounds(report),
+        _kinds(report),
+        _drop(report),
+        _timeline(report),
+        footer,
+        _power_up(report),
+        closing,
+    ]
     return "\n\n".join("\n".join(section) for section in sections)

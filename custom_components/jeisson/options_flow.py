@@ -31,7 +31,7 @@ from homeassistant.helpers.selector import (
     TimeSelector,
 )
 
-from jeisson.common.protocol import LoadKind
+from jeisson.common.protocol import LEGACY_LOAD_KINDS, LoadKind
 
 from .actuators import SWITCH_DOMAIN
 from .const import (
@@ -70,7 +70,8 @@ LOAD_SCHEMA = probatio.Schema(
         probatio.Required(CONF_NAME): TextSelector(),
         probatio.Required(CONF_KIND, default=LoadKind.OTHER.value): SelectSelector(
             SelectSelectorConfig(
-                options=[kind.value for kind in LoadKind],
+                # Loads are switched: thermostats and batteries need executors not built yet.
+                options=[kind.value for kind in LoadKind if kind not in LEGACY_LOAD_KINDS],
                 translation_key="load_kind",
                 mode=SelectSelectorMode.DROPDOWN,
             )

@@ -150,6 +150,17 @@ def test_text_summary_names_rounds_drop_and_timeline(report: dict[str, Any]) -> 
     assert "Committed vs delivered" in text
     assert f"{report['final']['committed_kw']:.1f} kW" in text
     assert "Loads by kind" in text
+    assert "Power-up event" in text
+
+
+def test_a_power_up_event_is_taken_by_loads_that_can_add_load(report: dict[str, Any]) -> None:
+    event = report["power_up"]
+
+    assert event["status"] == "completed"
+    assert event["target_kw"] > 0
+    assert event["accepted_kw"] > 0
+    assert event["loads_by_kind"]
+    assert set(event["loads_by_kind"]) <= {"battery", "ev_charger", "water_heater"}
 
 
 def test_the_fleet_has_every_kind_and_turns_some_loads_down_to_a_level(

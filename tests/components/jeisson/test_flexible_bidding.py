@@ -13,7 +13,8 @@ import pytest
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.jeisson.const import EVENT_AWARDED, EVENT_BID
+from custom_components.jeisson.const import CONF_KIND, EVENT_AWARDED, EVENT_BID
+from custom_components.jeisson.options_flow import LOAD_SCHEMA
 from tests.helpers import wait_for
 
 from .aggregator_process import AggregatorProcess
@@ -87,3 +88,15 @@ async def test_switched_loads_do_not_bid_in_a_power_up_event_or_take_a_direct_on
     assert not of_type(events, EVENT_AWARDED)
     assert is_state(hass, HEATER, "on")
     assert (await aggregator.event(market["id"]))["awards"] == []
+
+
+def test_the_load_form_offers_only_kinds_a_switch_can_carry_out() -> None:
+    offered = LOAD_SCHEMA.schema[next(key for key in LOAD_SCHEMA.schema if key == CONF_KIND)]
+
+    assert set(offered.config["options"]) == {
+        "water_heater",
+        "hvac",
+        "ev_charger",
+        "pool_pump",
+        "other",
+    }
