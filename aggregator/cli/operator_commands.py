@@ -60,6 +60,13 @@ def render_code(home: dict[str, Any]) -> str:
     )
 
 
+def _home_state(home: dict[str, Any]) -> str:
+    """Return a listed home's state: suspended, online or offline."""
+    if home.get("suspended"):
+        return "suspended"
+    return "online" if home["connected"] else "offline"
+
+
 def render_homes(answer: dict[str, Any], *, filtered: bool = False) -> str:
     """Return a page of homes as a table, and which part of how many it is."""
     columns = (
@@ -76,7 +83,7 @@ def render_homes(answer: dict[str, Any], *, filtered: bool = False) -> str:
         (
             home["home_id"],
             home["name"],
-            "online" if home["connected"] else "offline",
+            _home_state(home),
             "yes" if home["participating"] else "no",
             kw(home["flexible_kw"]),
             str(len(home["loads"])),

@@ -223,6 +223,13 @@ async def test_the_cli_suspends_resumes_revokes_and_removes_homes(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
     home_id, _ = await enrolled_token(server, http)
+    code, out, _ = await cli(
+        "home", "suspend", home_id, token=server.operator_token, url=server.url
+    )
+    assert code == 0
+    assert "suspended" in out
+    code, out, _ = await cli("home", "list", token=server.operator_token, url=server.url)
+    assert "suspended" in out
     for action, status in (
         ("suspend", "suspended"),
         ("resume", "active"),
