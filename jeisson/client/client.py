@@ -18,7 +18,9 @@ No Home Assistant imports. One :class:`HomeClient` per home:
   answers with a retryable error (``internal_error``: it could not store it; ``rate_limited``:
   the home sent more than its quota) is re-sent after a
   growing, jittered delay (``backoff_base`` doubling up to ``backoff_max``) until it is settled.
-* Server messages are de-duplicated by id before reaching subscribers.
+* Server messages are de-duplicated by id before reaching subscribers, but for an offer whose
+  bid was not acknowledged: the aggregator re-sends it on the next connection only when it holds
+  no bid from the home (the bid was lost with the connection), and it is delivered again.
 
 Liveness uses WebSocket ping frames sent by aiohttp (``ws_connect(heartbeat=...)``): the
 ``heartbeat_interval`` keyword (30 s by default) for the first connection, then the smaller of it
@@ -106,6 +108,8 @@ DEFAULT_HEARTBEAT_INTERVAL: Final = 30.0
 ENROLL_TIMEOUT: Final = 10.0
 DEDUP_WINDOW: Final = 1024
 """How many server message ids are remembered to drop duplicates."""
+UNBID_OFFERS_KEPT: Final = 64
+"""How many offers without an acknowledged bid are remembered (to deliver a re-sent one)."""
 OUTBOX_TELEMETRY_LIMIT: Final = 1000
 """Telemetry batches kept while offline; older ones are dropped first (acks/opt-outs never)."""
 CLOSE_TIMEOUT: Final = 5.0
@@ -249,6 +253,8 @@ class HomeClient:
         self._outbox: OrderedDict[str, QueuedMessage] = OrderedDict((m.id, m) for m in outbox)
         self._max_queued_telemetry = max_queued_telemetry
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._unbid_offers: OrderedDict[str, None] = OrderedDict()
+        """Offers delivered whose bid was not acknowledged (yet): re-delivered if re-sent."""
         self._subscribers: list[MessageCallback] = []
         self._connection_subscribers: list[ConnectionCallback] = []
         self._callback_tasks: set[asyncio.Future[None]] = set()
@@ -343,6 +349,10 @@ class HomeClient:
         """Read the server hello, check versions, send hello + inventory, re-send the outbox."""
         hello = await self._receive_server_hello(ws)
         self._server_hello = hello
+        # The aggregator re-sends an open round's offer to a home it holds no bid from (its bid
+        # was lost with the last connection, or never made): deliver it again so it is bid on.
+        for offer_id in self._unbid_offers:
+            self._seen.pop(offer_id, None)
         self._close_code = None
         self._ws = ws
         self._reader = asyncio.create_task(self._read(ws), name=f"{_TASK_PREFIX}-reader")
@@ -662,6 +672,10 @@ class HomeClient:
         self._seen[message.id] = None
         if len(self._seen) > DEDUP_WINDOW:
             self._seen.popitem(last=False)
+        if isinstance(message, Offer):
+            self._unbid_offers[message.id] = None
+            if len(self._unbid_offers) > UNBID_OFFERS_KEPT:
+                self._unbid_offers.popitem(last=False)
         for callback in list(self._subscribers):
             try:
                 result = callback(message)
@@ -777,7 +791,7 @@ class HomeClient:
         attempt = 0
         while True:
             try:
-                return await self._request(self._live_ws(), bid)
+                ack = await self._request(self._live_ws(), bid)
             except RequestRejected as err:
                 if err.code not in _RETRYABLE_ERRORS:
                     raise
@@ -788,6 +802,9 @@ class HomeClient:
                     raise
                 attempt += 1
                 await asyncio.sleep(delay)
+            else:
+                self._unbid_offers.pop(offer.id, None)
+                return ack
 
     async def ack_award(
         self,

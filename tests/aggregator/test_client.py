@@ -1125,3 +1125,38 @@ async def test_enroll_without_server_raises_cannot_connect(
 ) -> None:
     with pytest.raises(CannotConnect):
         await enroll(session, f"http://127.0.0.1:{free_port()}", "ABCD-1234")
+
+
+async def test_an_offer_re_sent_on_a_new_connection_is_delivered_again_until_bid(
+    peer: ProtocolPeer,
+    make_client: Callable[..., HomeClient],
+    running: Callable[[HomeClient], asyncio.Task[None]],
+) -> None:
+    client = make_client(**FAST_BACKOFF)
+    states = States(client)
+    inbox = Inbox(client)
+    running(client)
+    assert await states.next() is True
+    unbid, bid_on = make_offer("ev-1"), make_offer("ev-2")
+    await peer.current.send(unbid)
+    await peer.current.send(bid_on)
+    await inbox.until("offer")
+    await inbox.until("offer")
+    await client.send_bid(bid_on, [BidStep(kw=1.0, price=0.1, loads=["wh"])])
+
+    # The connection dies before the home bid on ev-1 (as when its process was killed).
+    await peer.current.close(1011)
+    assert await states.next() is False
+    assert await states.next() is True
+    # The aggregator re-sends the offers it holds no bid for — and, say, both.
+    await peer.current.send(unbid)
+    await peer.current.send(bid_on)
+    await peer.current.send(unbid)  # a duplicate on the same connection stays dropped
+    await peer.current.send(EventEnd(event_id="ev-3"))
+    await inbox.until("event_end")
+
+    assert [message.id for message in inbox.messages if isinstance(message, Offer)] == [
+        unbid.id,
+        bid_on.id,
+        unbid.id,
+    ]
