@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aggregator.api import answer, json_error, operator_only, parse_body
 from aggregator.api_models import HomeView, IsoTime, Text
 from aggregator.app_keys import REGISTRY, STORE
+from aggregator.auth import bearer_token
 from aggregator.history.routes import FLEET_INDEX
 from aggregator.records import HomeRecord, HomeStatus
 from aggregator.store import OperatorToken, Store
@@ -93,6 +94,8 @@ class OperatorTokenList(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tokens: list[OperatorTokenView]
+    current_token_id: str | None = None
+    """The token this request was made with (the dashboard warns before revoking it)."""
 
 
 # --- homes ------------------------------------------------------------------------------------
@@ -171,8 +174,16 @@ async def remove_home(request: web.Request) -> web.Response:
 async def list_operator_tokens(request: web.Request) -> web.Response:
     """List operator tokens (names, dates, status; never the secrets)."""
     now = utc_now()
-    tokens = await request.app[STORE].operator_tokens()
-    return answer(OperatorTokenList(tokens=[OperatorTokenView.of(item, now) for item in tokens]))
+    store = request.app[STORE]
+    tokens = await store.operator_tokens()
+    current = await store.operator_token_id(
+        bearer_token(request.headers.get("Authorization")) or ""
+    )
+    return answer(
+        OperatorTokenList(
+            tokens=[OperatorTokenView.of(item, now) for item in tokens], current_token_id=current
+        )
+    )
 
 
 @routes.post("/api/v1/operator-tokens")
@@ -255,7 +266,7 @@ def openapi_paths(
         "/api/v1/operator-tokens": {
             "get": operation(
                 "List operator tokens (never their secrets)",
-                ("200", "every token, oldest first"),
+                ("200", "every token, oldest first, and which one the request used"),
                 errors=("401",),
                 answer=OperatorTokenList,
             ),

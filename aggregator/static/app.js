@@ -1,6 +1,6 @@
 /*
  * Jeisson operator dashboard: sign-in and the views, one per address fragment:
- *   #/ (live)   #/homes   #/fleet   #/events/<id>   #/events/<id>/settlement
+ *   #/ (live)   #/homes   #/fleet   #/tokens   #/events/<id>   #/events/<id>/settlement
  * Each view is a module under /static/js; this one signs in, routes and reports failures.
  */
 import { Unauthorized, getJson, session } from "./js/api.js";
@@ -9,8 +9,9 @@ import * as eventView from "./js/event.js";
 import * as fleet from "./js/fleet.js";
 import * as homes from "./js/homes.js";
 import * as live from "./js/live.js";
+import * as tokens from "./js/tokens.js";
 
-const VIEWS = ["live", "homes", "fleet", "event"];
+const VIEWS = ["live", "homes", "fleet", "tokens", "event"];
 const FLEET_REFRESH_MS = 30000;
 let fleetTimer = null;
 
@@ -32,6 +33,7 @@ function logout(message) {
   session.forget();
   live.reset();
   eventView.close();
+  tokens.close();
   clearInterval(fleetTimer);
   $("app-view").hidden = true;
   $("logout").hidden = true;
@@ -59,6 +61,7 @@ function route() {
   let view = "live";
   if (parts[0] === "homes") view = "homes";
   else if (parts[0] === "fleet") view = "fleet";
+  else if (parts[0] === "tokens") view = "tokens";
   else if (parts[0] === "events" && parts[1]) view = "event";
   for (const name of VIEWS) $(`view-${name}`).hidden = name !== view;
   for (const link of document.querySelectorAll("#nav a")) {
@@ -66,7 +69,9 @@ function route() {
   }
   clearInterval(fleetTimer);
   if (view !== "event") eventView.close();
+  if (view !== "tokens") tokens.close();
   if (view === "homes") homes.refresh();
+  else if (view === "tokens") tokens.refresh();
   else if (view === "fleet") {
     fleet.refresh();
     fleetTimer = setInterval(fleet.refresh, FLEET_REFRESH_MS);
@@ -100,6 +105,7 @@ function start() {
   live.wire();
   homes.wire(handleFailure);
   fleet.wire(handleFailure);
+  tokens.wire(handleFailure, logout);
   eventView.wire(handleFailure);
   window.addEventListener("hashchange", route);
   if (session.load()) showApp();

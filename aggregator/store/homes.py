@@ -108,6 +108,13 @@ class HomeStore(StoreBase):
         async with self._engine.connect() as conn:
             return [OperatorToken(*row) for row in await conn.execute(query)]
 
+    async def operator_token_id(self, token: str) -> str | None:
+        """Return the id of the operator token ``token`` (live or not); None if unknown."""
+        table = tables.operator_tokens
+        query = select(table.c.token_id).where(table.c.token_hash == hash_secret(token))
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
     async def revoke_operator_token(self, token_id: str) -> OperatorToken | None:
         """Revoke an operator token (at once, also for open dashboard streams); None if unknown."""
         table = tables.operator_tokens

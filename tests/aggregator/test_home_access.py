@@ -212,6 +212,9 @@ async def test_operator_tokens_over_rest(server: RunningServer) -> None:
     _, listed = await server.request("GET", "/api/v1/operator-tokens", token=issued["token"])
     assert {item["name"] for item in listed["tokens"]} == {"tests", "night shift"}
     assert issued["token"] not in json.dumps(listed)
+    assert listed["current_token_id"] == issued["token_id"]  # the token the request used
+    _, by_tests = await server.request("GET", "/api/v1/operator-tokens")
+    assert by_tests["current_token_id"] not in (None, issued["token_id"])
 
     await server.request("DELETE", f"/api/v1/operator-tokens/{issued['token_id']}", expect=200)
     status, _ = await server.request("GET", "/api/v1/operator-tokens", token=issued["token"])
