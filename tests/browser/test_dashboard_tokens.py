@@ -74,6 +74,9 @@ async def issue_night_shift(page: Page, server: RunningServer, artifacts: Path) 
     await expect(night_row.locator("td").nth(1)).to_have_text("live")
     await expect(night_row.locator("td").nth(3)).not_to_have_text("never")
     assert secret not in (await page.locator("#tokens").inner_text())
+    await page.click("#token-copy")
+    await expect(page.locator("#token-copied")).to_have_text("Copied.")
+    assert await page.evaluate("navigator.clipboard.readText()") == secret
     await page.screenshot(path=str(artifacts / "tokens-desktop.png"), full_page=True)
     return secret, night["token_id"]
 
@@ -118,7 +121,9 @@ async def test_operator_tokens_are_listed_issued_once_and_revoked_from_the_dashb
     _, own = await server.request("GET", TOKENS)
     own_id = own["current_token_id"]
 
-    context = await browser.new_context(viewport=DESKTOP)
+    context = await browser.new_context(
+        viewport=DESKTOP, permissions=["clipboard-read", "clipboard-write"]
+    )
     page = await context.new_page()
     errors = PageErrors(page)
     dialogs = Dialogs(page)
