@@ -32,12 +32,30 @@ CONF_MAX_OFF_MINUTES: Final = "max_off_minutes"
 CONF_OFF_LIMITS_START: Final = "off_limits_start"
 CONF_OFF_LIMITS_END: Final = "off_limits_end"
 CONF_NEVER_CURTAIL: Final = "never_curtail"
+CONF_FLOOR_CURRENT: Final = "floor_current"
+"""EV charger (number entity): the lowest charging current (A) the owner allows."""
+CONF_VOLTAGE: Final = "voltage"
+CONF_PHASES: Final = "phases"
+CONF_CHARGED_BY: Final = "charged_by"
+"""EV charger: the daily time the car must be charged by (a window containing it is refused)."""
+CONF_MAX_OFFSET: Final = "max_offset"
+"""Thermostat (climate entity): the largest setpoint offset (degrees) the owner allows."""
 
 DEFAULT_MIN_PRICE: Final = 0.0
 DEFAULT_MAX_OFF_MINUTES: Final = 120
 MAX_OFF_MINUTES_LIMIT: Final = 24 * 60
 MAX_RATED_KW: Final = 1000.0
 MAX_PRICE_PER_KWH: Final = 1000.0
+DEFAULT_FLOOR_CURRENT: Final = 6.0
+"""The lowest current most chargers allow (IEC 61851)."""
+DEFAULT_VOLTAGE: Final = 230.0
+DEFAULT_PHASES: Final = 1
+MAX_CURRENT: Final = 80.0
+DEFAULT_MAX_OFFSET: Final = 2.0
+MAX_OFFSET_LIMIT: Final = 5.0
+THERMOSTAT_LEVEL_SHARES: Final = (0.7, 0.4)
+"""A thermostat's bid levels as shares of its expected power: half its maximum offset is
+expected to leave 70 % of it running, the full offset 40 % (a linear estimate)."""
 
 # --- Timings -----------------------------------------------------------------------------------
 CONNECT_TIMEOUT: Final = 15.0

@@ -41,7 +41,7 @@ from jeisson.common.protocol import (
     Statement,
 )
 
-from .actuators import Actuator, actuator_for
+from .actuators import Actuator
 from .bidding import bid_kw, build_steps
 from .const import (
     ATTR_DEVICE_ID,
@@ -57,6 +57,7 @@ from .const import (
     STALE_AFTER,
 )
 from .event_runner import EventRunner, RunnerHooks
+from .executors import executor_for
 from .models import LoadConfig, loads_from_options, participating_from_options
 from .outbox import OutboxStore
 from .schedule import HeldEvent, Outcome
@@ -230,7 +231,7 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
 
     def actuator(self, load: LoadConfig) -> Actuator:
         """Return the actuator of ``load``."""
-        return actuator_for(self.hass, load)
+        return executor_for(self.hass, load)
 
     def is_available(self, load: LoadConfig) -> bool:
         """Return True when ``load``'s actuator can be commanded."""

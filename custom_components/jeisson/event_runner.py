@@ -65,7 +65,8 @@ from .const import (
     EVENT_STARTED,
     LOGGER,
 )
-from .models import LoadConfig
+from .executors import SettingActuator, async_apply, async_restore, holds
+from .models import SETTING_DOMAINS, LoadConfig
 from .schedule import HeldEvent, Outcome, PendingRestore, Schedule
 from .telemetry import TelemetryReporter
 
@@ -237,6 +238,11 @@ class EventRunner:
                 loads=chosen if accepted else [],
                 committed_kw=kw if accepted else 0.0,
                 load_kw=load_kw if accepted else {},
+                levels={
+                    load.load_id: load.level_kw
+                    for load in decision.loads
+                    if accepted and load.level_kw is not None
+                },
                 declined=[] if accepted else list(award.loads),
             )
             if not accepted:
@@ -340,10 +346,12 @@ class EventRunner:
             actuator = self._hooks.actuator(loads[load_id])
             if load_id not in event.confirmed_off:
                 await self._switch_off(event, load_id, actuator, now)
-            elif actuator.is_on:
+            elif holds(actuator, event.targets.get(load_id, {})) is False:
                 self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
         for load_id in list(event.unreachable):
-            if load_id not in loads or self._hooks.actuator(loads[load_id]).is_on:
+            if load_id not in loads or (
+                holds(self._hooks.actuator(loads[load_id]), event.targets.get(load_id, {})) is False
+            ):
                 event.unreachable.remove(load_id)  # on again: nothing left to restore
 
     async def _start(self, event: HeldEvent) -> None:
@@ -363,6 +371,8 @@ class EventRunner:
                 self._release(event, load_id, now)
                 event.opted_out.append(load_id)
                 unreachable.append(load_id)
+            elif isinstance(actuator, SettingActuator):
+                self._prepare_setting(event, loads[load_id], actuator, now)
             elif actuator.is_on is False and self._take_over(event, load_id, now):
                 event.switched_off[load_id] = loads[load_id].rated_kw
             elif actuator.is_on:
@@ -392,6 +402,38 @@ class EventRunner:
             )
             self._report_opt_out(event, load_id, OptOutReason.UNAVAILABLE)
 
+    def _prepare_setting(
+        self, event: HeldEvent, load: LoadConfig, actuator: SettingActuator, now: datetime
+    ) -> None:
+        """Record a setting load's saved setting, target and moved kW (before acting).
+
+        One an earlier award still holds (or owes a restore) is taken over with the setting
+        saved then, so the restore puts back the owner's setting, not the earlier award's.
+        """
+        load_id = load.load_id
+        inherited = self._saved_setting(event, load_id)
+        if not self._take_over(event, load_id, now) and not actuator.is_on:
+            return  # nothing to move (a charger at its floor, a thermostat off, eco already)
+        saved = inherited if inherited is not None else actuator.snapshot()
+        before = load_power_kw(load, actuator)
+        level = event.levels.get(load_id)
+        event.settings[load_id] = saved
+        event.targets[load_id] = actuator.target(level, before, saved)
+        event.switched_off[load_id] = round(actuator.moved_kw(level, before), 3)
+
+    def _saved_setting(self, event: HeldEvent, load_id: str) -> dict[str, Any] | None:
+        """Return the owner's setting an earlier award saved for ``load_id``, if one holds it."""
+        if (pending := self.schedule.to_restore.get(load_id)) is not None and pending.saved:
+            return pending.saved
+        for other in self.schedule.open_events():
+            if (
+                other is not event
+                and load_id in other.settings
+                and (load_id in other.held_loads() or load_id in other.restore_at)
+            ):
+                return other.settings[load_id]
+        return None
+
     def _take_over(self, event: HeldEvent, load_id: str, now: datetime) -> bool:
         """Take ``load_id`` (off) over from the awards that would restore it; True if any."""
         earlier = [
@@ -410,12 +452,13 @@ class EventRunner:
     async def _switch_off(
         self, event: HeldEvent, load_id: str, actuator: Actuator, now: datetime
     ) -> None:
+        target = event.targets.get(load_id, {})
         try:
-            await actuator.async_turn_off()
+            await async_apply(actuator, target)
         except HomeAssistantError as err:
             LOGGER.warning("Could not switch off load %s: %s", load_id, err)
             self._stop_holding(event, load_id, now, OptOutReason.UNAVAILABLE)
-            if actuator.is_on is not True:  # it may be off all the same: restore it at the end
+            if holds(actuator, target) is not False:  # moved all the same: restore at the end
                 event.unreachable.append(load_id)
             return
         event.confirmed_off.append(load_id)
@@ -471,7 +514,13 @@ class EventRunner:
     def _owe_restore(self, event: HeldEvent, load_id: str, now: datetime) -> None:
         """Record that ``load_id`` must be switched back on (saved before it is tried)."""
         self.schedule.to_restore.setdefault(
-            load_id, PendingRestore(event_id=event.event_id, since=now)
+            load_id,
+            PendingRestore(
+                event_id=event.event_id,
+                since=now,
+                saved=event.settings.get(load_id, {}),
+                target=event.targets.get(load_id, {}),
+            ),
         )
 
     def _held_now(self, load_id: str) -> bool:
@@ -492,7 +541,7 @@ class EventRunner:
             del self.schedule.to_restore[load_id]  # the load was removed from the home
             return
         actuator = self._hooks.actuator(loads[load_id])
-        if actuator.available and actuator.is_on:
+        if actuator.available and holds(actuator, pending.target) is False:
             del self.schedule.to_restore[load_id]
             if pending.failed:
                 LOGGER.info("Load %s is on again; nothing left to restore", load_id)
@@ -511,7 +560,7 @@ class EventRunner:
             self._restore_failed(pending, load_id, "unreachable")
             return
         try:
-            await actuator.async_turn_on()
+            await async_restore(actuator, pending.saved)
         except HomeAssistantError as err:
             self._restore_failed(pending, load_id, str(err))
             return
@@ -557,27 +606,40 @@ class EventRunner:
             {"event_id": event.event_id, "load_id": load_id, "reason": reason.value},
         )
 
+    def _taken_back(self, event: HeldEvent, load: LoadConfig, entity_id: str) -> bool:
+        """Return True when ``entity_id``'s change took ``load`` away from where Jeisson put it.
+
+        A switched load switched on; a setting load set to anything else than its target.
+        """
+        actuator = self._hooks.actuator(load)
+        if entity_id not in actuator.watched_entity_ids:
+            return False
+        # Still where Jeisson put it (its own change), or unknown: not taken back.
+        return holds(actuator, event.targets.get(load.load_id, {})) is False
+
+    def _give_back(self, event: HeldEvent, load_id: str, now: datetime) -> None:
+        """Stop tracking a load the owner took back: an override, or an early restore."""
+        if load_id in event.unreachable:
+            event.unreachable.remove(load_id)  # back and on: nothing to restore
+        elif load_id in event.restore_at:
+            self._release(event, load_id, now)  # restored by hand, a bit early
+            self._cancel_timer(event.award_id, f"restore:{load_id}")
+            if not event.restore_at:
+                event.status = HomeEventStatus.DONE
+        else:
+            self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
+
     async def _handle_switched_on(self, entity_id: str) -> None:
+        """Give back what a watched entity took back (switched on, or set elsewhere)."""
         async with self._lock:
             loads = self._hooks.loads()
             now = dt_util.utcnow()
             changed = False
             for event in self.schedule.open_events():
                 for load_id in [*event.held_loads(), *event.restore_at, *event.unreachable]:
-                    if load_id not in loads:
-                        continue
-                    if entity_id not in self._hooks.actuator(loads[load_id]).watched_entity_ids:
-                        continue
-                    if load_id in event.unreachable:
-                        event.unreachable.remove(load_id)  # back and on: nothing to restore
-                    elif load_id in event.restore_at:
-                        self._release(event, load_id, now)  # restored by hand, a bit early
-                        self._cancel_timer(event.award_id, f"restore:{load_id}")
-                        if not event.restore_at:
-                            event.status = HomeEventStatus.DONE
-                    else:
-                        self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
-                    changed = True
+                    if load_id in loads and self._taken_back(event, loads[load_id], entity_id):
+                        self._give_back(event, load_id, now)
+                        changed = True
             for load_id in list(self.schedule.to_restore):
                 if load_id in loads and (
                     entity_id in self._hooks.actuator(loads[load_id]).watched_entity_ids
@@ -715,9 +777,7 @@ class EventRunner:
         if _reachable(new_state) != _reachable(old_state):
             # Dropped off (a held load is given back) or back (an owed restore is retried).
             self._create_task(self._check_reachability(), "jeisson reachability")
-        if new_state.state != STATE_ON:
-            return
-        if old_state is not None and old_state.state == STATE_ON:
+        if not _moved(old_state, new_state):
             return
         self._create_task(
             self._handle_switched_on(event.data["entity_id"]), "jeisson homeowner override"
@@ -763,6 +823,19 @@ class EventRunner:
     def shed_kw(self) -> float:
         """Return the power Jeisson holds off right now."""
         return sum(event.shed_kw() for event in self.schedule.open_events())
+
+
+def _moved(old_state: State | None, new_state: State) -> bool:
+    """Return True when a change may mean the owner took a load back.
+
+    A switch switched on; a setting entity (charger current, setpoint, mode) changed at all.
+    """
+    if new_state.domain in SETTING_DOMAINS:
+        return old_state is None or (old_state.state, old_state.attributes) != (
+            new_state.state,
+            new_state.attributes,
+        )
+    return new_state.state == STATE_ON and (old_state is None or old_state.state != STATE_ON)
 
 
 def _reachable(state: State | None) -> bool:

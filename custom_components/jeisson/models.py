@@ -9,26 +9,42 @@ from datetime import time
 from typing import Any
 
 from jeisson.common.protocol import Inventory, Load, LoadKind
-from jeisson.policy.bidding import FlexLoad
+from jeisson.policy.bidding import Flexibility, FlexLoad
 from jeisson.policy.terms import Terms
 
 from .const import (
     CONF_ACTUATOR,
+    CONF_CHARGED_BY,
+    CONF_FLOOR_CURRENT,
     CONF_KIND,
     CONF_LOADS,
     CONF_MAX_OFF_MINUTES,
+    CONF_MAX_OFFSET,
     CONF_MIN_PRICE,
     CONF_NEVER_CURTAIL,
     CONF_OFF_LIMITS_END,
     CONF_OFF_LIMITS_START,
     CONF_PARTICIPATING,
+    CONF_PHASES,
     CONF_POWER_SENSOR,
     CONF_RATED_KW,
+    CONF_VOLTAGE,
+    DEFAULT_FLOOR_CURRENT,
     DEFAULT_MAX_OFF_MINUTES,
+    DEFAULT_MAX_OFFSET,
     DEFAULT_MIN_PRICE,
+    DEFAULT_PHASES,
+    DEFAULT_VOLTAGE,
+    THERMOSTAT_LEVEL_SHARES,
 )
 
 LOAD_ID_HEX_CHARS = 12
+WATTS_PER_KW = 1000.0
+NUMBER_DOMAIN = "number"
+CLIMATE_DOMAIN = "climate"
+WATER_HEATER_DOMAIN = "water_heater"
+SETTING_DOMAINS = (NUMBER_DOMAIN, CLIMATE_DOMAIN, WATER_HEATER_DOMAIN)
+"""Actuator entity domains whose setting Jeisson changes (rather than switching power)."""
 CONF_ZHA_IEEE = "zha_ieee"
 """Load option: the IEEE address of the ZHA device that powers the load (beside its device id)."""
 
@@ -59,6 +75,22 @@ class LoadConfig:
     zha_ieee: str | None = None
     """For a ZHA load: the device's IEEE address, to find it again if it was re-paired."""
     terms: Terms = field(default_factory=Terms)
+    floor_current: float = DEFAULT_FLOOR_CURRENT
+    """EV charger: the lowest current limit (A) Jeisson may set."""
+    voltage: float = DEFAULT_VOLTAGE
+    phases: int = DEFAULT_PHASES
+    max_offset: float = DEFAULT_MAX_OFFSET
+    """Thermostat: the largest setpoint offset (degrees) Jeisson may apply."""
+
+    @property
+    def domain(self) -> str:
+        """Return the actuator's entity domain (``zha``/``jeisson_wifi`` for those refs)."""
+        return self.actuator.split(":", 1)[0].split(".", 1)[0]
+
+    @property
+    def kw_per_amp(self) -> float:
+        """Return the kW one ampere of charging current draws (voltage x phases)."""
+        return self.voltage * self.phases / WATTS_PER_KW
 
     @classmethod
     def from_options(cls, load_id: str, raw: Mapping[str, Any]) -> LoadConfig:
@@ -77,12 +109,37 @@ class LoadConfig:
                 off_limits_start=parse_time(raw.get(CONF_OFF_LIMITS_START)),
                 off_limits_end=parse_time(raw.get(CONF_OFF_LIMITS_END)),
                 never_curtail=bool(raw.get(CONF_NEVER_CURTAIL, False)),
+                ready_by=parse_time(raw.get(CONF_CHARGED_BY)),
             ),
+            floor_current=float(raw.get(CONF_FLOOR_CURRENT) or DEFAULT_FLOOR_CURRENT),
+            voltage=float(raw.get(CONF_VOLTAGE) or DEFAULT_VOLTAGE),
+            phases=int(raw.get(CONF_PHASES) or DEFAULT_PHASES),
+            max_offset=float(raw.get(CONF_MAX_OFFSET) or DEFAULT_MAX_OFFSET),
         )
 
+    def flexibility(self) -> Flexibility:
+        """Return how the load can be moved: by its actuator's domain.
+
+        An EV charger's current limit (``number``) bids down to half-way and to the owner's
+        floor, never off; a thermostat (``climate``) bids half and all of its maximum offset;
+        anything switched (and a water heater's eco mode) bids one whole step.
+        """
+        if self.domain == NUMBER_DOMAIN:
+            floor_kw = min(self.rated_kw, self.floor_current * self.kw_per_amp)
+            middle_kw = (self.rated_kw + floor_kw) / 2
+            return Flexibility(levels_kw=(middle_kw, floor_kw), can_switch_off=False)
+        if self.domain == CLIMATE_DOMAIN:
+            return Flexibility(level_shares=THERMOSTAT_LEVEL_SHARES, can_switch_off=False)
+        return Flexibility()
+
     def flex_load(self) -> FlexLoad:
-        """Return the load as the home policy sees it (a switched load: on or off)."""
-        return FlexLoad(load_id=self.load_id, rated_kw=self.rated_kw, terms=self.terms)
+        """Return the load as the home policy sees it."""
+        return FlexLoad(
+            load_id=self.load_id,
+            rated_kw=self.rated_kw,
+            terms=self.terms,
+            flex=self.flexibility(),
+        )
 
     def to_protocol(self) -> Load:
         """Return the load as declared in the inventory sent to the aggregator."""

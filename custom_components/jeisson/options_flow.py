@@ -4,7 +4,10 @@ A load is switched by an existing HA ``switch`` entity or, once one is paired, b
 actuator (stored as ``jeisson_wifi:<device id>``; picking a WiFi actuator's own relay switch
 entity means the same, so its off commands carry their end for the device's fail-safe).
 Where ZHA has devices with an On/Off cluster, one may be picked instead (stored as
-``zha:<device id>`` with its IEEE address, see :mod:`.zigbee`).
+``zha:<device id>`` with its IEEE address, see :mod:`.zigbee`). A load moved by a setting
+(:mod:`.executors`) picks its entity in the same field: an EV charger's current limit
+(``number``, with the floor current, voltage, phases and "charged by" time), a thermostat
+(``climate``, with its maximum offset) or a water heater (``water_heater``).
 """
 
 from __future__ import annotations
@@ -31,31 +34,45 @@ from homeassistant.helpers.selector import (
     TimeSelector,
 )
 
-from jeisson.common.protocol import LEGACY_LOAD_KINDS, LoadKind
+from jeisson.common.protocol import LoadKind
 
 from .actuators import SWITCH_DOMAIN
 from .const import (
     CONF_ACTUATOR,
+    CONF_CHARGED_BY,
+    CONF_FLOOR_CURRENT,
     CONF_KIND,
     CONF_LOAD_ID,
     CONF_LOADS,
     CONF_MAX_OFF_MINUTES,
+    CONF_MAX_OFFSET,
     CONF_MIN_PRICE,
     CONF_NEVER_CURTAIL,
     CONF_OFF_LIMITS_END,
     CONF_OFF_LIMITS_START,
     CONF_PARTICIPATING,
+    CONF_PHASES,
     CONF_POWER_SENSOR,
     CONF_RATED_KW,
+    CONF_VOLTAGE,
     CONF_WIFI_REMOTE_DEVICES,
     DEFAULT_MAX_OFF_MINUTES,
     DEFAULT_MIN_PRICE,
+    MAX_CURRENT,
     MAX_OFF_MINUTES_LIMIT,
+    MAX_OFFSET_LIMIT,
     MAX_PRICE_PER_KWH,
     MAX_RATED_KW,
 )
 from .load_guard import own_entity_ids
-from .models import CONF_ZHA_IEEE, new_load_id
+from .models import (
+    CLIMATE_DOMAIN,
+    CONF_ZHA_IEEE,
+    NUMBER_DOMAIN,
+    SETTING_DOMAINS,
+    WATER_HEATER_DOMAIN,
+    new_load_id,
+)
 from .wifi_devices import actuator_ref, device_id_for_relay_entity, device_id_from_actuator
 from .wifi_endpoint import get_router
 from .zigbee import CONF_ZHA_DEVICE, form_values, stored_zha_ieee, with_zha_devices, zha_choice
@@ -64,14 +81,24 @@ CONF_WIFI_DEVICE = "wifi_device"
 
 _KW_STEP = 0.01
 _PRICE_STEP = 0.001
+_AMP_STEP = 0.5
+_OFFSET_STEP = 0.5
+_MAX_VOLTAGE = 480
+_MAX_PHASES = 3
+KINDS_BY_DOMAIN: dict[str, tuple[LoadKind, ...]] = {
+    NUMBER_DOMAIN: (LoadKind.EV_CHARGER,),
+    CLIMATE_DOMAIN: (LoadKind.THERMOSTAT, LoadKind.HVAC),
+    WATER_HEATER_DOMAIN: (LoadKind.WATER_HEATER,),
+}
+"""The kinds a setting entity can carry out (a switch carries out any but a battery)."""
 
 LOAD_SCHEMA = probatio.Schema(
     {
         probatio.Required(CONF_NAME): TextSelector(),
         probatio.Required(CONF_KIND, default=LoadKind.OTHER.value): SelectSelector(
             SelectSelectorConfig(
-                # Loads are switched: thermostats and batteries need executors not built yet.
-                options=[kind.value for kind in LoadKind if kind not in LEGACY_LOAD_KINDS],
+                # Batteries need an executor not built yet.
+                options=[kind.value for kind in LoadKind if kind is not LoadKind.BATTERY],
                 translation_key="load_kind",
                 mode=SelectSelectorMode.DROPDOWN,
             )
@@ -86,7 +113,7 @@ LOAD_SCHEMA = probatio.Schema(
             )
         ),
         probatio.Required(CONF_ACTUATOR): EntitySelector(
-            EntitySelectorConfig(domain=SWITCH_DOMAIN)
+            EntitySelectorConfig(domain=[SWITCH_DOMAIN, *SETTING_DOMAINS])
         ),
         probatio.Optional(CONF_POWER_SENSOR): EntitySelector(
             EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.POWER)
@@ -108,6 +135,37 @@ LOAD_SCHEMA = probatio.Schema(
         probatio.Optional(CONF_OFF_LIMITS_START): TimeSelector(),
         probatio.Optional(CONF_OFF_LIMITS_END): TimeSelector(),
         probatio.Required(CONF_NEVER_CURTAIL, default=False): BooleanSelector(),
+        probatio.Optional(CONF_FLOOR_CURRENT): NumberSelector(
+            NumberSelectorConfig(
+                min=0,
+                max=MAX_CURRENT,
+                step=_AMP_STEP,
+                unit_of_measurement="A",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        probatio.Optional(CONF_VOLTAGE): NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=_MAX_VOLTAGE,
+                step=1,
+                unit_of_measurement="V",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        probatio.Optional(CONF_PHASES): NumberSelector(
+            NumberSelectorConfig(min=1, max=_MAX_PHASES, step=1, mode=NumberSelectorMode.BOX)
+        ),
+        probatio.Optional(CONF_CHARGED_BY): TimeSelector(),
+        probatio.Optional(CONF_MAX_OFFSET): NumberSelector(
+            NumberSelectorConfig(
+                min=_OFFSET_STEP,
+                max=MAX_OFFSET_LIMIT,
+                step=_OFFSET_STEP,
+                unit_of_measurement="°",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
     }
 )
 
@@ -165,7 +223,26 @@ def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
         CONF_OFF_LIMITS_START: user_input.get(CONF_OFF_LIMITS_START) or None,
         CONF_OFF_LIMITS_END: user_input.get(CONF_OFF_LIMITS_END) or None,
         CONF_NEVER_CURTAIL: bool(user_input[CONF_NEVER_CURTAIL]),
+        CONF_FLOOR_CURRENT: _optional_number(user_input, CONF_FLOOR_CURRENT),
+        CONF_VOLTAGE: _optional_number(user_input, CONF_VOLTAGE),
+        CONF_PHASES: _optional_number(user_input, CONF_PHASES),
+        CONF_CHARGED_BY: user_input.get(CONF_CHARGED_BY) or None,
+        CONF_MAX_OFFSET: _optional_number(user_input, CONF_MAX_OFFSET),
     }
+
+
+def _optional_number(user_input: dict[str, Any], key: str) -> float | None:
+    """Return an optional number field (None when left empty: the default applies)."""
+    value = user_input.get(key)
+    return None if value is None else float(value)
+
+
+def _kind_fits(actuator: str, kind: str) -> bool:
+    """Return True when the actuator can carry out a load of ``kind``."""
+    domain = actuator.split(".", 1)[0]
+    return LoadKind(kind) in KINDS_BY_DOMAIN.get(domain, tuple(LoadKind)) and (
+        kind != LoadKind.THERMOSTAT or domain == CLIMATE_DOMAIN
+    )
 
 
 class JeissonOptionsFlow(OptionsFlowWithReload):
@@ -218,6 +295,8 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         actuator, problem = self._actuator(user_input)
         if problem:
             errors["base"] = problem
+        elif actuator is not None and not _kind_fits(actuator, user_input[CONF_KIND]):
+            errors[CONF_ACTUATOR] = "actuator_kind_mismatch"
         elif any(
             other_id != load_id and other[CONF_ACTUATOR] == actuator
             for other_id, other in self._loads.items()

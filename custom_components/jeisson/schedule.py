@@ -50,7 +50,14 @@ class HeldEvent:
     status: HomeEventStatus = HomeEventStatus.AWARDED
     outcome: Outcome | None = None
     switched_off: dict[str, float] = field(default_factory=dict)
-    """Loads Jeisson decided to switch off → their power (kW) just before (saved before acting)."""
+    """Loads Jeisson decided to move → the power (kW) that moves: a switched load's power just
+    before, a setting load's power before less its level (saved before acting)."""
+    levels: dict[str, float] = field(default_factory=dict)
+    """Loads awarded a partial step → the power (kW) they run at."""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Setting loads → their setting before Jeisson moved them (saved before acting)."""
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Setting loads → the setting Jeisson put them at (another one is an override)."""
     confirmed_off: list[str] = field(default_factory=list)
     """Loads of ``switched_off`` whose switch-off was carried out."""
     off_since: dict[str, datetime] = field(default_factory=dict)
@@ -145,6 +152,9 @@ class HeldEvent:
             "status": self.status.value,
             "outcome": self.outcome.value if self.outcome else None,
             "switched_off": dict(self.switched_off),
+            "levels": dict(self.levels),
+            "settings": dict(self.settings),
+            "targets": dict(self.targets),
             "confirmed_off": list(self.confirmed_off),
             "off_since": {key: value.isoformat() for key, value in self.off_since.items()},
             "restore_at": {key: value.isoformat() for key, value in self.restore_at.items()},
@@ -177,6 +187,9 @@ class HeldEvent:
             status=HomeEventStatus(raw["status"]),
             outcome=Outcome(outcome) if outcome else None,
             switched_off={key: float(value) for key, value in raw["switched_off"].items()},
+            levels={key: float(value) for key, value in raw.get("levels", {}).items()},
+            settings=dict(raw.get("settings", {})),
+            targets=dict(raw.get("targets", {})),
             confirmed_off=list(raw["confirmed_off"]),
             off_since={key: datetime.fromisoformat(v) for key, v in raw["off_since"].items()},
             restore_at={key: datetime.fromisoformat(v) for key, v in raw["restore_at"].items()},
@@ -199,10 +212,21 @@ class PendingRestore:
     """When the restore fell due; retries stop some time after this."""
     failed: bool = False
     """An attempt failed (the warning was logged; a later success is logged at info)."""
+    saved: dict[str, Any] = field(default_factory=dict)
+    """A setting load's setting to put back (empty for a switched load: it is switched on)."""
+    target: dict[str, Any] = field(default_factory=dict)
+    """The setting Jeisson left it at: once it is elsewhere, nothing is owed."""
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable form for the Store."""
-        return {"event_id": self.event_id, "since": self.since.isoformat(), "failed": self.failed}
+        raw: dict[str, Any] = {
+            "event_id": self.event_id,
+            "since": self.since.isoformat(),
+            "failed": self.failed,
+        }
+        if self.saved or self.target:
+            raw |= {"saved": self.saved, "target": self.target}
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PendingRestore:
@@ -211,6 +235,8 @@ class PendingRestore:
             event_id=raw["event_id"],
             since=datetime.fromisoformat(raw["since"]),
             failed=bool(raw.get("failed", False)),
+            saved=dict(raw.get("saved", {})),
+            target=dict(raw.get("target", {})),
         )
 
 

@@ -17,7 +17,7 @@ from .actuators import WifiActuator
 from .const import ATTR_HELD_BY_JEISSON, ATTR_HELD_UNTIL, DOMAIN
 from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonState
 from .entity import JeissonEntity
-from .models import LoadConfig
+from .models import SETTING_DOMAINS, LoadConfig
 from .wifi_devices import RELAY_KEY, PairedDevice, WifiHub
 from .wifi_entity import WifiDeviceEntity, async_setup_wifi_platform
 from .zigbee import linked_zha_device
@@ -57,7 +57,12 @@ async def async_setup_entry(
     # WiFi actuators first: the load switches of WiFi loads follow their device's hub.
     await async_setup_wifi_platform(hass, entry, async_add_entities, WifiRelaySwitch)
     entities: list[SwitchEntity] = [JeissonSwitch(coordinator, PARTICIPATION)]
-    entities.extend(JeissonLoadSwitch(coordinator, load) for load in coordinator.loads.values())
+    # A load moved by a setting (charger current, setpoint, mode) is not switched: no switch.
+    entities.extend(
+        JeissonLoadSwitch(coordinator, load)
+        for load in coordinator.loads.values()
+        if load.domain not in SETTING_DOMAINS
+    )
     async_add_entities(entities)
 
 

@@ -26,6 +26,9 @@ class Terms:
     off_limits_end: time | None = None
     """Daily local hours when the load must not be touched (may wrap past midnight)."""
     never_curtail: bool = False
+    ready_by: time | None = None
+    """Daily local time the load must be free by (an EV's "charged by"): a window containing it
+    is refused."""
 
     @property
     def has_off_limits(self) -> bool:
@@ -45,6 +48,7 @@ class Ineligible(StrEnum):
     WINDOW_TOO_LONG = "window_too_long"
     OFF_LIMITS = "off_limits"
     PRICE_TOO_LOW = "price_too_low"
+    READY_BY = "ready_by"
 
 
 def _daily_intervals(
@@ -77,6 +81,30 @@ def overlaps_off_limits(terms: Terms, start: datetime, end: datetime, tz: tzinfo
     )
 
 
+def contains_daily_time(moment: time, start: datetime, end: datetime, tz: tzinfo) -> bool:
+    """Return True when the local time ``moment`` of some day falls in ``[start, end]``."""
+    day = start.astimezone(tz).date()
+    last_day = end.astimezone(tz).date()
+    while day <= last_day:
+        if start <= datetime.combine(day, moment, tzinfo=tz) <= end:
+            return True
+        day += _ONE_DAY
+    return False
+
+
+def _clock_reason(
+    terms: Terms, window_start: datetime, window_end: datetime, tz: tzinfo
+) -> Ineligible | None:
+    """Return why the window clashes with the owner's daily times (None: it does not)."""
+    if overlaps_off_limits(terms, window_start, window_end, tz):
+        return Ineligible.OFF_LIMITS
+    if terms.ready_by is not None and contains_daily_time(
+        terms.ready_by, window_start, window_end, tz
+    ):
+        return Ineligible.READY_BY
+    return None
+
+
 def ineligible_reason(
     terms: Terms,
     *,
@@ -97,8 +125,8 @@ def ineligible_reason(
     window_minutes = (window_end - window_start).total_seconds() / _SECONDS_PER_MINUTE
     if window_minutes > terms.max_off_minutes:
         return Ineligible.WINDOW_TOO_LONG
-    if overlaps_off_limits(terms, window_start, window_end, tz):
-        return Ineligible.OFF_LIMITS
+    if (clash := _clock_reason(terms, window_start, window_end, tz)) is not None:
+        return clash
     if price is not None and terms.min_price > price:
         return Ineligible.PRICE_TOO_LOW
     return None

@@ -122,6 +122,16 @@ def test_terms_keep_loads_out() -> None:
     )
 
 
+def test_a_ready_by_time_inside_the_window_keeps_the_load_out() -> None:
+    """An EV that must be charged by a time in the window does not bid; outside it, it does."""
+    kwargs = {"window_start": START, "window_end": END, "tz": UTC, "available": True}
+    inside = (START + (END - START) / 2).time()
+    outside = (END + timedelta(hours=1)).time()
+
+    assert ineligible_reason(Terms(ready_by=inside), **kwargs) is Ineligible.READY_BY
+    assert ineligible_reason(Terms(ready_by=outside), **kwargs) is None
+
+
 def test_decide_takes_an_award_s_levels_and_refuses_what_it_cannot_do() -> None:
     loads = {"ev": CHARGER, "wh": HEATER}
 

@@ -90,7 +90,8 @@ async def test_switched_loads_do_not_bid_in_a_power_up_event_or_take_a_direct_on
     assert (await aggregator.event(market["id"]))["awards"] == []
 
 
-def test_the_load_form_offers_only_kinds_a_switch_can_carry_out() -> None:
+def test_the_load_form_offers_only_kinds_an_executor_can_carry_out() -> None:
+    """Every kind but a battery (no executor yet) is offered."""
     offered = LOAD_SCHEMA.schema[next(key for key in LOAD_SCHEMA.schema if key == CONF_KIND)]
 
     assert set(offered.config["options"]) == {
@@ -98,5 +99,6 @@ def test_the_load_form_offers_only_kinds_a_switch_can_carry_out() -> None:
         "hvac",
         "ev_charger",
         "pool_pump",
+        "thermostat",
         "other",
     }

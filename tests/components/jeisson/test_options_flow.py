@@ -78,6 +78,60 @@ async def test_add_load_validates_then_creates_its_switch(
     assert hass.states.get("switch.jeisson_home_heat_pump").state == "on"
 
 
+async def test_add_charger_checks_the_entity_fits_the_kind(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """A number entity is an EV charger's current limit: as a pool pump it is refused; as a
+    charger it is stored with its floor, voltage, phases and charged-by time, and gets no
+    switch (it is not switched)."""
+    hass.states.async_set("number.wallbox_current", "16")
+    result = await _menu(hass, loaded_entry, "add_load")
+    charger = {
+        **NEW_LOAD,
+        CONF_NAME: "Wallbox",
+        "kind": "pool_pump",
+        "rated_kw": 11.0,
+        "actuator": "number.wallbox_current",
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], charger)
+    assert result["errors"] == {"actuator": "actuator_kind_mismatch"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            **charger,
+            "kind": "ev_charger",
+            "floor_current": 8,
+            "voltage": 230,
+            "phases": 3,
+            "charged_by": "07:00:00",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    added = next(
+        load for load in loaded_entry.options[CONF_LOADS].values() if load[CONF_NAME] == "Wallbox"
+    )
+    assert (added["floor_current"], added["phases"], added["charged_by"]) == (8.0, 3.0, "07:00:00")
+    assert added["max_offset"] is None
+    assert hass.states.get("switch.jeisson_home_wallbox") is None
+
+
+async def test_thermostat_kind_needs_a_climate_entity(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """A thermostat load offsets a setpoint: a switch cannot carry it out."""
+    result = await _menu(hass, loaded_entry, "add_load")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**NEW_LOAD, "kind": "thermostat", "actuator": "switch.spare"}
+    )
+    assert result["errors"] == {"actuator": "actuator_kind_mismatch"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {**NEW_LOAD, "kind": "thermostat", "actuator": "climate.living_room", "max_offset": 1.5},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
 async def test_edit_load_changes_terms(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
     """Editing shows the current values and saves the new ones under the same id."""
     result = await _menu(hass, loaded_entry, "edit_load")
