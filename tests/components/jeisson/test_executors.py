@@ -2,13 +2,14 @@
 
 The charger is a template ``number`` backed by an ``input_number`` (what a charger integration's
 current-limit entity looks like to Jeisson); the thermostat and the water heater are HA's own
-demo ``climate`` and ``water_heater`` entities. Awards are handed to the event runner as the
-coordinator does (the aggregator is unreachable here; test_e2e covers the wire).
+demo ``climate`` and ``water_heater`` entities. Most awards are handed to the event runner as
+the coordinator does (the aggregator unreachable); the last test runs the charger end to end
+against a real aggregator process (bid with partial steps, award of a level, restore).
 """
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from unittest.mock import patch
 
@@ -21,13 +22,23 @@ from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.jeisson.bidding import build_steps
-from custom_components.jeisson.const import EVENT_OPTED_OUT
+from custom_components.jeisson.const import EVENT_BID, EVENT_OPTED_OUT
 from custom_components.jeisson.executors import WaterHeaterActuator
 from custom_components.jeisson.models import LoadConfig
 from jeisson.common.protocol import Award, EventKind
 from tests.helpers import wait_for
 
-from .common import ENTRY_ID, load_options, offline_entry, record, save_schedule, saved_event
+from .aggregator_process import AggregatorProcess
+from .common import (
+    ENTRY_ID,
+    load_options,
+    of_type,
+    offline_entry,
+    record,
+    record_events,
+    save_schedule,
+    saved_event,
+)
 
 CHARGER = "number.charger_current"
 THERMOSTAT = "climate.hvac"
@@ -39,12 +50,12 @@ BOILER = "water_heater.demo_water_heater_celsius"
 
 
 @pytest.fixture
-async def devices(hass: HomeAssistant) -> None:
-    """Create the charger's current limit (16 A) and HA's demo thermostat and water heater."""
+async def charger(hass: HomeAssistant) -> None:
+    """Create the charger's current limit (32 A, a template number over an input_number)."""
     assert await async_setup_component(
         hass,
         "input_number",
-        {"input_number": {"charger": {"min": 0, "max": 32, "step": 1, "initial": 16}}},
+        {"input_number": {"charger": {"min": 0, "max": 32, "step": 1, "initial": 32}}},
     )
     assert await async_setup_component(
         hass,
@@ -71,6 +82,11 @@ async def devices(hass: HomeAssistant) -> None:
             ]
         },
     )
+
+
+@pytest.fixture
+async def devices(hass: HomeAssistant, charger: None) -> None:
+    """The charger, and HA's demo thermostats and water heater."""
     assert await async_setup_component(hass, "homeassistant", {})  # the demo's dependencies
     with patch(
         "homeassistant.components.demo.COMPONENTS_WITH_CONFIG_ENTRY_DEMO_PLATFORM",
@@ -169,17 +185,17 @@ def _value(hass: HomeAssistant, entity_id: str, attribute: str | None = None) ->
 async def test_charger_throttled_to_its_level_and_restored(
     hass: HomeAssistant, home: MockConfigEntry, hass_storage: dict[str, Any]
 ) -> None:
-    """A partial step at 2.5 kW sets 10 A (230 V x 1 phase, rounded down), the 16 A saved in
+    """A partial step at 2.5 kW sets 10 A (230 V x 1 phase, rounded down), the 32 A saved in
     the Store before acting is put back at the end; no switch entity is made for the load."""
     decision = await _take(hass, home, _award("car1", ["car"], {"car": 2.5}))
     assert decision.accepted
     await wait_for(lambda: _value(hass, CHARGER) == "10.0", what="throttled")
     stored = hass_storage[f"jeisson.events.{ENTRY_ID}"]["data"]["events"]
     held = next(event for event in stored if event["award_id"] == "car1")
-    assert held["settings"]["car"] == {"value": 16.0}
+    assert held["settings"]["car"] == {"value": 32.0}
     assert held["targets"]["car"] == {"value": 10.0}
     assert held["levels"] == {"car": 2.5}
-    await wait_for(lambda: _value(hass, CHARGER) == "16.0", what="restored")
+    await wait_for(lambda: _value(hass, CHARGER) == "32.0", what="restored")
     assert hass.states.get("switch.jeisson_home_car") is None
 
 
@@ -187,7 +203,7 @@ async def test_charger_never_below_the_floor(hass: HomeAssistant, home: MockConf
     """A level below the owner's floor (or a whole award with no level) stops at 6 A."""
     await _take(hass, home, _award("car2", ["car"], {"car": 0.5}))
     await wait_for(lambda: _value(hass, CHARGER) == "6.0", what="at the floor")
-    await wait_for(lambda: _value(hass, CHARGER) == "16.0", what="restored")
+    await wait_for(lambda: _value(hass, CHARGER) == "32.0", what="restored")
 
 
 async def test_charger_bids_partial_steps_down_to_the_floor(
@@ -304,3 +320,36 @@ async def test_water_heater_without_eco_uses_away_mode(hass: HomeAssistant) -> N
     )
     assert actuator.holds(target) is True
     assert not actuator.is_on
+
+
+@pytest.fixture
+def default_loads(charger: None) -> dict[str, dict[str, Any]]:
+    """The enrolled home of this module's end-to-end test: the charger alone."""
+    return {"car": _options()["car"]}
+
+
+async def test_charger_throttled_by_a_real_market_award_and_restored(
+    hass: HomeAssistant, aggregator: AggregatorProcess, loaded_entry: MockConfigEntry
+) -> None:
+    """End to end: the charger bids 7.36 -> 4.37 -> 1.38 kW, the aggregator awards the first
+    partial step for a 2 kW target, the home charges at 19 A (4.37 kW) in the window and at
+    32 A again afterwards."""
+    events = record_events(hass)
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    await aggregator.request(
+        "POST",
+        "/api/v1/events",
+        {
+            "target_kw": 2.0,
+            "price_cap": 0.5,
+            "start": start.isoformat(),
+            "end": (start + timedelta(seconds=3)).isoformat(),
+            "bid_window_s": 1.0,
+            "restore_stagger_s": 0.5,
+        },
+    )
+    await wait_for(lambda: bool(of_type(events, EVENT_BID)), what="the bid")
+    steps = of_type(events, EVENT_BID)[0]["steps"]
+    assert [step["level_kw"] for step in steps] == [4.37, 1.38]
+    await wait_for(lambda: _value(hass, CHARGER) == "19.0", what="throttled to 19 A")
+    await wait_for(lambda: _value(hass, CHARGER) == "32.0", what="restored to 32 A")
