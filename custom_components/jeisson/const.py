@@ -40,6 +40,8 @@ CONF_CHARGED_BY: Final = "charged_by"
 """EV charger: the daily time the car must be charged by (a window containing it is refused)."""
 CONF_MAX_OFFSET: Final = "max_offset"
 """Thermostat (climate entity): the largest setpoint offset (degrees) the owner allows."""
+CONF_PRECONDITION_MINUTES: Final = "precondition_minutes"
+"""Thermostat: minutes before an event to pre-cool (pre-heat) by half the maximum offset."""
 
 DEFAULT_MIN_PRICE: Final = 0.0
 DEFAULT_MAX_OFF_MINUTES: Final = 120
@@ -53,6 +55,9 @@ DEFAULT_PHASES: Final = 1
 MAX_CURRENT: Final = 80.0
 DEFAULT_MAX_OFFSET: Final = 2.0
 MAX_OFFSET_LIMIT: Final = 5.0
+MAX_PRECONDITION_MINUTES: Final = 120
+RAMP_STEPS: Final = 3
+"""A thermostat returns to its setpoint in this many steps after an event (the last a restore)."""
 THERMOSTAT_LEVEL_SHARES: Final = (0.7, 0.4)
 """A thermostat's bid levels as shares of its expected power: half its maximum offset is
 expected to leave 70 % of it running, the full offset 40 % (a linear estimate)."""

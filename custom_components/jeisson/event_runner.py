@@ -64,6 +64,7 @@ from .const import (
     EVENT_OPTED_OUT,
     EVENT_STARTED,
     LOGGER,
+    RAMP_STEPS,
 )
 from .executors import SettingActuator, async_apply, async_restore, holds
 from .models import SETTING_DOMAINS, LoadConfig
@@ -276,7 +277,12 @@ class EventRunner:
             to_restore: list[str] = []
             now = dt_util.utcnow()
             for event in events:
-                given_back = [*event.held_loads(), *event.restore_at, *event.unreachable]
+                given_back = [
+                    *event.held_loads(),
+                    *event.restore_at,
+                    *event.unreachable,
+                    *event.preconditioned_only(),
+                ]
                 event.unreachable.clear()
                 for load_id in given_back:
                     self._release(event, load_id, now)
@@ -326,6 +332,7 @@ class EventRunner:
             else:
                 self._at(event, "start", event.window_start, self._on_start_time)
                 self._at(event, "end", event.window_end, self._on_end_time)
+                self._arm_preconditioning(event, now)
             return
         if event.status is HomeEventStatus.ACTIVE:
             await self._reconcile_active(event, now)
@@ -412,6 +419,11 @@ class EventRunner:
         """
         load_id = load.load_id
         inherited = self._saved_setting(event, load_id)
+        if load_id in event.preconditioned:
+            if holds(actuator, event.targets.get(load_id, {})) is False:
+                self._stop_holding(event, load_id, now, OptOutReason.OVERRIDE)
+                return  # the owner changed it while it was pre-conditioned: theirs now
+            inherited = event.settings[load_id]
         if not self._take_over(event, load_id, now) and not actuator.is_on:
             return  # nothing to move (a charger at its floor, a thermostat off, eco already)
         saved = inherited if inherited is not None else actuator.snapshot()
@@ -472,10 +484,13 @@ class EventRunner:
         was_active = event.status is HomeEventStatus.ACTIVE
         now = dt_util.utcnow()
         event.outcome = outcome
-        held = [*event.held_loads(), *event.unreachable]
+        ramps = [load_id for load_id in event.held_loads() if self._ramps(event, load_id)]
+        held = [*event.held_loads(), *event.unreachable, *event.preconditioned_only()]
         event.unreachable.clear()
         for load_id in held:
-            delay = self._rng.uniform(0, event.restore_stagger_s)
+            stagger = event.restore_stagger_s
+            # A ramp ends in the second half of the stagger, its steps evenly before.
+            delay = self._rng.uniform(stagger / 2 if load_id in ramps else 0, stagger)
             event.restore_at[load_id] = now + timedelta(seconds=delay)
         event.status = HomeEventStatus.RESTORING if held else HomeEventStatus.DONE
         await self._save()
@@ -483,6 +498,10 @@ class EventRunner:
             self.telemetry.async_report_now(now)
         for load_id, when in event.restore_at.items():
             self._at(event, f"restore:{load_id}", when, self._on_restore_time, load_id)
+        for load_id in ramps:
+            for step in range(1, RAMP_STEPS):
+                when = now + (event.restore_at[load_id] - now) * step / RAMP_STEPS
+                self._at(event, f"ramp:{load_id}:{step}", when, self._on_ramp_time, load_id)
         payload: dict[str, Any] = {
             "event_id": event.event_id,
             "award_id": event.award_id,
@@ -727,6 +746,79 @@ class EventRunner:
 
     async def _on_restore_time(self, award_id: str, load_id: str) -> None:
         await self._restore(award_id, load_id)
+
+    # --- thermostats: pre-conditioning and the gradual return -------------------------------
+
+    def _setting_actuator(self, load_id: str) -> SettingActuator | None:
+        loads = self._hooks.loads()
+        actuator = self._hooks.actuator(loads[load_id]) if load_id in loads else None
+        return actuator if isinstance(actuator, SettingActuator) else None
+
+    def _ramps(self, event: HeldEvent, load_id: str) -> bool:
+        """Return True when the load goes back in steps (a thermostat), not at once."""
+        actuator = self._setting_actuator(load_id)
+        saved, target = event.settings.get(load_id, {}), event.targets.get(load_id, {})
+        return actuator is not None and actuator.ramp(saved, target, 1.0) is not None
+
+    async def _on_ramp_time(self, award_id: str, load_id: str) -> None:
+        """Take one step back towards the saved setting (the final step is the restore)."""
+        async with self._lock:
+            event = self.schedule.events.get(award_id)
+            actuator = self._setting_actuator(load_id)
+            if event is None or load_id not in event.restore_at or actuator is None:
+                return
+            target = event.targets.get(load_id, {})
+            if holds(actuator, target) is not True:
+                return  # moved by someone else: the state listener gives it back
+            steps_left = sum(
+                1
+                for key in self._timers
+                if key[0] == award_id and key[1].startswith(f"ramp:{load_id}:")
+            )
+            step = actuator.ramp(
+                event.settings.get(load_id, {}), target, (steps_left + 1) / (steps_left + 2)
+            )
+            if step is None:
+                return
+            event.targets[load_id] = step
+            await self._save()
+            try:
+                await actuator.async_apply(step)
+            except HomeAssistantError as err:
+                LOGGER.warning("Could not step load %s back: %s", load_id, err)
+
+    def _arm_preconditioning(self, event: HeldEvent, now: datetime) -> None:
+        """Schedule each thermostat's pre-conditioning before the window (lock held)."""
+        loads = self._hooks.loads()
+        for load_id in event.loads:
+            if load_id in event.preconditioned or load_id not in loads:
+                continue
+            minutes = loads[load_id].precondition_minutes
+            if minutes > 0 and self._setting_actuator(load_id) is not None:
+                when = max(now, event.window_start - timedelta(minutes=minutes))
+                name = f"precondition:{load_id}"
+                self._at(event, name, when, self._on_precondition_time, load_id)
+
+    async def _on_precondition_time(self, award_id: str, load_id: str) -> None:
+        """Pre-cool (pre-heat): save the setting, then run at the opposite offset."""
+        async with self._lock:
+            event = self.schedule.events.get(award_id)
+            actuator = self._setting_actuator(load_id)
+            if event is None or event.status is not HomeEventStatus.AWARDED or actuator is None:
+                return
+            if not actuator.available or not actuator.is_on or load_id in event.preconditioned:
+                return
+            saved = self._saved_setting(event, load_id) or actuator.snapshot()
+            if (target := actuator.precondition(saved)) is None:
+                return
+            event.settings[load_id] = saved
+            event.targets[load_id] = target
+            event.preconditioned.append(load_id)
+            await self._save()
+            try:
+                await actuator.async_apply(target)
+            except HomeAssistantError as err:
+                LOGGER.warning("Could not pre-condition load %s: %s", load_id, err)
 
     # --- state listener and telemetry -------------------------------------------------------
 

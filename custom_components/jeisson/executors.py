@@ -107,6 +107,17 @@ class SettingActuator:
         """Return whether the entity is at ``target`` (None: unknown)."""
         raise NotImplementedError
 
+    def precondition(self, saved: Setting) -> Setting | None:
+        """Return the setting to run at before the event (None: no pre-conditioning)."""
+        return None
+
+    def ramp(self, saved: Setting, target: Setting, keep: float) -> Setting | None:
+        """Return a setting on the way back: ``keep`` (0..1) of the move from ``saved`` kept.
+
+        None: the setting goes back in one step.
+        """
+        return None
+
     async def async_apply(self, target: Setting) -> None:
         """Set ``target`` (raises HomeAssistantError when it cannot)."""
         raise NotImplementedError
@@ -218,15 +229,50 @@ class ThermostatActuator(SettingActuator):
             ATTR_HVAC_MODE: state.state if state else None,
         }
 
+    def _temp_step(self) -> float:
+        state = self._state()
+        step = _number(state.attributes.get("target_temp_step")) if state else None
+        return step if step and step > 0 else DEFAULT_TEMP_STEP
+
+    def _within_limits(self, setpoint: float) -> float:
+        state = self._state()
+        if state is not None:
+            if (low := _number(state.attributes.get("min_temp"))) is not None:
+                setpoint = max(setpoint, low)
+            if (high := _number(state.attributes.get("max_temp"))) is not None:
+                setpoint = min(setpoint, high)
+        return round(setpoint, 2)
+
+    def precondition(self, saved: Setting) -> Setting | None:
+        """Return the opposite offset (half the maximum): pre-cool, or pre-heat."""
+        setpoint = _number(saved.get(ATTR_TEMPERATURE))
+        if self._load.precondition_minutes <= 0 or setpoint is None:
+            return None
+        step = self._temp_step()
+        offset = max(step, round(self._load.max_offset / 2 / step) * step)
+        cooling = saved.get(ATTR_HVAC_MODE) == HVACMode.COOL
+        return {
+            ATTR_TEMPERATURE: self._within_limits(
+                setpoint - offset if cooling else setpoint + offset
+            )
+        }
+
+    def ramp(self, saved: Setting, target: Setting, keep: float) -> Setting | None:
+        """Return a setpoint ``keep`` of the way from the saved one to the held one."""
+        start = _number(saved.get(ATTR_TEMPERATURE))
+        held = _number(target.get(ATTR_TEMPERATURE))
+        if start is None or held is None:
+            return None
+        step = self._temp_step()
+        return {ATTR_TEMPERATURE: round(start + round((held - start) * keep / step) * step, 2)}
+
     def offset(self, level_kw: float | None, before_kw: float) -> float:
         """Return the offset (degrees, positive) an award at ``level_kw`` asks for.
 
         The deepest level (:data:`~.const.THERMOSTAT_LEVEL_SHARES`) is the owner's maximum
         offset; shallower levels a proportional part, rounded to the thermostat's step.
         """
-        state = self._state()
-        step = _number(state.attributes.get("target_temp_step")) if state else None
-        step = step if step and step > 0 else DEFAULT_TEMP_STEP
+        step = self._temp_step()
         share = _DEEPEST_SHARE
         if level_kw is not None and before_kw > 0:
             share = min(1.0, max(_DEEPEST_SHARE, level_kw / before_kw))
@@ -240,14 +286,11 @@ class ThermostatActuator(SettingActuator):
             return {}
         offset = self.offset(level_kw, before_kw)
         cooling = saved.get(ATTR_HVAC_MODE) == HVACMode.COOL
-        wanted = setpoint + offset if cooling else setpoint - offset
-        state = self._state()
-        if state is not None:
-            if (low := _number(state.attributes.get("min_temp"))) is not None:
-                wanted = max(wanted, low)
-            if (high := _number(state.attributes.get("max_temp"))) is not None:
-                wanted = min(wanted, high)
-        return {ATTR_TEMPERATURE: round(wanted, 2)}
+        return {
+            ATTR_TEMPERATURE: self._within_limits(
+                setpoint + offset if cooling else setpoint - offset
+            )
+        }
 
     def moved_kw(self, level_kw: float | None, before_kw: float) -> float:
         """Return the power moved to the level (None: the deepest share)."""

@@ -27,6 +27,7 @@ from .const import (
     CONF_PARTICIPATING,
     CONF_PHASES,
     CONF_POWER_SENSOR,
+    CONF_PRECONDITION_MINUTES,
     CONF_RATED_KW,
     CONF_VOLTAGE,
     DEFAULT_FLOOR_CURRENT,
@@ -81,6 +82,8 @@ class LoadConfig:
     phases: int = DEFAULT_PHASES
     max_offset: float = DEFAULT_MAX_OFFSET
     """Thermostat: the largest setpoint offset (degrees) Jeisson may apply."""
+    precondition_minutes: int = 0
+    """Thermostat: pre-cool (pre-heat) this long before an event (0: not at all)."""
 
     @property
     def domain(self) -> str:
@@ -115,6 +118,7 @@ class LoadConfig:
             voltage=float(raw.get(CONF_VOLTAGE) or DEFAULT_VOLTAGE),
             phases=int(raw.get(CONF_PHASES) or DEFAULT_PHASES),
             max_offset=float(raw.get(CONF_MAX_OFFSET) or DEFAULT_MAX_OFFSET),
+            precondition_minutes=int(raw.get(CONF_PRECONDITION_MINUTES) or 0),
         )
 
     def flexibility(self) -> Flexibility:

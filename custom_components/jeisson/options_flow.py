@@ -7,7 +7,8 @@ Where ZHA has devices with an On/Off cluster, one may be picked instead (stored 
 ``zha:<device id>`` with its IEEE address, see :mod:`.zigbee`). A load moved by a setting
 (:mod:`.executors`) picks its entity in the same field: an EV charger's current limit
 (``number``, with the floor current, voltage, phases and "charged by" time), a thermostat
-(``climate``, with its maximum offset) or a water heater (``water_heater``).
+(``climate``, with its maximum offset and pre-conditioning time) or a water heater
+(``water_heater``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from .const import (
     CONF_PARTICIPATING,
     CONF_PHASES,
     CONF_POWER_SENSOR,
+    CONF_PRECONDITION_MINUTES,
     CONF_RATED_KW,
     CONF_VOLTAGE,
     CONF_WIFI_REMOTE_DEVICES,
@@ -61,6 +63,7 @@ from .const import (
     MAX_CURRENT,
     MAX_OFF_MINUTES_LIMIT,
     MAX_OFFSET_LIMIT,
+    MAX_PRECONDITION_MINUTES,
     MAX_PRICE_PER_KWH,
     MAX_RATED_KW,
 )
@@ -166,6 +169,15 @@ LOAD_SCHEMA = probatio.Schema(
                 mode=NumberSelectorMode.BOX,
             )
         ),
+        probatio.Optional(CONF_PRECONDITION_MINUTES): NumberSelector(
+            NumberSelectorConfig(
+                min=0,
+                max=MAX_PRECONDITION_MINUTES,
+                step=1,
+                unit_of_measurement="min",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
     }
 )
 
@@ -228,6 +240,7 @@ def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
         CONF_PHASES: _optional_number(user_input, CONF_PHASES),
         CONF_CHARGED_BY: user_input.get(CONF_CHARGED_BY) or None,
         CONF_MAX_OFFSET: _optional_number(user_input, CONF_MAX_OFFSET),
+        CONF_PRECONDITION_MINUTES: _optional_number(user_input, CONF_PRECONDITION_MINUTES),
     }
 
 

@@ -58,6 +58,8 @@ class HeldEvent:
     """Setting loads → their setting before Jeisson moved them (saved before acting)."""
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Setting loads → the setting Jeisson put them at (another one is an override)."""
+    preconditioned: list[str] = field(default_factory=list)
+    """Thermostats Jeisson pre-conditioned before the window (restored if the award ends early)."""
     confirmed_off: list[str] = field(default_factory=list)
     """Loads of ``switched_off`` whose switch-off was carried out."""
     off_since: dict[str, datetime] = field(default_factory=dict)
@@ -79,6 +81,14 @@ class HeldEvent:
     def finished(self) -> bool:
         """Return True when nothing is left to do for this award."""
         return self.status is HomeEventStatus.DONE
+
+    def preconditioned_only(self) -> list[str]:
+        """Return the pre-conditioned loads the window has not taken over (nor given back)."""
+        return [
+            load_id
+            for load_id in self.preconditioned
+            if load_id not in self.confirmed_off and load_id not in self.released
+        ]
 
     def held_loads(self) -> list[str]:
         """Return the loads Jeisson holds off right now."""
@@ -155,6 +165,7 @@ class HeldEvent:
             "levels": dict(self.levels),
             "settings": dict(self.settings),
             "targets": dict(self.targets),
+            "preconditioned": list(self.preconditioned),
             "confirmed_off": list(self.confirmed_off),
             "off_since": {key: value.isoformat() for key, value in self.off_since.items()},
             "restore_at": {key: value.isoformat() for key, value in self.restore_at.items()},
@@ -190,6 +201,7 @@ class HeldEvent:
             levels={key: float(value) for key, value in raw.get("levels", {}).items()},
             settings=dict(raw.get("settings", {})),
             targets=dict(raw.get("targets", {})),
+            preconditioned=list(raw.get("preconditioned", [])),
             confirmed_off=list(raw["confirmed_off"]),
             off_since={key: datetime.fromisoformat(v) for key, v in raw["off_since"].items()},
             restore_at={key: datetime.fromisoformat(v) for key, v in raw["restore_at"].items()},

@@ -15,8 +15,9 @@ from unittest.mock import patch
 
 import pytest
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -25,6 +26,7 @@ from custom_components.jeisson.bidding import build_steps
 from custom_components.jeisson.const import EVENT_BID, EVENT_OPTED_OUT
 from custom_components.jeisson.executors import WaterHeaterActuator
 from custom_components.jeisson.models import LoadConfig
+from custom_components.jeisson.schedule import Outcome
 from jeisson.common.protocol import Award, EventKind
 from tests.helpers import wait_for
 
@@ -105,19 +107,29 @@ async def devices(hass: HomeAssistant, charger: None) -> None:
     )
 
 
-def _options(**extra: Any) -> dict[str, dict[str, Any]]:
+def _options(hvac_terms: dict[str, Any] | None = None, **extra: Any) -> dict[str, dict[str, Any]]:
     car = load_options(CHARGER, name="Car", kind="ev_charger", rated_kw=7.36)
     car |= {"floor_current": 6.0, "voltage": 230.0, "phases": 1, **extra}
     hvac = load_options(THERMOSTAT, name="Air conditioning", kind="thermostat", rated_kw=2.0)
-    hvac |= {"max_offset": 2.0}
+    hvac |= {"max_offset": 2.0, **(hvac_terms or {})}
     boiler = load_options(BOILER, name="Boiler", kind="water_heater", rated_kw=3.0)
     heat = load_options(HEAT_PUMP, name="Heat pump", kind="thermostat", rated_kw=3.0)
     return {"car": car, "hvac": hvac, "boiler": boiler, "heat": heat}
 
 
 @pytest.fixture
+def hvac_terms() -> dict[str, Any]:
+    """Extra options of the thermostat load (a test parametrizes it)."""
+    return {}
+
+
+@pytest.fixture
 async def home(
-    hass: HomeAssistant, hass_storage: dict[str, Any], devices: None, socket_enabled: None
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    devices: None,
+    socket_enabled: None,
+    hvac_terms: dict[str, Any],
 ) -> MockConfigEntry:
     """A home (aggregator unreachable) whose loads are the three setting entities."""
     now = dt_util.utcnow()
@@ -141,7 +153,7 @@ async def home(
         unique_id=switched.unique_id,
         entry_id=switched.entry_id,
         data=dict(switched.data),
-        options={"loads": _options()},
+        options={"loads": _options(hvac_terms)},
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -353,3 +365,64 @@ async def test_charger_throttled_by_a_real_market_award_and_restored(
     assert [step["level_kw"] for step in steps] == [4.37, 1.38]
     await wait_for(lambda: _value(hass, CHARGER) == "19.0", what="throttled to 19 A")
     await wait_for(lambda: _value(hass, CHARGER) == "32.0", what="restored to 32 A")
+
+
+def _setpoints(hass: HomeAssistant, entity_id: str) -> list[float]:
+    """Record each new setpoint of ``entity_id``."""
+    seen: list[float] = []
+
+    @callback
+    def _record(event: Event[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        value = new.attributes.get("temperature") if new else None
+        if value is not None and (not seen or seen[-1] != value):
+            seen.append(value)
+
+    async_track_state_change_event(hass, [entity_id], _record)
+    return seen
+
+
+async def test_thermostat_returns_in_steps_over_the_stagger(
+    hass: HomeAssistant, home: MockConfigEntry
+) -> None:
+    """Cooling held at 23 °C (21 + 2) steps back 22.5 -> 22 -> 21 after the event, not at once."""
+    seen = _setpoints(hass, THERMOSTAT)
+    message = _award("ramp", ["hvac"], {"hvac": 0.8}).model_copy(update={"restore_stagger_s": 1.5})
+    await _take(hass, home, message)
+    event = home.runtime_data.runner.schedule.events["ramp"]
+    await wait_for(lambda: event.finished, what="restored")
+    assert seen == [23, 22.5, 22, 21]
+
+
+@pytest.mark.parametrize("hvac_terms", [{"precondition_minutes": 5}])
+async def test_thermostat_pre_cools_before_the_event(
+    hass: HomeAssistant, home: MockConfigEntry
+) -> None:
+    """Five minutes of pre-cooling asked, the window 1 s away: pre-cooled to 20 (half the
+    offset) at once, 23 in the window, and the saved 21 (not 20) at the end."""
+    seen = _setpoints(hass, THERMOSTAT)
+    await _take(hass, home, _award("pre", ["hvac"], {"hvac": 0.8}, lasts=1.0))
+    event = home.runtime_data.runner.schedule.events["pre"]
+    await wait_for(lambda: event.finished, what="restored")
+    assert seen[0] == 20
+    assert seen[-1] == 21
+    assert 23 in seen
+    assert event.settings["hvac"]["temperature"] == 21
+
+
+@pytest.mark.parametrize("hvac_terms", [{"precondition_minutes": 5}])
+async def test_pre_conditioned_thermostat_restored_when_cancelled(
+    hass: HomeAssistant, home: MockConfigEntry
+) -> None:
+    """An award cancelled before its window gives the pre-cooled thermostat back at 21."""
+    runner = home.runtime_data.runner
+    message = _award("gone", ["hvac"], {"hvac": 0.8}).model_copy(
+        update={
+            "window_start": dt_util.utcnow() + timedelta(minutes=2),
+            "window_end": dt_util.utcnow() + timedelta(minutes=3),
+        }
+    )
+    await _take(hass, home, message)
+    await wait_for(lambda: _value(hass, THERMOSTAT, "temperature") == 20, what="pre-cooled")
+    await runner.async_finish_event("evt-gone", Outcome.CANCELLED, "test")
+    await wait_for(lambda: _value(hass, THERMOSTAT, "temperature") == 21, what="restored")
