@@ -139,6 +139,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
         outbox.async_schedule_save()
 
     entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, _on_stop))
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     if not coordinator.participating:
         await runner.async_opt_out(None, OptOutReason.USER)
 
@@ -147,6 +148,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
     )
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
+
+
+async def _async_options_updated(hass: HomeAssistant, entry: JeissonConfigEntry) -> None:
+    """Apply changed options in place: a reload would drop every WiFi actuator's link."""
+    await entry.runtime_data.coordinator.async_apply_options()
 
 
 def _setup_error(

@@ -11,7 +11,7 @@ by the :class:`~.outbox.OutboxStore` whenever it changes. Settled statements are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -189,6 +189,8 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         self.device_id: str | None = None
         self._unsub_stale: CALLBACK_TYPE | None = None
         self._offer_timers: dict[str, CALLBACK_TYPE] = {}
+        self._applied: tuple[dict[str, LoadConfig], bool] = (self.loads, self.participating)
+        self._loads_listeners: list[Callable[[], Awaitable[None]]] = []
 
     # --- wiring -----------------------------------------------------------------------------
 
@@ -310,10 +312,33 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             self.config_entry,
             options={**self.config_entry.options, CONF_PARTICIPATING: participating},
         )
+        await self.async_apply_options()
+
+    @callback
+    def async_listen_loads(self, listener: Callable[[], Awaitable[None]]) -> CALLBACK_TYPE:
+        """Call ``listener`` whenever the loads change (the switch platform follows them)."""
+        self._loads_listeners.append(listener)
+        return partial(self._loads_listeners.remove, listener)
+
+    async def async_apply_options(self) -> None:
+        """Apply changed options without reloading the entry (WiFi links and timers stay).
+
+        The aggregator gets the new inventory, participation switched off opts out of open
+        events, the load entities follow the loads and the runner watches the new actuators.
+        Called by the entry's update listener; does nothing when loads and participation are
+        as last applied (the terms the aggregator is not told about are read live).
+        """
+        loads, participating = self.loads, self.participating
+        if (loads, participating) == self._applied:
+            return
+        was_participating = self._applied[1]
+        self._applied = (loads, participating)
         self.send_inventory()
-        if not participating:
+        if was_participating and not participating:
             await self.runner.async_opt_out(None, OptOutReason.USER)
-        self.async_publish()
+        for listener in list(self._loads_listeners):
+            await listener()
+        self.runner.async_loads_changed()
 
     async def async_opt_out(self, event_id: str | None = None) -> list[str]:
         """Opt out of one event (or every open one); return the event ids opted out of."""
@@ -385,6 +410,16 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             },
         )
         self.async_publish()
+        LOGGER.debug(
+            "Offer for event %s round %s: %s to %s, cap %s %s/kWh, bids due by %s",
+            offer.event_id,
+            offer.round,
+            offer.window_start.isoformat(),
+            offer.window_end.isoformat(),
+            offer.price_cap,
+            offer.currency,
+            offer.bid_deadline.isoformat(),
+        )
         steps = self.bid_steps(offer)
         try:
             await self.client.send_bid(offer, steps)
@@ -396,6 +431,14 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             for load_id in step.loads:
                 per_load[load_id] = per_load.get(load_id, 0.0) + step.kw / len(step.loads)
         self._bid_kw[offer.event_id] = per_load
+        LOGGER.debug(
+            "Bid on event %s round %s: %s kW in %d steps %s",
+            offer.event_id,
+            offer.round,
+            round(bid_kw(steps), 3),
+            len(steps),
+            [(step.loads, step.kw, step.price) for step in steps],
+        )
         self.fire(
             EVENT_BID,
             {
@@ -410,6 +453,20 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         self._offers.pop(award.event_id, None)
         decision = await self.runner.async_take_award(
             award, is_available=self.is_available, bid_kw=self._bid_kw.pop(award.event_id, {})
+        )
+        LOGGER.debug(
+            "Award %s for event %s (%s): loads %s, %s kW at %s %s/kWh, %s to %s; %s%s",
+            award.award_id,
+            award.event_id,
+            award.kind.value,
+            decision.loads,
+            round(decision.kw, 3),
+            award.price,
+            award.currency,
+            award.window_start.isoformat(),
+            award.window_end.isoformat(),
+            "accepted" if decision.accepted else "declined",
+            "" if decision.new else " (known already)",
         )
         self._send_queued(
             "the award acknowledgement",
@@ -439,6 +496,15 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
     async def _handle_statement(self, statement: Statement) -> None:
         """Keep a settled statement (stored first), then acknowledge it and announce it."""
         new = await self.statements.async_add(statement)
+        LOGGER.debug(
+            "Statement v%s for event %s: %s %s for %s kWh paid%s",
+            statement.version,
+            statement.event_id,
+            statement.payment,
+            statement.currency,
+            statement.paid_kwh,
+            "" if new else " (known already)",
+        )
         self._send_queued(
             "the statement acknowledgement",
             self.client.ack_statement(statement),

@@ -77,6 +77,10 @@ RETRY_INTERVAL = timedelta(minutes=1)
 """How often a failed restore is retried (and held loads' reachability checked)."""
 RETRY_FOR = timedelta(hours=24)
 """How long after it fell due a restore that keeps failing is retried before giving up."""
+STARTUP_GRACE = timedelta(minutes=5)
+"""After a (re)start, how long an actuator not back yet may stay away before a restore it
+fails is warned about: WiFi actuators and other integrations' devices reconnect meanwhile, and a
+WiFi actuator may well have restored the load itself."""
 _UNREACHABLE_STATES = (STATE_UNAVAILABLE, STATE_UNKNOWN)
 
 
@@ -132,6 +136,9 @@ class EventRunner:
         self.recent_power = RecentPower()
         """Each load's recent measured power: what its bid steps expect it to move."""
         self._closed = False
+        self._resumed_at = dt_util.utcnow()
+        self._not_back_yet: set[str] = set()
+        """Loads whose actuator was unreachable at resume and has not been seen since."""
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -142,6 +149,12 @@ class EventRunner:
     async def async_resume(self) -> None:
         """Pick up every open award and every owed restore where it was (restart or reload)."""
         async with self._lock:
+            self._resumed_at = dt_util.utcnow()
+            self._not_back_yet = {
+                load_id
+                for load_id, load in self._hooks.loads().items()
+                if not self._hooks.actuator(load).available
+            }
             for event in self.schedule.open_events():
                 await self._resume_event(event)
             await self._save()
@@ -305,6 +318,11 @@ class EventRunner:
             )
         self._after_change()
         return opted
+
+    @callback
+    def async_loads_changed(self) -> None:
+        """Watch the actuators and power sensors of the loads as they are now."""
+        self._after_change()
 
     # --- internals --------------------------------------------------------------------------
 
@@ -475,6 +493,7 @@ class EventRunner:
             return
         event.confirmed_off.append(load_id)
         event.off_since[load_id] = now
+        LOGGER.debug("Switched off load %s for event %s", load_id, event.event_id)
 
     async def _finish(self, event: HeldEvent, outcome: Outcome, reason: str = "") -> None:
         """End one award: schedule staggered restores of what Jeisson switched off (lock held)."""
@@ -560,6 +579,8 @@ class EventRunner:
             del self.schedule.to_restore[load_id]  # the load was removed from the home
             return
         actuator = self._hooks.actuator(loads[load_id])
+        if actuator.available:
+            self._not_back_yet.discard(load_id)
         if actuator.available and holds(actuator, pending.target) is False:
             del self.schedule.to_restore[load_id]
             if pending.failed:
@@ -576,7 +597,9 @@ class EventRunner:
             )
             return
         if not actuator.available:
-            self._restore_failed(pending, load_id, "unreachable")
+            # Not back since the restart yet: retried when it is, warned about after a while.
+            waiting = load_id in self._not_back_yet and now < self._resumed_at + STARTUP_GRACE
+            self._restore_failed(pending, load_id, "unreachable", quiet=waiting)
             return
         try:
             await async_restore(actuator, pending.saved)
@@ -586,10 +609,17 @@ class EventRunner:
         del self.schedule.to_restore[load_id]
         if pending.failed:
             LOGGER.info("Restored load %s after event %s on a retry", load_id, pending.event_id)
+        else:
+            LOGGER.debug("Switched load %s back on after event %s", load_id, pending.event_id)
 
     @staticmethod
-    def _restore_failed(pending: PendingRestore, load_id: str, why: str) -> None:
-        """Warn about the first failed restore of a load; later failures are debug only."""
+    def _restore_failed(
+        pending: PendingRestore, load_id: str, why: str, *, quiet: bool = False
+    ) -> None:
+        """Warn about the first failed restore of a load; later (or quiet) ones are debug only."""
+        if quiet:
+            LOGGER.debug("Restore of load %s waits for its actuator to come back", load_id)
+            return
         if pending.failed:
             LOGGER.debug("Restore of load %s is still failing: %s", load_id, why)
             return

@@ -18,7 +18,7 @@ from typing import Any
 
 import probatio
 from homeassistant.components.sensor import SensorDeviceClass
-from homeassistant.config_entries import ConfigFlowResult, OptionsFlowWithReload
+from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_NAME, UnitOfPower
 from homeassistant.helpers.selector import (
     BooleanSelector,
@@ -37,7 +37,7 @@ from homeassistant.helpers.selector import (
 
 from jeisson.common.protocol import LoadKind
 
-from .actuators import SWITCH_DOMAIN
+from .actuators import SWITCH_DOMAIN, power_sensor_kw
 from .const import (
     CONF_ACTUATOR,
     CONF_CHARGED_BY,
@@ -106,7 +106,9 @@ LOAD_SCHEMA = probatio.Schema(
                 mode=SelectSelectorMode.DROPDOWN,
             )
         ),
-        probatio.Required(CONF_RATED_KW): NumberSelector(
+        # Optional so the form does not pre-fill its minimum; required by _validate, and
+        # suggested from the power sensor's reading when there is one.
+        probatio.Optional(CONF_RATED_KW): NumberSelector(
             NumberSelectorConfig(
                 min=_KW_STEP,
                 max=MAX_RATED_KW,
@@ -221,6 +223,20 @@ def without_entities(schema: probatio.Schema, excluded: list[str]) -> probatio.S
     return probatio.Schema(fields)
 
 
+def with_currency(schema: probatio.Schema, currency: str) -> probatio.Schema:
+    """Return ``schema`` whose minimum price shows Home Assistant's currency per kWh."""
+    fields: dict[Any, Any] = {}
+    for marker, selector in schema.schema.items():
+        fields[marker] = selector
+        if marker == CONF_MIN_PRICE and isinstance(selector, NumberSelector):
+            fields[marker] = NumberSelector(
+                NumberSelectorConfig(
+                    **{**selector.config, "unit_of_measurement": f"{currency}/kWh"}
+                )
+            )
+    return probatio.Schema(fields)
+
+
 def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
     """Return the stored form of a load from the form's input."""
     return {
@@ -258,8 +274,8 @@ def _kind_fits(actuator: str, kind: str) -> bool:
     )
 
 
-class JeissonOptionsFlow(OptionsFlowWithReload):
-    """Manage the home's loads, their terms, and participation (reloads the entry on change)."""
+class JeissonOptionsFlow(OptionsFlow):
+    """Manage the home's loads, their terms, and participation (applied without a reload)."""
 
     _editing: str | None = None
 
@@ -273,7 +289,25 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         devices = {device.device_id: device.name for device in hub.devices} if hub else {}
         schema = load_schema(devices)
         schema = without_entities(schema, own_entity_ids(self.hass, self.config_entry.entry_id))
+        schema = with_currency(schema, self.hass.config.currency)
         return with_zha_devices(self.hass, schema)
+
+    def _measured_kw(self, user_input: Mapping[str, Any]) -> float | None:
+        """Return the chosen power sensor's current reading in kW (None without one)."""
+        if not (sensor := user_input.get(CONF_POWER_SENSOR)):
+            return None
+        measured = power_sensor_kw(self.hass, sensor)
+        if not measured or measured <= 0:
+            return None
+        return min(MAX_RATED_KW, max(_KW_STEP, round(measured, 2)))
+
+    def _shown(self, user_input: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Return the values to show again: a missing rated power suggested from the sensor."""
+        if user_input is None or user_input.get(CONF_RATED_KW) is not None:
+            return user_input
+        if (measured := self._measured_kw(user_input)) is None:
+            return user_input
+        return {**user_input, CONF_RATED_KW: measured}
 
     def _actuator(self, user_input: dict[str, Any]) -> tuple[str | None, str | None]:
         """Return the chosen actuator's stored value, or the error that prevents it."""
@@ -319,6 +353,10 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
                 CONF_ACTUATOR,
             )
             errors[field] = "actuator_in_use"
+        if user_input.get(CONF_RATED_KW) is None:
+            errors[CONF_RATED_KW] = (
+                "rated_kw_from_sensor" if self._measured_kw(user_input) else "rated_kw_required"
+            )
         if bool(user_input.get(CONF_OFF_LIMITS_START)) != bool(user_input.get(CONF_OFF_LIMITS_END)):
             errors["base"] = "off_limits_incomplete"
         return errors
@@ -346,7 +384,9 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
                 return self._save_load(new_load_id(), user_input)
         return self.async_show_form(
             step_id="add_load",
-            data_schema=self.add_suggested_values_to_schema(self._schema(), user_input),
+            data_schema=self.add_suggested_values_to_schema(
+                self._schema(), self._shown(user_input)
+            ),
             errors=errors,
         )
 
@@ -396,7 +436,9 @@ class JeissonOptionsFlow(OptionsFlowWithReload):
         current = form_values(self.hass, current)
         return self.async_show_form(
             step_id="load_details",
-            data_schema=self.add_suggested_values_to_schema(self._schema(), user_input or current),
+            data_schema=self.add_suggested_values_to_schema(
+                self._schema(), self._shown(user_input) or current
+            ),
             description_placeholders={CONF_NAME: self._loads[self._editing][CONF_NAME]},
             errors=errors,
         )

@@ -127,9 +127,7 @@ async def _async_set_load_terms(call: ServiceCall) -> None:
         entry, options={**entry.options, CONF_LOADS: loads}
     ):
         return
-    coordinator = entry.runtime_data.coordinator
-    coordinator.send_inventory()
-    coordinator.async_publish()
+    await entry.runtime_data.coordinator.async_apply_options()
 
 
 @callback

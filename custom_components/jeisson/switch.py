@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from homeassistant.components.switch import SwitchEntity, SwitchEntityDescription
 from homeassistant.const import EntityCategory
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_track_state_change_event
 
 from .actuators import WifiActuator
-from .const import ATTR_HELD_BY_JEISSON, ATTR_HELD_UNTIL, DOMAIN
+from .const import ATTR_HELD_BY_JEISSON, ATTR_HELD_UNTIL, DOMAIN, LOGGER
 from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonState
 from .entity import JeissonEntity
+from jeisson.policy.terms import Terms
+
 from .models import SETTING_DOMAINS, LoadConfig
 from .wifi_devices import RELAY_KEY, PairedDevice, WifiHub
 from .wifi_entity import WifiDeviceEntity, async_setup_wifi_platform
@@ -56,14 +59,79 @@ async def async_setup_entry(
     coordinator = entry.runtime_data.coordinator
     # WiFi actuators first: the load switches of WiFi loads follow their device's hub.
     await async_setup_wifi_platform(hass, entry, async_add_entities, WifiRelaySwitch)
-    entities: list[SwitchEntity] = [JeissonSwitch(coordinator, PARTICIPATION)]
-    # A load moved by a setting (charger current, setpoint, mode) is not switched: no switch.
-    entities.extend(
-        JeissonLoadSwitch(coordinator, load)
-        for load in coordinator.loads.values()
-        if load.domain not in SETTING_DOMAINS
-    )
-    async_add_entities(entities)
+    async_add_entities([JeissonSwitch(coordinator, PARTICIPATION)])
+    load_switches = LoadSwitches(coordinator, async_add_entities)
+    load_switches.async_remove_stale()
+    await load_switches.async_sync()
+    entry.async_on_unload(coordinator.async_listen_loads(load_switches.async_sync))
+
+
+def _identity(load: LoadConfig) -> LoadConfig:
+    """Return what a load switch is built from (its terms are read live)."""
+    return replace(load, terms=Terms())
+
+
+def _switched(loads: Mapping[str, LoadConfig]) -> dict[str, LoadConfig]:
+    """Return the loads that have a switch: a load moved by a setting (charger current,
+    setpoint, mode) is not switched."""
+    return {load_id: load for load_id, load in loads.items() if load.domain not in SETTING_DOMAINS}
+
+
+class LoadSwitches:
+    """The switches of the declared loads: added, rebuilt and removed as the loads change.
+
+    A removed load's switch leaves the entity registry too (no unavailable leftovers); a load
+    whose name or actuator changed gets a new switch object under the same unique id.
+    """
+
+    def __init__(
+        self, coordinator: JeissonCoordinator, add_entities: AddConfigEntryEntitiesCallback
+    ) -> None:
+        """Follow ``coordinator``'s loads, adding switches with ``add_entities``."""
+        self._coordinator = coordinator
+        self._add_entities = add_entities
+        self._switches: dict[str, JeissonLoadSwitch] = {}
+
+    @callback
+    def async_remove_stale(self) -> None:
+        """Remove registry entries of loads that are no longer declared (removed while away)."""
+        entry = self._coordinator.config_entry
+        registry = er.async_get(self._coordinator.hass)
+        expected = {
+            load_unique_id(entry, load_id) for load_id in _switched(self._coordinator.loads)
+        }
+        prefix = load_unique_id(entry, "")
+        for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+            if entity.unique_id.startswith(prefix) and entity.unique_id not in expected:
+                LOGGER.debug("Removing %s: its load is no longer declared", entity.entity_id)
+                registry.async_remove(entity.entity_id)
+
+    async def async_sync(self) -> None:
+        """Bring the switches in line with the declared loads."""
+        loads = _switched(self._coordinator.loads)
+        registry = er.async_get(self._coordinator.hass)
+        for load_id, switch in list(self._switches.items()):
+            load = loads.get(load_id)
+            if load is not None and _identity(load) == _identity(switch.load):
+                continue
+            del self._switches[load_id]
+            if load is None and registry.async_get(switch.entity_id) is not None:
+                LOGGER.debug("Removing %s: its load was removed", switch.entity_id)
+                registry.async_remove(switch.entity_id)  # removes the entity as well
+            else:
+                await switch.async_remove()
+        added = [
+            JeissonLoadSwitch(self._coordinator, load)
+            for load_id, load in loads.items()
+            if load_id not in self._switches
+        ]
+        self._switches.update((switch.load.load_id, switch) for switch in added)
+        self._add_entities(added)
+
+
+def load_unique_id(entry: JeissonConfigEntry, load_id: str) -> str:
+    """Return the unique id of a load's switch."""
+    return f"{entry.unique_id or entry.entry_id}_load_{load_id}"
 
 
 class JeissonSwitch(JeissonEntity, SwitchEntity):
@@ -91,7 +159,7 @@ class JeissonLoadSwitch(JeissonEntity, SwitchEntity):
     def __init__(self, coordinator: JeissonCoordinator, load: LoadConfig) -> None:
         """Describe the load's switch (named after the load)."""
         super().__init__(coordinator, LOAD, unique_suffix=f"load_{load.load_id}")
-        self._load = load
+        self.load = load
         self._actuator = coordinator.actuator(load)
         self._attr_name = load.name
         if (zha_device := linked_zha_device(coordinator.hass, load)) is not None:
@@ -128,7 +196,7 @@ class JeissonLoadSwitch(JeissonEntity, SwitchEntity):
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         """Return whether Jeisson holds the load off, and until when."""
-        held_until = self.coordinator.data.held.get(self._load.load_id)
+        held_until = self.coordinator.data.held.get(self.load.load_id)
         return {
             ATTR_HELD_BY_JEISSON: held_until is not None,
             ATTR_HELD_UNTIL: held_until.isoformat() if held_until else None,
@@ -149,7 +217,7 @@ class JeissonLoadSwitch(JeissonEntity, SwitchEntity):
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="actuator_failed",
-                translation_placeholders={"load": self._load.name, "error": str(err)},
+                translation_placeholders={"load": self.load.name, "error": str(err)},
             ) from err
 
 

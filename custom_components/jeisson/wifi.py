@@ -14,8 +14,10 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 
+from .const import DOMAIN
 from .coordinator import JeissonConfigEntry
 from .entity import device_identifier as home_identifier
 from .schedule import Schedule
@@ -50,18 +52,26 @@ async def async_remove_config_entry_device(
     """Let the user delete a WiFi actuator that is offline (or no longer paired).
 
     Its key is forgotten, so its next connection is a new device that must be paired again.
-    The home's own device and a connected actuator cannot be deleted.
+    The home's own device and a connected actuator cannot be deleted: the user is told why and
+    what to do instead (a translated error, not Home Assistant's generic refusal).
     """
     device_id = device_id_from_identifiers(device_entry.identifiers)
     if device_id is None:
-        return False
+        raise HomeAssistantError(
+            translation_domain=DOMAIN, translation_key="home_device_not_removable"
+        )
     router = get_router(hass)
     hub = router.hub(entry.entry_id) if router is not None else None
     if hub is None:
         await _forget_stored(hass, entry.entry_id, device_id)
         return True
     if hub.is_connected(device_id):
-        return False
+        paired = hub.get(device_id)
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="wifi_device_connected",
+            translation_placeholders={"name": paired.name if paired else device_id},
+        )
     await hub.async_forget(device_id)
     return True
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import probatio
 import pytest
 from homeassistant.const import CONF_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.jeisson.const import CONF_LOADS, CONF_PARTICIPATING
+import custom_components.jeisson
+from custom_components.jeisson.const import CONF_LOADS, CONF_PARTICIPATING, DOMAIN
+from custom_components.jeisson.options_flow import LOAD_SCHEMA
 
 NEW_LOAD = {
     CONF_NAME: "Heat pump",
@@ -215,3 +221,108 @@ async def test_own_entities_cannot_power_or_measure_a_load(
             )
         assert refused.value.path == [field]
     assert set(loaded_entry.options[CONF_LOADS]) == {"heater", "pump", "car"}
+
+
+async def test_options_apply_without_a_reload_and_removed_loads_leave_no_entities(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Adding, renaming and removing loads keeps the entry (and its connection) loaded; a
+    removed load's switch leaves the registry, also one left over from an older version."""
+    client = loaded_entry.runtime_data.client
+    registry = er.async_get(hass)
+    car = "switch.jeisson_home_car"
+    assert registry.async_get(car) is not None
+
+    result = await _menu(hass, loaded_entry, "edit_load")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"load_id": "pump"}
+    )
+    current = dict(loaded_entry.options[CONF_LOADS]["pump"])
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            **{key: value for key, value in current.items() if value is not None},
+            CONF_NAME: "Pool filter",
+        },
+    )
+    await hass.async_block_till_done()
+    pump = hass.states.get("switch.jeisson_home_pool_pump")  # same entity id, new name
+    assert pump.attributes["friendly_name"] == "Jeisson home Pool filter"
+
+    result = await _menu(hass, loaded_entry, "remove_load")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_LOADS: ["car"]}
+    )
+    await hass.async_block_till_done()
+    assert loaded_entry.runtime_data.client is client  # not reloaded
+    assert client.connected
+    assert registry.async_get(car) is None
+    assert hass.states.get(car) is None
+    assert hass.states.get("switch.jeisson_home_water_heater").state == "on"
+
+    # A leftover of a load removed before this version: gone at the next set-up.
+    leftover = registry.async_get_or_create(
+        "switch",
+        DOMAIN,
+        f"{loaded_entry.unique_id}_load_gone",
+        config_entry=loaded_entry,
+        suggested_object_id="jeisson_home_gone",
+    )
+    assert await hass.config_entries.async_reload(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+    assert registry.async_get(leftover.entity_id) is None
+    assert registry.async_get(car) is None
+    assert registry.async_get("switch.jeisson_home_water_heater") is not None
+
+
+def _marker(result: dict[str, Any], field: str) -> Any:
+    return next(marker for marker in result["data_schema"].schema if marker == field)
+
+
+async def test_add_load_form_prefills_nothing_shows_the_currency_and_suggests_rated_kw(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """No rated power pre-filled (the frontend fills a required number with its minimum);
+    the minimum price in HA's currency; the rated power suggested from the power sensor."""
+    await hass.config.async_update(currency="CHF")
+    result = await _menu(hass, loaded_entry, "add_load")
+    rated = _marker(result, "rated_kw")
+    assert not isinstance(rated, probatio.Required)
+    assert rated.default is probatio.UNDEFINED
+    price = result["data_schema"].schema[_marker(result, "min_price")]
+    assert price.config["unit_of_measurement"] == "CHF/kWh"
+
+    dryer = {key: value for key, value in NEW_LOAD.items() if key != "rated_kw"}
+    dryer["actuator"] = "switch.spare"
+    result = await hass.config_entries.options.async_configure(result["flow_id"], dryer)
+    assert result["errors"] == {"rated_kw": "rated_kw_required"}
+
+    hass.states.async_set(
+        "sensor.dryer_power", "1834", {"device_class": "power", "unit_of_measurement": "W"}
+    )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**dryer, "power_sensor": "sensor.dryer_power"}
+    )
+    assert result["errors"] == {"rated_kw": "rated_kw_from_sensor"}
+    assert _marker(result, "rated_kw").description["suggested_value"] == 1.83
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**dryer, "power_sensor": "sensor.dryer_power", "rated_kw": 1.83}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+def test_the_switch_field_is_described_as_it_is() -> None:
+    """Required when nothing else can power the load: its description must not say it may be
+    left empty (the Zigbee and WiFi fields say "instead" themselves)."""
+    for language in ("en", "es"):
+        path = Path(custom_components.jeisson.__file__).parent / "translations" / f"{language}.json"
+        steps = json.loads(path.read_text(encoding="utf-8"))["options"]["step"]
+        for step in ("add_load", "load_details"):
+            description = steps[step]["data_description"]["actuator"].lower()
+            assert "empty" not in description
+            assert "vacío" not in description
+    assert isinstance(_schema_marker(LOAD_SCHEMA, "actuator"), probatio.Required)
+
+
+def _schema_marker(schema: probatio.Schema, field: str) -> Any:
+    return next(marker for marker in schema.schema if marker == field)

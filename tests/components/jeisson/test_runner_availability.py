@@ -21,6 +21,7 @@ from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
+from custom_components.jeisson import event_runner
 from custom_components.jeisson.const import (
     EVENT_ENDED,
     EVENT_OPTED_OUT,
@@ -526,3 +527,48 @@ async def test_the_aggregator_learns_a_load_is_unreachable(
     reasons = await hass.async_add_executor_job(_opt_out_reasons, aggregator, home_id)
     assert reasons == [("heater", "unavailable")]
     assert is_state(hass, PUMP, "on")
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_after_a_restart_an_actuator_not_back_yet_is_not_warned_about(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    switches: list[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Home Assistant restarts after an event ended with the heater held; the heater's device
+    (a WiFi actuator, say) connects a little later, having switched it on itself: nothing to
+    warn about. The pump's device never comes back: warned once the start-up grace is over."""
+    now = dt_util.utcnow()
+    saved = saved_event(
+        "r2",
+        now - timedelta(minutes=30),
+        now - timedelta(seconds=10),
+        status="active",
+        loads=["heater", "pump"],
+        switched_off={"heater": 2.0, "pump": 2.0},
+        confirmed_off=["heater", "pump"],
+        off_since={load: (now - timedelta(minutes=30)).isoformat() for load in ("heater", "pump")},
+    )
+    save_schedule(hass_storage, ENTRY_ID, [saved])
+    for name in ("water_heater", "pool_pump"):
+        await reach(hass, name, reachable=False)
+    entry = offline_entry(switches, f"http://127.0.0.1:{free_port()}")
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runner = entry.runtime_data.runner
+    await wait_for(lambda: set(runner.schedule.to_restore) == {"heater", "pump"}, what="owed")
+
+    await reach(hass, "water_heater", reachable=True)  # back, and on already
+    await wait_for(lambda: set(runner.schedule.to_restore) == {"pump"}, what="heater settled")
+    assert state(hass, HEATER) == "on"
+    assert "Could not restore load" not in caplog.text
+
+    # The grace is minutes long: shortened here instead of waiting it out.
+    monkeypatch.setattr(event_runner, "STARTUP_GRACE", timedelta(0))
+    await tick(hass)
+    assert caplog.text.count("Could not restore load pump") == 1
+    assert RESTORE_FAILED not in caplog.text
+    await hass.config_entries.async_unload(entry.entry_id)

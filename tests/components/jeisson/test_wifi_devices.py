@@ -15,6 +15,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -294,12 +295,18 @@ async def test_stale_devices_can_be_removed_and_forget_their_key(
     await wait_for(lambda: state_of(hass, RAW_RELAY) == "on", what="connected")
     connected = device(RAW)
     assert connected is not None
-    assert not (await remove(connected.id))["success"]
+    refused = await remove(connected.id)
+    assert not refused["success"]  # told why and what to do, in the user's language
+    assert refused["error"]["translation_key"] == "wifi_device_connected"
+    assert refused["error"]["message"].startswith("The WiFi actuator Raw device is connected")
+    assert "Unplug it" in refused["error"]["message"]
     entry = hass.config_entries.async_get_entry(ENTRY_ID)
     assert entry is not None
     home = registry.async_get_device_by_identifier(device_identifier(entry), ENTRY_ID)
     assert home is not None
-    assert not (await remove(home.id))["success"]
+    refused = await remove(home.id)
+    assert not refused["success"]
+    assert refused["error"]["translation_key"] == "home_device_not_removable"
 
     # Forgotten: the removed device's next connection is a new device waiting for the user.
     back = await raw_device(endpoint_url)
@@ -390,3 +397,33 @@ async def test_options_flow_offers_the_paired_wifi_actuators(
     }
     assert suggested["wifi_device"] == HEATER
     assert "actuator" not in suggested
+
+
+async def test_an_options_change_keeps_the_wifi_links(
+    hass: HomeAssistant,
+    aiohttp_client: ClientSessionGenerator,
+    loaded_entry: MockConfigEntry,
+    start_device: Any,
+) -> None:
+    """Options are applied in place: a connected actuator is never dropped by them."""
+    endpoint_url = await serve(hass, aiohttp_client)
+    start_device(endpoint_url, HEATER)
+    await wait_for(lambda: state_of(hass, HEATER_RELAY) == "on", what="connected")
+    seen: list[str] = []
+    unsubscribe = async_track_state_change_event(
+        hass, [HEATER_RELAY], lambda event: seen.append(event.data["new_state"].state)
+    )
+    for choice, answer in (
+        ("settings", {"participating": False, "wifi_remote_devices": False}),
+        ("remove_load", {CONF_LOADS: ["boiler"]}),
+    ):
+        result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {"next_step_id": choice}
+        )
+        result = await hass.config_entries.options.async_configure(result["flow_id"], answer)
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()
+    unsubscribe()
+    assert "unavailable" not in seen
+    assert state_of(hass, HEATER_RELAY) == "on"
