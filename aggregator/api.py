@@ -151,6 +151,7 @@ async def enroll_home(request: web.Request) -> web.Response:
             home_id=enrolled.home_id,
             token=enrolled.token,
             aggregator_id=request.app[SERVER_INFO].aggregator_id,
+            name=enrolled.name,
         )
     )
 

@@ -181,6 +181,8 @@ class Enrolled(_Answer):
     home_id: str
     token: str
     aggregator_id: str
+    name: str
+    """The name the operator gave the home."""
 
 
 class HomeView(_Answer):

@@ -278,6 +278,7 @@ class HomeSession:
                         home_id=self.home_id,
                         heartbeat_interval=self._settings.heartbeat_interval,
                         server_time=utc_now(),
+                        home_name=self._home.name,
                     )
                 )
             )

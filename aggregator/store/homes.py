@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
@@ -62,7 +62,8 @@ class Enrolled:
     """A completed enrolment: the plain token is returned exactly once."""
 
     home_id: str
-    token: str
+    token: str = field(repr=False)
+    name: str
 
 
 class HomeStore(StoreBase):
@@ -276,7 +277,10 @@ class HomeStore(StoreBase):
             )
             if changed.rowcount != 1:  # removed meanwhile: the code voided with it
                 raise EnrolmentRejected(EnrolmentRejected.Reason.EXPIRED)
-        return Enrolled(home_id=row.home_id, token=token)
+            name = await conn.scalar(
+                select(tables.homes.c.name).where(tables.homes.c.home_id == row.home_id)
+            )
+        return Enrolled(home_id=row.home_id, token=token, name=str(name))
 
     async def home_for_token(self, token: str) -> HomeRecord | None:
         """Return the home a token belongs to, or None."""

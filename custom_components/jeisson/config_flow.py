@@ -44,6 +44,7 @@ from .const import (
     CONF_AGGREGATOR_ID,
     CONF_CODE,
     CONF_HOME_ID,
+    CONF_HOME_NAME,
     CONF_LOADS,
     CONF_PARTICIPATING,
     CONNECT_TIMEOUT,
@@ -191,12 +192,13 @@ class JeissonConfigFlow(ConfigFlow, domain=DOMAIN):
                     )
                     self._abort_if_unique_id_configured()
                     return self.async_create_entry(
-                        title=DEFAULT_TITLE,
+                        title=enrollment.name or DEFAULT_TITLE,
                         data={
                             CONF_URL: url,
                             CONF_TOKEN: enrollment.token,
                             CONF_HOME_ID: enrollment.home_id,
                             CONF_AGGREGATOR_ID: enrollment.aggregator_id,
+                            CONF_HOME_NAME: enrollment.name,
                         },
                         options=options,
                     )

@@ -16,6 +16,8 @@ SOFTWARE_VERSION: Final = "0.2.0"
 CONF_CODE: Final = "code"
 CONF_HOME_ID: Final = "home_id"
 CONF_AGGREGATOR_ID: Final = "aggregator_id"
+CONF_HOME_NAME: Final = "home_name"
+"""The name the operator gave the home, as last received (the entry is titled after it)."""
 
 # --- Options (loads and terms) ------------------------------------------------------------------
 CONF_LOADS: Final = "loads"

@@ -11,7 +11,7 @@ by the :class:`~.outbox.OutboxStore` whenever it changes. Settled statements are
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -46,6 +46,7 @@ from .bidding import bid_kw, build_steps
 from .const import (
     ATTR_DEVICE_ID,
     ATTR_ENTRY_ID,
+    CONF_HOME_NAME,
     CONF_PARTICIPATING,
     DOMAIN,
     EVENT_AWARDED,
@@ -92,6 +93,7 @@ class CalendarItem:
     price: float
     currency: str
     loads: tuple[str, ...]
+    """The loads' names (their ids for loads removed since)."""
     settled: SettledEvent | None = None
     """The event's statement, once the aggregator settled it."""
 
@@ -132,7 +134,9 @@ class JeissonRuntimeData:
     statements: StatementBook
 
 
-def _calendar_item(event: HeldEvent, settled: SettledEvent | None) -> CalendarItem:
+def _calendar_item(
+    event: HeldEvent, settled: SettledEvent | None, names: Mapping[str, str]
+) -> CalendarItem:
     return CalendarItem(
         event_id=event.event_id,
         award_id=event.award_id,
@@ -144,7 +148,7 @@ def _calendar_item(event: HeldEvent, settled: SettledEvent | None) -> CalendarIt
         committed_kw=event.committed_kw,
         price=event.price,
         currency=event.currency,
-        loads=tuple(event.loads),
+        loads=tuple(names.get(load_id, load_id) for load_id in event.loads),
         settled=settled,
     )
 
@@ -203,6 +207,8 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         if not self._connected:
             self._start_stale_timer()
         self.data = self._build_state()
+        if self._connected:
+            self._follow_home_name()
         unsub_messages = self.client.subscribe(self._on_message)
         unsub_connection = self.client.subscribe_connection(self._on_connection)
         device = dr.async_get(self.hass).async_get_device_by_identifier(
@@ -543,10 +549,34 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
         if connected:
             self._stale = False
             LOGGER.debug("Aggregator connection restored")
+            self._follow_home_name()
         else:
             LOGGER.debug("Aggregator connection lost; the home keeps its schedule")
             self._start_stale_timer()
         self.async_publish()
+
+    @callback
+    def _follow_home_name(self) -> None:
+        """Title the home (entry and device) after the name the operator gives it.
+
+        Only while the user keeps the name last received: a title the user chose stays. An entry
+        enrolled before the aggregator sent names just learns it (its title stays too).
+        """
+        hello = self.client.server_hello
+        name = hello.home_name if hello is not None else None
+        entry = self.config_entry
+        known = entry.data.get(CONF_HOME_NAME)
+        if not name or name == known:
+            return
+        data = {**entry.data, CONF_HOME_NAME: name}
+        if known is None or entry.title != known:
+            self.hass.config_entries.async_update_entry(entry, data=data)
+            return
+        LOGGER.debug("The operator renamed the home %r to %r", known, name)
+        self.hass.config_entries.async_update_entry(entry, data=data, title=name)
+        registry = dr.async_get(self.hass)
+        if self.device_id is not None and registry.async_get(self.device_id) is not None:
+            registry.async_update_device(self.device_id, name=name)
 
     @callback
     def _on_offer_expired(self, event_id: str, _now: datetime) -> None:
@@ -621,7 +651,11 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
             event_active=HomeEventStatus.ACTIVE in statuses,
             held=held,
             calendar=tuple(
-                _calendar_item(event, self.statements.events.get(event.event_id))
+                _calendar_item(
+                    event,
+                    self.statements.events.get(event.event_id),
+                    {load_id: load.name for load_id, load in self.loads.items()},
+                )
                 for event in sorted(schedule.events.values(), key=lambda e: e.window_start)
                 if event.outcome is not Outcome.REJECTED
             ),

@@ -14,12 +14,12 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_track_state_change_event
 
+from jeisson.policy.terms import Terms
+
 from .actuators import WifiActuator
 from .const import ATTR_HELD_BY_JEISSON, ATTR_HELD_UNTIL, DOMAIN, LOGGER
 from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonState
 from .entity import JeissonEntity
-from jeisson.policy.terms import Terms
-
 from .models import SETTING_DOMAINS, LoadConfig
 from .wifi_devices import RELAY_KEY, PairedDevice, WifiHub
 from .wifi_entity import WifiDeviceEntity, async_setup_wifi_platform
@@ -72,8 +72,10 @@ def _identity(load: LoadConfig) -> LoadConfig:
 
 
 def _switched(loads: Mapping[str, LoadConfig]) -> dict[str, LoadConfig]:
-    """Return the loads that have a switch: a load moved by a setting (charger current,
-    setpoint, mode) is not switched."""
+    """Return the loads that have a switch.
+
+    A load moved by a setting (charger current, setpoint, mode) is not switched.
+    """
     return {load_id: load for load_id, load in loads.items() if load.domain not in SETTING_DOMAINS}
 
 

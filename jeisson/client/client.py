@@ -63,6 +63,7 @@ from jeisson.common.errors import (
 )
 from jeisson.common.protocol import (
     MAX_FRAME_BYTES,
+    MAX_HOME_NAME,
     MIN_SUPPORTED_SCHEMA_VERSION,
     SCHEMA_VERSION,
     SERVER_MESSAGE_TYPES,
@@ -90,6 +91,7 @@ from jeisson.common.protocol import (
     Statement,
     StatementAck,
     Telemetry,
+    Text,
     dump_message,
     for_schema,
     new_message_id,
@@ -132,6 +134,8 @@ class Enrollment:
     home_id: str
     token: str = field(repr=False)
     aggregator_id: str
+    name: str | None = None
+    """The name the operator gave the home (None from older aggregators)."""
 
 
 class _EnrollmentResponse(BaseModel):
@@ -142,6 +146,7 @@ class _EnrollmentResponse(BaseModel):
     home_id: Identifier
     token: str = Field(min_length=1)
     aggregator_id: Identifier
+    name: Text | None = Field(default=None, min_length=1, max_length=MAX_HOME_NAME)
 
 
 def backoff_delay(attempt: int, base: float, maximum: float, rng: random.Random) -> float:
@@ -190,7 +195,7 @@ async def enroll(
         answer = _EnrollmentResponse.model_validate_json(body)
     except ValidationError as err:
         raise CannotConnect("the aggregator sent a malformed enrolment answer") from err
-    return Enrollment(answer.home_id, answer.token, answer.aggregator_id)
+    return Enrollment(answer.home_id, answer.token, answer.aggregator_id, answer.name)
 
 
 class HomeClient:

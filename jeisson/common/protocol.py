@@ -66,6 +66,8 @@ Identifier = Annotated[
 Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
 """Free text from the other side: no control characters (PostgreSQL refuses NUL, logs and
 dashboards are no place for escape sequences)."""
+MAX_HOME_NAME: Final = 100
+"""Longest home name (the operator's ``POST /api/v1/homes`` takes as much)."""
 MAX_ERROR_TEXT: Final = 1000
 """Longest ``error.message``; longer texts are cut (ending with an ellipsis)."""
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -301,6 +303,8 @@ class ServerHello(_Message):
     heartbeat_interval: float = Field(gt=0)
     """Seconds between WebSocket pings the home should send; silence for 3 intervals drops it."""
     server_time: AwareDatetime
+    home_name: Text | None = Field(default=None, min_length=1, max_length=MAX_HOME_NAME)
+    """The name the operator gave the home (absent from older aggregators)."""
 
 
 class Offer(_Message):

@@ -7,9 +7,9 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
-from jeisson.client import enroll
+from jeisson.client import HomeClient, enroll
 from jeisson.common.errors import AuthenticationFailed, InvalidEnrollmentCode
-from jeisson.common.protocol import utc_now
+from jeisson.common.protocol import Inventory, utc_now
 
 from .common import RunningServer
 
@@ -57,6 +57,19 @@ async def test_enrolment_code_works_once(
     assert enrolled.home_id == home_id
     assert enrolled.aggregator_id.startswith("agg_")
     assert len(enrolled.token) >= 40
+    assert enrolled.name == "Casa Ñuñoa"  # the operator's name, for the home to show
+    client = HomeClient(
+        server.url,
+        enrolled.token,
+        session=http,
+        software_version="test",
+        inventory_provider=lambda: Inventory(loads=[]),
+    )
+    try:
+        hello = await client.connect()
+    finally:
+        await client.close()
+    assert hello.home_name == "Casa Ñuñoa"
 
     async with http.post(server.url + "/api/v1/enroll", json={"code": code}) as response:
         assert response.status == 409

@@ -60,7 +60,8 @@ async def test_user_flow_enrols_and_creates_the_entry(
     assert entry.data[CONF_TOKEN]
     assert entry.unique_id == f"{entry.data[CONF_AGGREGATOR_ID]}-{home_id}"
     assert entry.options == {CONF_LOADS: {}, CONF_PARTICIPATING: True}
-    assert result["title"] == "Jeisson home"
+    assert result["title"] == "test home"  # the name the operator gave the home
+    assert entry.data["home_name"] == "test home"
     await hass.async_block_till_done()
     await _unload_all(hass)
 

@@ -153,6 +153,7 @@ async def test_calendar_lists_upcoming_events(
     events = response[calendar]["events"]
     assert [event["summary"] for event in events] == ["Demand response: 2 kW at 0.3 EUR/kWh"]
     assert "evt-cal" in events[0]["description"]
+    assert "loads: Water heater" in events[0]["description"]  # by name, not "heater"
     await offline.runtime_data.coordinator.async_opt_out("evt-cal")
     await hass.async_block_till_done()
     # The remaining award (the fixture's, tomorrow) is now the next one.

@@ -8,10 +8,12 @@ import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.jeisson.const import CONF_HOME_ID, DOMAIN, ISSUE_UNSUPPORTED_PROTOCOL
+from custom_components.jeisson.entity import device_identifier
 from jeisson.common.errors import UnsupportedSchemaVersion
 from tests.helpers import free_port, wait_for
 
@@ -154,3 +156,32 @@ async def test_removing_the_entry_deletes_its_schedule(
     assert await hass.config_entries.async_remove(loaded_entry.entry_id)
     await hass.async_block_till_done()
     assert key not in hass_storage
+
+
+async def test_the_home_follows_the_operators_name_unless_the_user_renamed_it(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """Titled after the name last received: the operator's new name (the aggregator's
+    server_hello) renames the entry and the device; a title the user chose stays."""
+    config_entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        config_entry, title="Old name", data={**config_entry.data, "home_name": "Old name"}
+    )
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert config_entry.title == "Snapshot home"  # the fixture's name on the aggregator
+    assert config_entry.data["home_name"] == "Snapshot home"
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        device_identifier(config_entry), config_entry.entry_id
+    )
+    assert device is not None
+    assert device.name == "Snapshot home"
+
+    hass.config_entries.async_update_entry(
+        config_entry, title="My house", data={**config_entry.data, "home_name": "Older name"}
+    )
+    assert await hass.config_entries.async_reload(config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert config_entry.title == "My house"
+    assert config_entry.data["home_name"] == "Snapshot home"
+    await hass.config_entries.async_unload(config_entry.entry_id)
