@@ -42,6 +42,11 @@ CONF_CHARGED_BY: Final = "charged_by"
 """EV charger: the daily time the car must be charged by (a window containing it is refused)."""
 CONF_MAX_OFFSET: Final = "max_offset"
 """Thermostat (climate entity): the largest setpoint offset (degrees) the owner allows."""
+CONF_EVENT_OPTION: Final = "event_option"
+"""Battery (select entity): the option (mode) it runs in during an event, e.g. discharge."""
+CONF_SOC_SENSOR: Final = "soc_sensor"
+CONF_MIN_SOC: Final = "min_soc"
+"""Battery: the state of charge (%) at or below which it is not used (and is given back)."""
 CONF_PRECONDITION_MINUTES: Final = "precondition_minutes"
 """Thermostat: minutes before an event to pre-cool (pre-heat) by half the maximum offset."""
 
@@ -58,6 +63,7 @@ MAX_CURRENT: Final = 80.0
 DEFAULT_MAX_OFFSET: Final = 2.0
 MAX_OFFSET_LIMIT: Final = 5.0
 MAX_PRECONDITION_MINUTES: Final = 120
+DEFAULT_MIN_SOC: Final = 20.0
 RAMP_STEPS: Final = 3
 """A thermostat returns to its setpoint in this many steps after an event (the last a restore)."""
 THERMOSTAT_LEVEL_SHARES: Final = (0.7, 0.4)

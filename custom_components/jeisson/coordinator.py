@@ -58,7 +58,7 @@ from .const import (
     STALE_AFTER,
 )
 from .event_runner import EventRunner, RunnerHooks
-from .executors import executor_for
+from .executors import can_act, executor_for
 from .models import LoadConfig, loads_from_options, participating_from_options
 from .outbox import OutboxStore
 from .schedule import HeldEvent, Outcome
@@ -243,7 +243,7 @@ class JeissonCoordinator(DataUpdateCoordinator[JeissonState]):
 
     def is_available(self, load: LoadConfig) -> bool:
         """Return True when ``load``'s actuator can be commanded."""
-        return self.actuator(load).available
+        return can_act(self.actuator(load))
 
     @callback
     def fire(self, event_type: str, payload: dict[str, Any]) -> None:

@@ -66,7 +66,7 @@ from .const import (
     LOGGER,
     RAMP_STEPS,
 )
-from .executors import SettingActuator, async_apply, async_restore, holds
+from .executors import SettingActuator, async_apply, async_restore, can_act, holds
 from .models import SETTING_DOMAINS, LoadConfig
 from .schedule import HeldEvent, Outcome, PendingRestore, Schedule
 from .telemetry import TelemetryReporter
@@ -392,7 +392,7 @@ class EventRunner:
             if load_id not in loads or load_id in event.opted_out:
                 continue
             actuator = self._hooks.actuator(loads[load_id])
-            if not actuator.available:
+            if not can_act(actuator):  # unreachable, or a battery at its minimum charge
                 self._release(event, load_id, now)
                 event.opted_out.append(load_id)
                 unreachable.append(load_id)
@@ -710,7 +710,13 @@ class EventRunner:
             if self._hass.state is CoreState.running:
                 for event in self._active_events():
                     for load_id in event.held_loads():
-                        if load_id in loads and not self._hooks.actuator(loads[load_id]).available:
+                        if load_id in loads and self._exhausted(load_id):
+                            # A battery down to its minimum charge: given back now.
+                            self._stop_holding(event, load_id, now, OptOutReason.UNAVAILABLE)
+                            self._owe_restore(event, load_id, now)
+                        elif (
+                            load_id in loads and not self._hooks.actuator(loads[load_id]).available
+                        ):
                             LOGGER.warning(
                                 "Load %s became unreachable during event %s; reported as "
                                 "unavailable, and restored at the end if it is off",
@@ -783,6 +789,10 @@ class EventRunner:
         loads = self._hooks.loads()
         actuator = self._hooks.actuator(loads[load_id]) if load_id in loads else None
         return actuator if isinstance(actuator, SettingActuator) else None
+
+    def _exhausted(self, load_id: str) -> bool:
+        actuator = self._setting_actuator(load_id)
+        return actuator is not None and actuator.exhausted
 
     def _ramps(self, event: HeldEvent, load_id: str) -> bool:
         """Return True when the load goes back in steps (a thermostat), not at once."""

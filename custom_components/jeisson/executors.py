@@ -14,6 +14,9 @@ loads alike: a switched load's target is "off", its restore "on".
   (cooling: up; heating: down), at most the owner's maximum offset, in proportion to how far
   the award's level is below the expected power (:data:`~.const.THERMOSTAT_LEVEL_SHARES`).
 * **Water heater** (a ``water_heater`` entity): ``eco`` operation mode, else away mode.
+* **Home battery** (the ``select`` entity of its mode): the owner's event mode (e.g. discharge
+  to cover the home, or no charging) while its state of charge is above the owner's minimum;
+  at or below it the battery does not bid and a held one is given back (restored) at once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,13 @@ from homeassistant.exceptions import HomeAssistantError
 
 from .actuators import Actuator, actuator_for, power_sensor_kw
 from .const import DOMAIN, THERMOSTAT_LEVEL_SHARES
-from .models import CLIMATE_DOMAIN, NUMBER_DOMAIN, WATER_HEATER_DOMAIN, LoadConfig
+from .models import (
+    CLIMATE_DOMAIN,
+    NUMBER_DOMAIN,
+    SELECT_DOMAIN,
+    WATER_HEATER_DOMAIN,
+    LoadConfig,
+)
 
 type Setting = dict[str, Any]
 """A saved or target setting, JSON-serialisable (kept in the schedule Store)."""
@@ -37,6 +46,7 @@ ATTR_VALUE: Final = "value"
 ATTR_HVAC_MODE: Final = "hvac_mode"
 ATTR_OPERATION_MODE: Final = "operation_mode"
 ATTR_AWAY_MODE: Final = "away_mode"
+ATTR_OPTION: Final = "option"
 ECO_MODE: Final = "eco"
 DEFAULT_TEMP_STEP: Final = 0.5
 """Setpoint offsets are rounded to this when the thermostat does not say its step."""
@@ -110,6 +120,11 @@ class SettingActuator:
     def precondition(self, saved: Setting) -> Setting | None:
         """Return the setting to run at before the event (None: no pre-conditioning)."""
         return None
+
+    @property
+    def exhausted(self) -> bool:
+        """Return True when it must be given back now (a battery at its minimum charge)."""
+        return False
 
     def ramp(self, saved: Setting, target: Setting, keep: float) -> Setting | None:
         """Return a setting on the way back: ``keep`` (0..1) of the move from ``saved`` kept.
@@ -378,10 +393,66 @@ class WaterHeaterActuator(SettingActuator):
             await self._call("set_operation_mode", {ATTR_OPERATION_MODE: mode})
 
 
+class BatteryModeActuator(SettingActuator):
+    """A home battery whose mode is a ``select`` entity: the owner's event mode while charged."""
+
+    domain = SELECT_DOMAIN
+
+    def _soc(self) -> float | None:
+        if not self._load.soc_sensor:
+            return None
+        state = self._hass.states.get(self._load.soc_sensor)
+        return None if state is None else _number(state.state)
+
+    @property
+    def exhausted(self) -> bool:
+        """Return True at or below the owner's minimum state of charge (or charge unknown)."""
+        soc = self._soc()
+        return soc is None or soc <= self._load.min_soc
+
+    @property
+    def available(self) -> bool:
+        """Return True when its mode can be set to the event mode."""
+        state = self._state()
+        return state is not None and self._load.event_option in (
+            state.attributes.get("options") or []
+        )
+
+    @property
+    def is_on(self) -> bool | None:
+        """Return True when it runs in another mode than the event's."""
+        state = self._state()
+        return None if state is None else state.state != self._load.event_option
+
+    def snapshot(self) -> Setting:
+        """Return the mode now."""
+        state = self._state()
+        return {ATTR_OPTION: state.state if state else None}
+
+    def target(self, level_kw: float | None, before_kw: float, saved: Setting) -> Setting:
+        """Return the owner's event mode."""
+        return {ATTR_OPTION: self._load.event_option}
+
+    def holds(self, target: Setting) -> bool | None:
+        """Return whether it is still in the event mode."""
+        state = self._state()
+        return None if state is None else bool(state.state == target.get(ATTR_OPTION))
+
+    async def async_apply(self, target: Setting) -> None:
+        """Select the event mode."""
+        await self._call("select_option", {ATTR_OPTION: target[ATTR_OPTION]})
+
+    async def async_restore(self, saved: Setting) -> None:
+        """Select the saved mode again."""
+        if saved.get(ATTR_OPTION):
+            await self._call("select_option", {ATTR_OPTION: saved[ATTR_OPTION]})
+
+
 EXECUTORS: Final[dict[str, type[SettingActuator]]] = {
     NUMBER_DOMAIN: ChargerCurrentActuator,
     CLIMATE_DOMAIN: ThermostatActuator,
     WATER_HEATER_DOMAIN: WaterHeaterActuator,
+    SELECT_DOMAIN: BatteryModeActuator,
 }
 """The executor of each setting domain."""
 
@@ -394,6 +465,13 @@ def executor_for(hass: HomeAssistant, load: LoadConfig) -> Actuator:
 
 
 # --- The runner's view: switched and setting loads alike ---------------------------------------
+
+
+def can_act(actuator: Actuator) -> bool:
+    """Return True when the load can be moved now (reachable, and a battery not exhausted)."""
+    if isinstance(actuator, SettingActuator) and actuator.exhausted:
+        return False
+    return actuator.available
 
 
 def snapshot(actuator: Actuator) -> Setting:

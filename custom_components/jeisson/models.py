@@ -15,12 +15,14 @@ from jeisson.policy.terms import Terms
 from .const import (
     CONF_ACTUATOR,
     CONF_CHARGED_BY,
+    CONF_EVENT_OPTION,
     CONF_FLOOR_CURRENT,
     CONF_KIND,
     CONF_LOADS,
     CONF_MAX_OFF_MINUTES,
     CONF_MAX_OFFSET,
     CONF_MIN_PRICE,
+    CONF_MIN_SOC,
     CONF_NEVER_CURTAIL,
     CONF_OFF_LIMITS_END,
     CONF_OFF_LIMITS_START,
@@ -29,11 +31,13 @@ from .const import (
     CONF_POWER_SENSOR,
     CONF_PRECONDITION_MINUTES,
     CONF_RATED_KW,
+    CONF_SOC_SENSOR,
     CONF_VOLTAGE,
     DEFAULT_FLOOR_CURRENT,
     DEFAULT_MAX_OFF_MINUTES,
     DEFAULT_MAX_OFFSET,
     DEFAULT_MIN_PRICE,
+    DEFAULT_MIN_SOC,
     DEFAULT_PHASES,
     DEFAULT_VOLTAGE,
     THERMOSTAT_LEVEL_SHARES,
@@ -44,7 +48,8 @@ WATTS_PER_KW = 1000.0
 NUMBER_DOMAIN = "number"
 CLIMATE_DOMAIN = "climate"
 WATER_HEATER_DOMAIN = "water_heater"
-SETTING_DOMAINS = (NUMBER_DOMAIN, CLIMATE_DOMAIN, WATER_HEATER_DOMAIN)
+SELECT_DOMAIN = "select"
+SETTING_DOMAINS = (NUMBER_DOMAIN, CLIMATE_DOMAIN, WATER_HEATER_DOMAIN, SELECT_DOMAIN)
 """Actuator entity domains whose setting Jeisson changes (rather than switching power)."""
 CONF_ZHA_IEEE = "zha_ieee"
 """Load option: the IEEE address of the ZHA device that powers the load (beside its device id)."""
@@ -84,6 +89,11 @@ class LoadConfig:
     """Thermostat: the largest setpoint offset (degrees) Jeisson may apply."""
     precondition_minutes: int = 0
     """Thermostat: pre-cool (pre-heat) this long before an event (0: not at all)."""
+    event_option: str | None = None
+    """Battery: the mode (its select's option) it runs in during an event."""
+    soc_sensor: str | None = None
+    min_soc: float = DEFAULT_MIN_SOC
+    """Battery: at or below this state of charge (%) it is not used."""
 
     @property
     def domain(self) -> str:
@@ -119,6 +129,9 @@ class LoadConfig:
             phases=int(raw.get(CONF_PHASES) or DEFAULT_PHASES),
             max_offset=float(raw.get(CONF_MAX_OFFSET) or DEFAULT_MAX_OFFSET),
             precondition_minutes=int(raw.get(CONF_PRECONDITION_MINUTES) or 0),
+            event_option=raw.get(CONF_EVENT_OPTION) or None,
+            soc_sensor=raw.get(CONF_SOC_SENSOR) or None,
+            min_soc=float(raw.get(CONF_MIN_SOC) or DEFAULT_MIN_SOC),
         )
 
     def flexibility(self) -> Flexibility:

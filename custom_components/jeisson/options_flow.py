@@ -7,8 +7,9 @@ Where ZHA has devices with an On/Off cluster, one may be picked instead (stored 
 ``zha:<device id>`` with its IEEE address, see :mod:`.zigbee`). A load moved by a setting
 (:mod:`.executors`) picks its entity in the same field: an EV charger's current limit
 (``number``, with the floor current, voltage, phases and "charged by" time), a thermostat
-(``climate``, with its maximum offset and pre-conditioning time) or a water heater
-(``water_heater``).
+(``climate``, with its maximum offset and pre-conditioning time), a water heater
+(``water_heater``) or a home battery's mode (``select``, with its event mode, state of charge
+sensor and minimum charge).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .actuators import SWITCH_DOMAIN, power_sensor_kw
 from .const import (
     CONF_ACTUATOR,
     CONF_CHARGED_BY,
+    CONF_EVENT_OPTION,
     CONF_FLOOR_CURRENT,
     CONF_KIND,
     CONF_LOAD_ID,
@@ -48,6 +50,7 @@ from .const import (
     CONF_MAX_OFF_MINUTES,
     CONF_MAX_OFFSET,
     CONF_MIN_PRICE,
+    CONF_MIN_SOC,
     CONF_NEVER_CURTAIL,
     CONF_OFF_LIMITS_END,
     CONF_OFF_LIMITS_START,
@@ -56,6 +59,7 @@ from .const import (
     CONF_POWER_SENSOR,
     CONF_PRECONDITION_MINUTES,
     CONF_RATED_KW,
+    CONF_SOC_SENSOR,
     CONF_VOLTAGE,
     CONF_WIFI_REMOTE_DEVICES,
     DEFAULT_MAX_OFF_MINUTES,
@@ -72,6 +76,7 @@ from .models import (
     CLIMATE_DOMAIN,
     CONF_ZHA_IEEE,
     NUMBER_DOMAIN,
+    SELECT_DOMAIN,
     SETTING_DOMAINS,
     WATER_HEATER_DOMAIN,
     new_load_id,
@@ -92,16 +97,18 @@ KINDS_BY_DOMAIN: dict[str, tuple[LoadKind, ...]] = {
     NUMBER_DOMAIN: (LoadKind.EV_CHARGER,),
     CLIMATE_DOMAIN: (LoadKind.THERMOSTAT, LoadKind.HVAC),
     WATER_HEATER_DOMAIN: (LoadKind.WATER_HEATER,),
+    SELECT_DOMAIN: (LoadKind.BATTERY,),
 }
-"""The kinds a setting entity can carry out (a switch carries out any but a battery)."""
+"""The kinds a setting entity can carry out (a switch: any but a thermostat or a battery)."""
+_NEEDS_DOMAIN = {LoadKind.THERMOSTAT: CLIMATE_DOMAIN, LoadKind.BATTERY: SELECT_DOMAIN}
+_PERCENT = 100
 
 LOAD_SCHEMA = probatio.Schema(
     {
         probatio.Required(CONF_NAME): TextSelector(),
         probatio.Required(CONF_KIND, default=LoadKind.OTHER.value): SelectSelector(
             SelectSelectorConfig(
-                # Batteries need an executor not built yet.
-                options=[kind.value for kind in LoadKind if kind is not LoadKind.BATTERY],
+                options=[kind.value for kind in LoadKind],
                 translation_key="load_kind",
                 mode=SelectSelectorMode.DROPDOWN,
             )
@@ -169,6 +176,15 @@ LOAD_SCHEMA = probatio.Schema(
                 step=_OFFSET_STEP,
                 unit_of_measurement="°",
                 mode=NumberSelectorMode.BOX,
+            )
+        ),
+        probatio.Optional(CONF_EVENT_OPTION): TextSelector(),
+        probatio.Optional(CONF_SOC_SENSOR): EntitySelector(
+            EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.BATTERY)
+        ),
+        probatio.Optional(CONF_MIN_SOC): NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=_PERCENT, step=1, unit_of_measurement="%", mode=NumberSelectorMode.BOX
             )
         ),
         probatio.Optional(CONF_PRECONDITION_MINUTES): NumberSelector(
@@ -257,6 +273,9 @@ def _load_options(user_input: dict[str, Any]) -> dict[str, Any]:
         CONF_CHARGED_BY: user_input.get(CONF_CHARGED_BY) or None,
         CONF_MAX_OFFSET: _optional_number(user_input, CONF_MAX_OFFSET),
         CONF_PRECONDITION_MINUTES: _optional_number(user_input, CONF_PRECONDITION_MINUTES),
+        CONF_EVENT_OPTION: str(user_input.get(CONF_EVENT_OPTION) or "").strip() or None,
+        CONF_SOC_SENSOR: user_input.get(CONF_SOC_SENSOR) or None,
+        CONF_MIN_SOC: _optional_number(user_input, CONF_MIN_SOC),
     }
 
 
@@ -269,8 +288,9 @@ def _optional_number(user_input: dict[str, Any], key: str) -> float | None:
 def _kind_fits(actuator: str, kind: str) -> bool:
     """Return True when the actuator can carry out a load of ``kind``."""
     domain = actuator.split(".", 1)[0]
+    needs = _NEEDS_DOMAIN.get(LoadKind(kind))
     return LoadKind(kind) in KINDS_BY_DOMAIN.get(domain, tuple(LoadKind)) and (
-        kind != LoadKind.THERMOSTAT or domain == CLIMATE_DOMAIN
+        needs is None or domain == needs
     )
 
 
@@ -344,6 +364,10 @@ class JeissonOptionsFlow(OptionsFlow):
             errors["base"] = problem
         elif actuator is not None and not _kind_fits(actuator, user_input[CONF_KIND]):
             errors[CONF_ACTUATOR] = "actuator_kind_mismatch"
+        elif user_input[CONF_KIND] == LoadKind.BATTERY and not (
+            str(user_input.get(CONF_EVENT_OPTION) or "").strip() and user_input.get(CONF_SOC_SENSOR)
+        ):
+            errors["base"] = "battery_incomplete"
         elif any(
             other_id != load_id and other[CONF_ACTUATOR] == actuator
             for other_id, other in self._loads.items()

@@ -91,7 +91,7 @@ async def test_switched_loads_do_not_bid_in_a_power_up_event_or_take_a_direct_on
 
 
 def test_the_load_form_offers_only_kinds_an_executor_can_carry_out() -> None:
-    """Every kind but a battery (no executor yet) is offered."""
+    """Every kind is offered (the actuator field checks the entity fits it)."""
     offered = LOAD_SCHEMA.schema[next(key for key in LOAD_SCHEMA.schema if key == CONF_KIND)]
 
     assert set(offered.config["options"]) == {
@@ -100,5 +100,6 @@ def test_the_load_form_offers_only_kinds_an_executor_can_carry_out() -> None:
         "ev_charger",
         "pool_pump",
         "thermostat",
+        "battery",
         "other",
     }

@@ -138,6 +138,34 @@ async def test_thermostat_kind_needs_a_climate_entity(
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
+async def test_battery_needs_its_select_event_mode_and_charge_sensor(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """A battery is moved by its mode select, in the owner's event mode, within a charge floor."""
+    result = await _menu(hass, loaded_entry, "add_load")
+    battery = {**NEW_LOAD, CONF_NAME: "Battery", "kind": "battery", "actuator": "switch.spare"}
+    result = await hass.config_entries.options.async_configure(result["flow_id"], battery)
+    assert result["errors"] == {"actuator": "actuator_kind_mismatch"}
+    battery["actuator"] = "select.battery_mode"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**battery, "event_option": "discharge"}
+    )
+    assert result["errors"] == {"base": "battery_incomplete"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {**battery, "event_option": " discharge ", "soc_sensor": "sensor.soc", "min_soc": 25},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    added = next(
+        load for load in loaded_entry.options[CONF_LOADS].values() if load[CONF_NAME] == "Battery"
+    )
+    assert (added["event_option"], added["soc_sensor"], added["min_soc"]) == (
+        "discharge",
+        "sensor.soc",
+        25.0,
+    )
+
+
 async def test_edit_load_changes_terms(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
     """Editing shows the current values and saves the new ones under the same id."""
     result = await _menu(hass, loaded_entry, "edit_load")
