@@ -38,6 +38,7 @@ from .coordinator import JeissonConfigEntry, JeissonCoordinator, JeissonRuntimeD
 from .entity import async_register_device
 from .issues import async_clear_protocol_issue, async_raise_protocol_issue
 from .models import inventory_from_options
+from .notifications import async_setup_notifications
 from .outbox import OutboxStore
 from .services import async_setup_services
 from .statements import StatementBook
@@ -140,6 +141,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: JeissonConfigEntry) -> b
 
     entry.async_on_unload(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, _on_stop))
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    entry.async_on_unload(async_setup_notifications(hass, entry))
     if not coordinator.participating:
         await runner.async_opt_out(None, OptOutReason.USER)
 

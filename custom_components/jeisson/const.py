@@ -22,6 +22,11 @@ CONF_HOME_NAME: Final = "home_name"
 # --- Options (loads and terms) ------------------------------------------------------------------
 CONF_LOADS: Final = "loads"
 CONF_PARTICIPATING: Final = "participating"
+CONF_NOTIFY: Final = "notify"
+"""Built-in notifications: NOTIFY_OFF (default), NOTIFY_PERSISTENT, ``service:notify.<name>``
+(a notify action, e.g. the Companion app's) or ``entity:notify.<object id>`` (a notify entity)."""
+NOTIFY_OFF: Final = "off"
+NOTIFY_PERSISTENT: Final = "persistent_notification"
 CONF_WIFI_REMOTE_DEVICES: Final = "wifi_remote_devices"
 """Accept WiFi actuators from outside the local network (off by default)."""
 CONF_LOAD_ID: Final = "load_id"

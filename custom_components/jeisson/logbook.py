@@ -126,29 +126,29 @@ MESSAGES: dict[str, Message] = {
 
 
 @callback
+def describe(hass: HomeAssistant, event_type: str, data: Mapping[str, Any]) -> tuple[str, str]:
+    """Return (the home's name, what happened) for a Jeisson bus event."""
+    entry = hass.config_entries.async_get_entry(str(data.get(ATTR_ENTRY_ID)))
+    loads = loads_from_options(entry.options) if entry is not None else {}
+
+    def names(load_ids: Iterable[str]) -> str:
+        shown = [loads[key].name if key in loads else key for key in load_ids]
+        return ", ".join(shown) or "no load"
+
+    home = entry.title if entry is not None else FALLBACK_NAME
+    return home, MESSAGES[event_type](data, names)
+
+
+@callback
 def async_describe_events(
     hass: HomeAssistant, async_describe_event: Callable[[str, str, Describe], None]
 ) -> None:
     """Describe every Jeisson lifecycle event for the logbook."""
 
-    def _describer(message: Message) -> Describe:
-        @callback
-        def _describe(event: Event) -> dict[str, str]:
-            entry = hass.config_entries.async_get_entry(str(event.data.get(ATTR_ENTRY_ID)))
-            loads = loads_from_options(entry.options) if entry is not None else {}
+    @callback
+    def _describe(event: Event) -> dict[str, str]:
+        home, message = describe(hass, str(event.event_type), event.data)
+        return {LOGBOOK_ENTRY_NAME: home, LOGBOOK_ENTRY_MESSAGE: message}
 
-            def names(load_ids: Iterable[str]) -> str:
-                shown = [
-                    loads[load_id].name if load_id in loads else load_id for load_id in load_ids
-                ]
-                return ", ".join(shown) or "no load"
-
-            return {
-                LOGBOOK_ENTRY_NAME: entry.title if entry is not None else FALLBACK_NAME,
-                LOGBOOK_ENTRY_MESSAGE: message(event.data, names),
-            }
-
-        return _describe
-
-    for event_type, message in MESSAGES.items():
-        async_describe_event(DOMAIN, event_type, _describer(message))
+    for event_type in MESSAGES:
+        async_describe_event(DOMAIN, event_type, _describe)

@@ -52,6 +52,7 @@ from .const import (
     CONF_MIN_PRICE,
     CONF_MIN_SOC,
     CONF_NEVER_CURTAIL,
+    CONF_NOTIFY,
     CONF_OFF_LIMITS_END,
     CONF_OFF_LIMITS_START,
     CONF_PARTICIPATING,
@@ -70,6 +71,8 @@ from .const import (
     MAX_PRECONDITION_MINUTES,
     MAX_PRICE_PER_KWH,
     MAX_RATED_KW,
+    NOTIFY_OFF,
+    NOTIFY_PERSISTENT,
 )
 from .load_guard import own_entity_ids
 from .models import (
@@ -81,6 +84,7 @@ from .models import (
     WATER_HEATER_DOMAIN,
     new_load_id,
 )
+from .notifications import notify_targets
 from .wifi_devices import actuator_ref, device_id_for_relay_entity, device_id_from_actuator
 from .wifi_endpoint import get_router
 from .zigbee import CONF_ZHA_DEVICE, form_values, stored_zha_ieee, with_zha_devices, zha_choice
@@ -496,6 +500,7 @@ class JeissonOptionsFlow(OptionsFlow):
                     **options,
                     CONF_PARTICIPATING: user_input[CONF_PARTICIPATING],
                     CONF_WIFI_REMOTE_DEVICES: user_input[CONF_WIFI_REMOTE_DEVICES],
+                    CONF_NOTIFY: user_input.get(CONF_NOTIFY, NOTIFY_OFF),
                 }
             )
         return self.async_show_form(
@@ -509,6 +514,22 @@ class JeissonOptionsFlow(OptionsFlow):
                         CONF_WIFI_REMOTE_DEVICES,
                         default=options.get(CONF_WIFI_REMOTE_DEVICES, False),
                     ): BooleanSelector(),
+                    probatio.Required(
+                        CONF_NOTIFY, default=options.get(CONF_NOTIFY, NOTIFY_OFF)
+                    ): SelectSelector(
+                        SelectSelectorConfig(
+                            options=[
+                                SelectOptionDict(value=NOTIFY_OFF, label=NOTIFY_OFF),
+                                SelectOptionDict(value=NOTIFY_PERSISTENT, label=NOTIFY_PERSISTENT),
+                                *(
+                                    SelectOptionDict(value=value, label=label)
+                                    for value, label in notify_targets(self.hass).items()
+                                ),
+                            ],
+                            translation_key=CONF_NOTIFY,
+                            mode=SelectSelectorMode.DROPDOWN,
+                        )
+                    ),
                 }
             ),
         )
