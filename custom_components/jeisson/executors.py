@@ -22,6 +22,7 @@ loads alike: a switched load's target is "off", its restore "on".
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Final
 
 from homeassistant.components.climate.const import HVACMode
@@ -63,8 +64,8 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class SettingActuator:
-    """A load moved by changing one entity's setting (base of the three executors)."""
+class SettingActuator(ABC):
+    """A load moved by changing one entity's setting (base of the executors)."""
 
     domain: str = ""
 
@@ -84,9 +85,9 @@ class SettingActuator:
         return self._state() is not None
 
     @property
+    @abstractmethod
     def is_on(self) -> bool | None:
         """Return whether the load runs unrestrained, with something to move (None: unknown)."""
-        raise NotImplementedError
 
     @property
     def watched_entity_ids(self) -> tuple[str, ...]:
@@ -101,21 +102,21 @@ class SettingActuator:
             return None
         return power_sensor_kw(self._hass, self._load.power_sensor)
 
+    @abstractmethod
     def snapshot(self) -> Setting:
         """Return the setting now (what a restore puts back)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def target(self, level_kw: float | None, before_kw: float, saved: Setting) -> Setting:
         """Return the setting an award at ``level_kw`` asks for (None: the deepest)."""
-        raise NotImplementedError
 
     def moved_kw(self, level_kw: float | None, before_kw: float) -> float:
         """Return the power the award is expected to move from ``before_kw``."""
         return max(0.0, before_kw - (level_kw or 0.0))
 
+    @abstractmethod
     def holds(self, target: Setting) -> bool | None:
         """Return whether the entity is at ``target`` (None: unknown)."""
-        raise NotImplementedError
 
     def precondition(self, saved: Setting) -> Setting | None:
         """Return the setting to run at before the event (None: no pre-conditioning)."""
@@ -133,13 +134,13 @@ class SettingActuator:
         """
         return None
 
+    @abstractmethod
     async def async_apply(self, target: Setting) -> None:
         """Set ``target`` (raises HomeAssistantError when it cannot)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def async_restore(self, saved: Setting) -> None:
         """Put ``saved`` back (raises HomeAssistantError when it cannot)."""
-        raise NotImplementedError
 
     async def async_turn_off(self) -> None:
         """Refuse: a setting load is not switched (it has no load switch entity)."""
@@ -472,11 +473,6 @@ def can_act(actuator: Actuator) -> bool:
     if isinstance(actuator, SettingActuator) and actuator.exhausted:
         return False
     return actuator.available
-
-
-def snapshot(actuator: Actuator) -> Setting:
-    """Return what to save before acting ({} for a switched load: it is switched back on)."""
-    return actuator.snapshot() if isinstance(actuator, SettingActuator) else {}
 
 
 def holds(actuator: Actuator, target: Setting) -> bool | None:
