@@ -220,6 +220,8 @@ class HomeSession:
         # asyncio.Queue (three deques, an Event, a dict) cost ~2.4 KiB per connected home.
         self._outbox: list[str] = []
         self._wakeup: asyncio.Future[None] | None = None
+        self._cut_off: asyncio.Task[None] | None = None
+        """The close of a home that fell too far behind (kept: one close, one log line)."""
         self._courier = courier
         self._held: list[HeldAward] = []
         self._helloed = False
@@ -238,7 +240,7 @@ class HomeSession:
 
     def enqueue(self, frame: str) -> bool:
         """Queue a serialised frame; a home that cannot keep up is disconnected."""
-        if self._ws.closed:
+        if self._ws.closed or self._cut_off is not None:
             return False
         if len(self._outbox) >= WRITER_QUEUE_SIZE:
             _LOGGER.warning(
@@ -246,7 +248,7 @@ class HomeSession:
                 self.home_id,
                 extra={"home_id": self.home_id},
             )
-            asyncio.get_running_loop().create_task(
+            self._cut_off = asyncio.get_running_loop().create_task(
                 self.close(CLOSE_TOO_SLOW, "not reading messages")
             )
             return False
